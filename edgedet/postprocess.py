@@ -1,0 +1,81 @@
+"""Numpy post-processing: top-k candidates, box decode, per-class NMS, at most max_det detections."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def decode_boxes(deltas: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """(ty, tx, th, tw) relative to [y1, x1, y2, x2] anchors -> [x1, y1, x2, y2]."""
+    ha = anchors[:, 2] - anchors[:, 0]
+    wa = anchors[:, 3] - anchors[:, 1]
+    yc = deltas[:, 0] * ha + (anchors[:, 0] + anchors[:, 2]) * 0.5
+    xc = deltas[:, 1] * wa + (anchors[:, 1] + anchors[:, 3]) * 0.5
+    h = np.exp(deltas[:, 2]) * ha
+    w = np.exp(deltas[:, 3]) * wa
+    return np.stack([xc - w / 2, yc - h / 2, xc + w / 2, yc + h / 2], axis=1).astype(np.float32)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int) -> np.ndarray:
+    """Greedy NMS; boxes xyxy, returns kept indices in descending score order (ties: lower index first)."""
+    order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = (x2 - x1) * (y2 - y1)
+    keep = []
+    while order.size and len(keep) < max_keep:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
+        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        inter = w * h
+        iou = inter / (areas[i] + areas[rest] - inter)
+        order = rest[~(iou > iou_threshold)]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def batched_nms(boxes, scores, classes, iou_threshold: float, max_keep: int, class_offset: float | None = None):
+    """Per-class NMS by offsetting each class into its own coordinate range (as torchvision).
+
+    class_offset: the per-class shift; None uses boxes.max() + 1 like torchvision. Boxes clipped to a
+    known extent use the fixed extent + 1, which the in-graph NMS uses too (identical arithmetic)."""
+    if boxes.size == 0:
+        return np.zeros((0,), np.int64)
+    step = np.float32(boxes.max() + 1 if class_offset is None else class_offset)
+    offset = classes.astype(np.float32)[:, None] * step
+    return nms(boxes + offset, scores, iou_threshold, max_keep)
+
+
+def postprocess(logits: np.ndarray, deltas: np.ndarray, anchors: np.ndarray, score_threshold: float = 0.0,
+                iou_threshold: float = 0.5, max_candidates: int = 1000, max_det: int = 100,
+                clip_hw: tuple[int, int] | None = None):
+    """One image: logits (A, C) raw class logits, deltas (A, 4). Returns xyxy (N,4), scores (N,), classes (N,)
+    in network-input pixels, best first. Top-k over all anchor x class logits, like effdet/AutoML.
+    clip_hw: clip decoded boxes to [0, W] x [0, H] before NMS (what the in-graph NMS does); None keeps
+    them unclipped (effdet's DetBenchPredict without img_info)."""
+    num_classes = logits.shape[1]
+    flat = logits.reshape(-1)
+    if score_threshold > 0:
+        cand = np.flatnonzero(flat > _logit(score_threshold))
+    else:
+        cand = np.arange(flat.size)
+    if cand.size > max_candidates:
+        part = np.argpartition(-flat[cand], max_candidates - 1)[:max_candidates]
+        cand = cand[part]
+    cand = cand[np.argsort(-flat[cand], kind="stable")]
+    anchor_idx, cls = cand // num_classes, cand % num_classes
+    scores = 1.0 / (1.0 + np.exp(-flat[cand].astype(np.float32)))
+    boxes = decode_boxes(deltas[anchor_idx].astype(np.float32), anchors[anchor_idx])
+    offset = None
+    if clip_hw is not None:
+        h, w = clip_hw
+        np.clip(boxes, 0, np.array([w, h, w, h], np.float32), out=boxes)
+        offset = float(max(h, w) + 1)
+    keep = batched_nms(boxes, scores, cls, iou_threshold, max_det, offset)
+    return boxes[keep], scores[keep].astype(np.float32), cls[keep].astype(np.int64)
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-7), 1 - 1e-7)
+    return math.log(p / (1 - p))

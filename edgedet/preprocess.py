@@ -1,0 +1,107 @@
+"""Image loading and letterbox preprocessing (numpy + OpenCV only).
+
+Conventions: numpy arrays given by the caller are OpenCV frames (BGR, or single-channel gray);
+files are read with OpenCV. Grayscale and RGBA are converted to 3 channels, 16-bit images are
+scaled to 8-bit; anything else is rejected with an InputError.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as a uint8 BGR array (H, W, 3)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image not found: {path}")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise InputError(f"cannot read image {path}: not a supported image file or corrupt")
+    return to_bgr8(img, str(path))
+
+
+def to_bgr8(img, name: str = "image") -> np.ndarray:
+    """Normalise an array to contiguous uint8 BGR (H, W, 3)."""
+    if not isinstance(img, np.ndarray):
+        img = _from_pil(img, name)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (3, 4)):
+        raise InputError(f"{name}: expected an image of shape (H, W), (H, W, 3) or (H, W, 4), got {img.shape}")
+    if img.shape[0] < 2 or img.shape[1] < 2:
+        raise InputError(f"{name}: image too small ({img.shape[1]}x{img.shape[0]})")
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise InputError(f"{name}: unsupported pixel type {img.dtype}; give uint8 or uint16 images")
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    return np.ascontiguousarray(img)
+
+
+def _from_pil(img, name: str) -> np.ndarray:
+    if hasattr(img, "convert") and hasattr(img, "size"):  # PIL.Image, RGB
+        return cv2.cvtColor(np.asarray(img.convert("RGB")), cv2.COLOR_RGB2BGR)
+    raise InputError(f"{name}: expected a numpy array, a PIL image or a path, got {type(img).__name__}")
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    scale: float              # network pixels per original pixel
+    orig_hw: tuple[int, int]  # original (H, W)
+
+
+class Preprocessor:
+    """Letterbox (keep aspect, bilinear resize, pad bottom-right with the mean colour), RGB, normalise, NCHW."""
+
+    def __init__(self, image_size, mean, std):
+        self.h, self.w = int(image_size[0]), int(image_size[1])
+        # BGR order, folded so that x_norm = x * mul + add on the uint8 pixel values.
+        mean_bgr = np.asarray(mean, np.float32)[::-1] * 255.0
+        std_bgr = np.asarray(std, np.float32)[::-1] * 255.0
+        self.mul = (1.0 / std_bgr).astype(np.float32)
+        self.add = (-mean_bgr / std_bgr).astype(np.float32)
+
+    def letterbox(self, img: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        h, w = img.shape[:2]
+        scale = min(self.h / h, self.w / w)
+        nh, nw = min(self.h, max(1, round(h * scale))), min(self.w, max(1, round(w * scale)))
+        resized = img if (nh, nw) == (h, w) else cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        return resized, Letterbox(scale=scale, orig_hw=(h, w))
+
+    def __call__(self, images: list[np.ndarray], out: np.ndarray | None = None):
+        """uint8 BGR images -> (N, 3, H, W) float32 batch and the letterbox info of each."""
+        n = len(images)
+        if out is None:
+            out = np.empty((n, 3, self.h, self.w), np.float32)
+        infos = []
+        for i, img in enumerate(images):
+            resized, info = self.letterbox(img)
+            rh, rw = resized.shape[:2]
+            norm = resized.astype(np.float32)
+            norm *= self.mul
+            norm += self.add
+            out[i].fill(0.0)
+            # BGR -> RGB while transposing into the planar buffer.
+            for c in range(3):
+                out[i, c, :rh, :rw] = norm[:, :, 2 - c]
+            infos.append(info)
+        return out, infos
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"not a folder: {folder}")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())

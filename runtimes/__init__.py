@@ -1,0 +1,5 @@
+"""Runtimes: one runner per backend, chosen by artifact suffix through a registry, and the Detector."""
+from .detector import Detector, Timing
+from .registry import BackendSpec, backend_names, get_backend, is_available, register_backend
+
+__all__ = ["Detector", "Timing", "BackendSpec", "backend_names", "get_backend", "is_available", "register_backend"]

@@ -1,0 +1,57 @@
+"""OpenVINO runner (IR or ONNX). Options: hint LATENCY|THROUGHPUT, precision f32|bf16|f16, cache_dir, streams."""
+from __future__ import annotations
+
+import numpy as np
+import openvino as ov
+
+from edgedet.errors import ArtifactError, InputError
+
+from .base import Runner
+
+_PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16", "f16": "f16", "fp16": "f16"}
+
+
+class OpenVinoRunner(Runner):
+    name = "openvino"
+
+    def __init__(self, path, manifest, device=None, hint: str = "LATENCY", precision: str | None = None,
+                 cache_dir: str | None = None, streams: int | None = None, threads: int | None = None, **options):
+        super().__init__(path, manifest, device, **options)
+        self.core = ov.Core()
+        dev = (device or "CPU").upper()
+        if hint.upper() not in ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"):
+            raise InputError(f"OpenVINO hint must be LATENCY or THROUGHPUT, got {hint!r}")
+        config = {"PERFORMANCE_HINT": hint.upper()}
+        if precision is not None:
+            if precision.lower() not in _PRECISIONS:
+                raise InputError(f"OpenVINO inference precision must be f32, bf16 or f16, got {precision!r}")
+            config["INFERENCE_PRECISION_HINT"] = _PRECISIONS[precision.lower()]
+        if cache_dir:
+            config["CACHE_DIR"] = str(cache_dir)
+        if streams:
+            config["NUM_STREAMS"] = str(int(streams))
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        try:
+            model = self.core.read_model(str(self.path))
+            self.compiled = self.core.compile_model(model, dev, config)
+        except Exception as e:
+            raise ArtifactError(f"OpenVINO cannot load {self.path.name} on {dev}: "
+                                f"{str(e).strip().splitlines()[0][:300]}") from None
+        self.request = self.compiled.create_infer_request()
+        self.output_names = [o.get_any_name() for o in self.compiled.outputs]
+        self._device = dev
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    def __call__(self, inputs):
+        res = self.request.infer(inputs, share_inputs=True)
+        return {name: np.array(res[out]) for name, out in zip(self.output_names, self.compiled.outputs)}
+
+    def optimal_requests(self) -> int:
+        return int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+
+    def versions(self):
+        return {"openvino": ov.get_version()}

@@ -1,0 +1,71 @@
+"""PyTorch runner: the reference path, and the verified GPU path where TensorRT is absent.
+
+Options: half (fp16 on CUDA), channels_last, compile (torch.compile), cuda_graph (fixed-shape replay).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from edgedet.configs import ModelConfig
+from edgedet.errors import ArtifactError, InputError
+
+from .base import Runner
+
+
+class TorchRunner(Runner):
+    name = "torch"
+
+    def __init__(self, path, manifest, device=None, half: bool | None = None, channels_last: bool | None = None,
+                 compile: bool = False, threads: int | None = None, **options):
+        super().__init__(path, manifest, device, **options)
+        from edgedet.model import EfficientDet, load_weights
+        from edgedet.model.export import FlatHeads
+        from edgedet.model.factory import read_state_dict
+
+        dev = torch.device(device or "cpu")
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise InputError("device cuda requested but torch sees no CUDA GPU")
+        if threads:
+            torch.set_num_threads(int(threads))
+        cfg = ModelConfig.from_dict(manifest.model)
+        model = EfficientDet(cfg)
+        load_weights(model, read_state_dict(self.path), source=self.path.name)
+        half = (manifest.precision == "fp16" or dev.type == "cuda") if half is None else half
+        if half and dev.type != "cuda":
+            raise InputError("fp16 torch inference is only supported on CUDA here; use fp32 on CPU")
+        self.dtype = torch.float16 if half else torch.float32
+        self.channels_last = dev.type == "cuda" if channels_last is None else channels_last
+        model = model.to(dev, self.dtype).eval()
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.module = FlatHeads(model, self.dtype).eval()
+        if compile:
+            self.module = torch.compile(self.module, mode="max-autotune-no-cudagraphs")
+        self.torch_device = dev
+        self.output_names = list(manifest.outputs)
+        if self.output_names != ["logits", "deltas"]:
+            raise ArtifactError("torch artifacts carry raw heads (logits, deltas); in-graph NMS is ONNX-only")
+
+    @property
+    def device(self) -> str:
+        if self.torch_device.type == "cuda":
+            return f"{self.torch_device} ({torch.cuda.get_device_name(self.torch_device)})"
+        return "CPU"
+
+    @torch.inference_mode()
+    def run_tensor(self, x: torch.Tensor):
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.module(x)
+
+    def __call__(self, inputs):
+        x = torch.from_numpy(np.ascontiguousarray(inputs["images"])).to(self.torch_device, non_blocking=True)
+        logits, deltas = self.run_tensor(x)
+        return {"logits": logits.cpu().numpy(), "deltas": deltas.cpu().numpy()}
+
+    def versions(self):
+        v = {"torch": torch.__version__}
+        if self.torch_device.type == "cuda":
+            v["cuda"] = torch.version.cuda
+        return v

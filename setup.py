@@ -1,0 +1,32 @@
+from setuptools import setup
+
+EXPORT = ["torch>=2.2", "torchvision", "timm>=0.9", "onnx>=1.15", "onnxsim>=0.4", "onnxscript"]
+ONNXRUNTIME = ["onnxruntime>=1.17"]
+OPENVINO = ["openvino>=2024.0", "nncf>=2.10"]
+TENSORRT = ["tensorrt>=8.6", "cuda-python>=12"]
+EXTRAS = {
+    "export": EXPORT,
+    "onnxruntime": ONNXRUNTIME,
+    "openvino": OPENVINO,
+    "tensorrt": TENSORRT,
+    "eval": ["pycocotools>=2.0.7"],
+    "plot": ["matplotlib>=3.7"],
+    "supervision": ["supervision>=0.20"],
+}
+EXTRAS["cpu"] = EXPORT + ONNXRUNTIME + OPENVINO + EXTRAS["eval"] + EXTRAS["plot"] + ["psutil", "scikit-image"]
+EXTRAS["dev"] = EXTRAS["cpu"] + ["pytest>=7", "effdet==0.4.1", "build", "wheel"]
+
+setup(
+    name="edgedet",
+    version="0.1.0",
+    description="EfficientDet (D0-D7, D7x, Lite0-4) from PyTorch to the edge: ONNX, OpenVINO, TensorRT, one runtime API",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=["edgedet", "edgedet.model", "edgedet.converters", "edgedet.runtimes", "edgedet.benchmarks"],
+    package_dir={"edgedet": "edgedet", "edgedet.converters": "converters", "edgedet.runtimes": "runtimes",
+                 "edgedet.benchmarks": "benchmarks"},
+    install_requires=["numpy>=1.24", "opencv-python-headless>=4.8", "tqdm>=4.60"],
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["edgedet=edgedet.cli:main"]},
+)
