@@ -1,4 +1,9 @@
-from setuptools import setup
+from setuptools import find_packages, setup
+
+# Core subpackages are found automatically; converters/, runtimes/, benchmarks/ are top-level folders
+# installed under the edgedet namespace.
+PACKAGES = find_packages(include=["edgedet", "edgedet.*"]) + ["edgedet.converters", "edgedet.runtimes",
+                                                               "edgedet.benchmarks"]
 
 EXPORT = ["torch>=2.2", "torchvision", "timm>=0.9", "onnx>=1.15", "onnxsim>=0.4", "onnxscript"]
 ONNXRUNTIME = ["onnxruntime>=1.17"]
@@ -23,7 +28,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["edgedet", "edgedet.model", "edgedet.converters", "edgedet.runtimes", "edgedet.benchmarks"],
+    packages=PACKAGES,
+    package_data={"edgedet": ["paper_table2.json"]},
     package_dir={"edgedet": "edgedet", "edgedet.converters": "converters", "edgedet.runtimes": "runtimes",
                  "edgedet.benchmarks": "benchmarks"},
     install_requires=["numpy>=1.24", "opencv-python-headless>=4.8", "tqdm>=4.60"],

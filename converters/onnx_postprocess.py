@@ -51,7 +51,8 @@ def append_postprocess(model: onnx.ModelProto, anchors: np.ndarray, image_hw: tu
     add("Reshape", ["logits", "pp_flat_shape"], ["pp_flat"])                       # (B, A*C)
     add("TopK", ["pp_flat", "pp_k"], ["pp_top_logits", "pp_top_idx"], axis=1)      # (B, K)
     add("Div", ["pp_top_idx", "pp_nc"], ["pp_anchor_idx"])
-    add("Mod", ["pp_top_idx", "pp_nc"], ["pp_cls"])
+    add("Mul", ["pp_anchor_idx", "pp_nc"], ["pp_cls_base"])                      # idx % C without Mod,
+    add("Sub", ["pp_top_idx", "pp_cls_base"], ["pp_cls"])                          # which TensorRT 8.x lacks
     add("Sigmoid", ["pp_top_logits"], ["pp_scores"])
     # gather candidate deltas (B, K, 4) and anchors (B, K, 4)
     add("Unsqueeze", ["pp_anchor_idx", "pp_ax_last"], ["pp_aidx3"])

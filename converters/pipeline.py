@@ -61,6 +61,15 @@ def _library_version(backend: str) -> str:
         return "absent"
 
 
+def _device_identity(backend: str) -> dict | None:
+    """Engines are specific to the GPU model and compute capability: they are part of the cache key."""
+    if backend != "tensorrt":
+        return None
+    from edgedet.runtimes.cuda_memory import cuda_backend
+    props = cuda_backend().device_properties()
+    return {"gpu": props["gpu"], "compute_capability": props["compute_capability"]}
+
+
 def cache_key(req: BuildRequest) -> str:
     weights_hash = None
     if req.weights is not None:
@@ -68,7 +77,8 @@ def cache_key(req: BuildRequest) -> str:
         if not p.is_file():
             raise ArtifactError(f"weights file not found: {p}")
         weights_hash = file_sha256(p)
-    key = {**asdict(req), "weights": weights_hash, "lib": _library_version(req.backend), "v": 1}
+    key = {**asdict(req), "weights": weights_hash, "lib": _library_version(req.backend),
+           "device_identity": _device_identity(req.backend), "v": 1}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -128,3 +138,32 @@ def _build_openvino(req: BuildRequest, path: Path) -> Path:
     from .openvino_ir import convert_to_openvino
     onnx_path = get_artifact(_onnx_request(req, "fp32")).path
     return convert_to_openvino(onnx_path, path, precision=req.precision, **req.options)
+
+
+@register_builder("tensorrt", ".engine")
+def _build_tensorrt(req: BuildRequest, path: Path) -> Path:
+    from .tensorrt_engine import EngineOptions, build_engine
+    # TensorRT 11 is strongly typed: FP16 engines come from an FP16 ONNX; INT8 from the Q/DQ ONNX (calibrate).
+    onnx_precision = {"fp32": "fp32", "fp16": "fp16"}.get(req.precision)
+    if onnx_precision is None:
+        raise InputError("TensorRT INT8 engines are built from the Q/DQ ONNX written by 'edgedet calibrate'")
+    dynamic = req.batch == "dynamic"
+    onnx_req = BuildRequest(**{**asdict(_onnx_request(req, onnx_precision)), "batch": req.batch})
+    onnx_path = get_artifact(onnx_req).path
+    max_batch = req.max_batch if dynamic else int(req.batch)
+    opts = EngineOptions(min_batch=1 if dynamic else max_batch, opt_batch=max_batch if not dynamic else 1,
+                         max_batch=max_batch, **req.options)
+    return build_engine(onnx_path, path, opts)
+
+
+FORMAT_BACKENDS = {"onnx": "onnxruntime", "openvino": "openvino", "torch": "torch", "engine": "tensorrt"}
+
+
+def export_artifact(req: BuildRequest, out_dir: str | Path, name: str | None = None) -> Path:
+    """Build the artifact for req.backend into out_dir (not the cache); returns its path."""
+    from edgedet.runtimes.registry import get_backend
+
+    backend = get_backend(req.backend).name
+    suffix, build = _BUILDERS[backend]
+    path = Path(out_dir) / f"{name or req.model}{suffix}"
+    return build(BuildRequest(**{**asdict(req), "backend": backend}), path)

@@ -28,6 +28,11 @@ class Runner(ABC):
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch synchronously."""
 
+    @property
+    def input_shape(self) -> list:
+        """The artifact's own input shape (ints, or a str/None for dynamic dims), to check the manifest."""
+        return []
+
     def versions(self) -> dict:
         return {}
 

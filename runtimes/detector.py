@@ -50,6 +50,17 @@ class Detector:
         self.static_batch = None if batch["dynamic"] else int(batch["max"])
         self.timing = Timing()
         self._buffers: dict[int, np.ndarray] = {}
+        self._check_input_shape()
+
+    def _check_input_shape(self) -> None:
+        actual = list(self.runner.input_shape)
+        expected = list(self.manifest.input["shape"])
+        if not actual:
+            return
+        if len(actual) != len(expected) or any(
+                isinstance(a, int) and isinstance(e, int) and a != e for a, e in zip(actual, expected)):
+            raise ArtifactError(f"{self.runner.path.name} takes input {actual} but its manifest says {expected}: "
+                                "the manifest does not belong to this artifact; re-export it")
 
     # ---------------------------------------------------------------- loading
     @classmethod

@@ -45,6 +45,10 @@ class OnnxRuntimeRunner(Runner):
     def device(self) -> str:
         return self._device
 
+    @property
+    def input_shape(self):
+        return list(self.session.get_inputs()[0].shape)
+
     def __call__(self, inputs):
         outs = self.session.run(self.output_names, inputs)
         return dict(zip(self.output_names, outs))

@@ -46,6 +46,10 @@ class OpenVinoRunner(Runner):
     def device(self) -> str:
         return self._device
 
+    @property
+    def input_shape(self):
+        return [d.get_length() if d.is_static else None for d in self.compiled.inputs[0].get_partial_shape()]
+
     def __call__(self, inputs):
         res = self.request.infer(inputs, share_inputs=True)
         return {name: np.array(res[out]) for name, out in zip(self.output_names, self.compiled.outputs)}
@@ -55,3 +59,13 @@ class OpenVinoRunner(Runner):
 
     def versions(self):
         return {"openvino": ov.get_version()}
+
+    def run_async(self, inputs, count: int) -> float:
+        """Run `count` requests through an AsyncInferQueue sized by OpenVINO; returns elapsed seconds."""
+        import time
+        queue = ov.AsyncInferQueue(self.compiled, self.optimal_requests())
+        t0 = time.perf_counter()
+        for _ in range(count):
+            queue.start_async(inputs)
+        queue.wait_all()
+        return time.perf_counter() - t0

@@ -1,0 +1,29 @@
+# Two entry points, each creating its own virtual environment (.venv) on first use:
+#   make bench   the main job: CPU benchmark sweep (D0-D2, OpenVINO + ONNX Runtime + effdet baseline) and detection
+#   make test    the test suite (tiny model; what CI runs)
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= out
+
+.PHONY: bench test venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+bench: venv
+	$(BIN)/edgedet bench --model d0,d1,d2 --backend openvino,onnxruntime --mode throughput --iters 30 --out $(OUT)/bench
+	$(BIN)/python -m edgedet.samples $(OUT)/samples
+	$(BIN)/edgedet detect --model d0 --source $(OUT)/samples --save $(OUT)/detect
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(OUT) build dist *.egg-info

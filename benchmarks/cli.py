@@ -1,0 +1,62 @@
+"""`edgedet bench`: registered into the edgedet CLI."""
+from __future__ import annotations
+
+import json
+import sys
+
+from edgedet.cli import _models, _positive, command
+from edgedet.errors import InputError
+
+
+def _backends(value: str) -> list[str]:
+    from edgedet.runtimes.registry import get_backend
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise InputError("--backend needs at least one backend")
+    return [get_backend(n).name for n in names]
+
+
+@command("bench", "benchmark latency, FPS and FPS/FLOP of models on backends")
+def _bench_args(p):
+    p.add_argument("--model", type=_models, required=True, help="comma list, e.g. d0,d1,d2")
+    p.add_argument("--backend", default="openvino", help="comma list: openvino,onnxruntime,torch,trt")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32")
+    p.add_argument("--batch", type=_positive, default=1, help="batch of the throughput measurement")
+    p.add_argument("--imgsz", type=_positive)
+    p.add_argument("--iters", type=_positive, default=50)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--mode", choices=["latency", "throughput"], default="latency")
+    p.add_argument("--data", help="image folder (or COCO json) for end-to-end timing")
+    p.add_argument("--weights", help="checkpoint to benchmark (default: random init; timing only)")
+    p.add_argument("--conf", type=float, default=0.25, help="deploy score threshold used end-to-end")
+    p.add_argument("--device", help="cpu / cuda / GPU")
+    p.add_argument("--no-baseline", action="store_true", help="skip the effdet eager baseline")
+    p.add_argument("--out", help="folder for bench.json, bench.csv, bench.txt and fps_vs_flops.png")
+    p.add_argument("--json", action="store_true")
+    return _bench
+
+
+def _bench(a) -> int:
+    from edgedet.progress import progress
+
+    from .harness import BenchConfig, run_bench
+    from .report import table, write_outputs
+
+    if a.precision == "int8":
+        raise InputError("INT8 artifacts come from 'edgedet calibrate' (not available in this version)")
+    cfg = BenchConfig(models=a.model, backends=_backends(a.backend), precision=a.precision, batch=a.batch,
+                      imgsz=a.imgsz, iters=a.iters, warmup=a.warmup, mode=a.mode, data=a.data, weights=a.weights,
+                      conf=a.conf, device=a.device, baseline=not a.no_baseline)
+
+    def on_row(r):
+        if not a.json:
+            print(f"  {r['model']:>5} {r['backend']:<24} e2e p50 {r['e2e_ms']['p50']:8.2f} ms  "
+                  f"({r['fps_b1']:.1f} FPS)", file=sys.stderr)
+
+    report = run_bench(cfg, on_row=on_row, progress=lambda jobs: progress(jobs, desc="bench"))
+    if a.out:
+        report["outputs"] = write_outputs(report, a.out)
+    print(json.dumps(report, indent=2) if a.json else table(report))
+    if a.out and not a.json:
+        print(f"wrote {', '.join(report['outputs'].values())}")
+    return 130 if report["interrupted"] else 0

@@ -1,0 +1,128 @@
+"""ONNX -> TensorRT engine (a plain serialized plan, loadable by trtexec), TensorRT 8.6 to 11.x.
+
+- named-tensor API: build_serialized_network; one optimisation profile (min/opt/max batch) for dynamic batch;
+- timing cache file reused across builds; workspace limit; builder optimisation level; optional DLA core
+  with GPU fallback (Jetson);
+- FP16: the ONNX itself is FP16 (export --precision fp16). TensorRT 11 builds strongly typed networks only;
+  on 8.6-10 the FP16 flag is set as well. INT8: the symmetric Q/DQ ONNX from `edgedet calibrate` (explicit
+  quantization; the INT8 flag is set on < 10, where Q/DQ needs it).
+TensorRT is imported only when a build runs: this module imports cleanly without it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgedet.errors import BackendUnavailableError, ConversionError, InputError
+from edgedet.fileio import atomic_path
+from edgedet.manifest import Manifest, describe_artifact, manifest_path
+
+
+def import_tensorrt():
+    try:
+        import tensorrt as trt
+    except ImportError as e:
+        raise BackendUnavailableError("tensorrt", "tensorrt", e) from e
+    return trt
+
+
+def trt_major(trt) -> int:
+    return int(trt.__version__.split(".")[0])
+
+
+@dataclass
+class EngineOptions:
+    min_batch: int = 1
+    opt_batch: int = 1
+    max_batch: int = 1
+    workspace_mb: int = 2048
+    optimization_level: int = 3          # 0..5 (TensorRT >= 8.6)
+    timing_cache: str | None = None      # file reused and updated across builds
+    dla_core: int | None = None          # Jetson DLA, with GPU fallback
+    strongly_typed: bool | None = None   # default: True on TensorRT >= 11 (the only mode there)
+
+    def validate(self) -> None:
+        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
+            raise InputError(f"batch profile must satisfy 1 <= min <= opt <= max, got "
+                             f"{self.min_batch}/{self.opt_batch}/{self.max_batch}")
+        if not 0 <= self.optimization_level <= 5:
+            raise InputError("optimization level must be 0..5")
+
+
+def build_engine(onnx_path: str | Path, engine_path: str | Path, options: EngineOptions | None = None) -> Path:
+    from edgedet.runtimes.cuda_memory import cuda_backend
+
+    trt = import_tensorrt()
+    opts = options or EngineOptions()
+    opts.validate()
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    src = Manifest.read(onnx_path)
+    major = trt_major(trt)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    strongly_typed = major >= 11 if opts.strongly_typed is None else opts.strongly_typed
+    flags = 0
+    if major < 10:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    if strongly_typed:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ConversionError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, opts.workspace_mb << 20)
+    if hasattr(config, "builder_optimization_level"):
+        config.builder_optimization_level = opts.optimization_level
+    if not strongly_typed:
+        if src.precision == "fp16" or src.precision == "int8":
+            config.set_flag(trt.BuilderFlag.FP16)
+        if src.precision == "int8" and major < 10:
+            config.set_flag(trt.BuilderFlag.INT8)
+    if opts.dla_core is not None:
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = int(opts.dla_core)
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+
+    inp = network.get_input(0)
+    if inp.shape[0] == -1:
+        profile = builder.create_optimization_profile()
+        rest = tuple(inp.shape)[1:]
+        profile.set_shape(inp.name, (opts.min_batch, *rest), (opts.opt_batch, *rest), (opts.max_batch, *rest))
+        config.add_optimization_profile(profile)
+    elif inp.shape[0] != opts.max_batch and opts.max_batch != 1:
+        raise InputError(f"{onnx_path.name} has a static batch of {inp.shape[0]}; export it with --batch dynamic "
+                         f"for a profile up to {opts.max_batch}")
+
+    cache = None
+    if opts.timing_cache:
+        blob = Path(opts.timing_cache).read_bytes() if Path(opts.timing_cache).is_file() else b""
+        cache = config.create_timing_cache(blob)
+        config.set_timing_cache(cache, ignore_mismatch=False)
+
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise ConversionError(f"TensorRT failed to build an engine from {onnx_path.name} (see the log above)")
+    if cache is not None:
+        with atomic_path(Path(opts.timing_cache)) as tmp:
+            Path(tmp).write_bytes(memoryview(config.get_timing_cache().serialize()))
+
+    device = cuda_backend().device_properties()
+    manifest_path(engine_path).unlink(missing_ok=True)
+    with atomic_path(engine_path) as tmp:
+        Path(tmp).write_bytes(memoryview(plan))
+    dynamic = inp.shape[0] == -1
+    manifest = Manifest(**{**src.to_dict(), "created": "", "artifact": {}})
+    manifest.batch = {"dynamic": dynamic, "min": opts.min_batch if dynamic else inp.shape[0],
+                      "opt": opts.opt_batch if dynamic else inp.shape[0],
+                      "max": opts.max_batch if dynamic else inp.shape[0]}
+    manifest.device = {**device, "tensorrt": trt.__version__, "dla_core": opts.dla_core}
+    manifest.tools = {**src.tools, "tensorrt": trt.__version__}
+    manifest.extra = {**src.extra, "source_onnx_sha256": src.artifact.get("sha256"),
+                      "strongly_typed": strongly_typed, "optimization_level": opts.optimization_level,
+                      "workspace_mb": opts.workspace_mb}
+    manifest.artifact = describe_artifact(engine_path, "tensorrt")
+    manifest.write(engine_path)
+    return engine_path

@@ -1,0 +1,262 @@
+"""edgedet command line: info, export, detect, bench (and more as they land).
+
+User errors print one line and exit 2; Ctrl-C exits 130 after saying what was kept.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import EdgeDetError, InputError
+
+COMMANDS = {}
+
+
+def command(name: str, help: str):
+    def deco(fn):
+        COMMANDS[name] = (help, fn)
+        return fn
+    return deco
+
+
+def _models(value: str) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one model name")
+    return names
+
+
+def _batch(value: str):
+    if value == "dynamic":
+        return value
+    try:
+        b = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"batch must be a positive integer or 'dynamic', got {value!r}") from None
+    if b < 1:
+        raise argparse.ArgumentTypeError("batch must be >= 1")
+    return b
+
+
+def _positive(value: str) -> int:
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _emit(obj, as_json: bool, text: str) -> None:
+    print(json.dumps(obj, indent=2) if as_json else text)
+
+
+# ------------------------------------------------------------------------------------------------ info
+@command("info", "model configuration, parameters and FLOPs")
+def _info_args(p: argparse.ArgumentParser):
+    p.add_argument("--model", type=_models, required=True, help="d0..d7, d7x, lite0..lite4, lite3x, test (comma list)")
+    p.add_argument("--imgsz", type=_positive, help="override the input size")
+    p.add_argument("--num-classes", type=_positive)
+    p.add_argument("--json", action="store_true")
+    return _info
+
+
+def _info(a) -> int:
+    from .info import model_info
+    rows = [model_info(m, imgsz=a.imgsz, num_classes=a.num_classes) for m in a.model]
+    if a.json:
+        print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
+        return 0
+    for r in rows:
+        paper = r.get("paper") or {}
+        print(f"{r['model']}: input {r['input_size'][0]}x{r['input_size'][1]}, backbone {r['backbone']}, "
+              f"BiFPN {r['bifpn_width']}x{r['bifpn_depth']}, head depth {r['head_depth']}, levels P{r['min_level']}-P{r['max_level']}")
+        line = f"  params {r['params']:,} ({r['params'] / 1e6:.2f}M)   {r['gmacs']:.3f} GMACs (multiply-adds) = {r['gflops']:.3f} GFLOPs"
+        if paper:
+            line += f"   [paper: {paper['params_m']}M params, {paper['flops_b']}B multiply-adds]"
+        print(line)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ export
+@command("export", "export a model to ONNX, OpenVINO IR or a torch artifact, with its manifest")
+def _export_args(p):
+    p.add_argument("--model", required=True, help="model name (d0..d7x, lite0..lite4, test)")
+    p.add_argument("--weights", help="effdet-layout .pth checkpoint, or 'coco' for the published one")
+    p.add_argument("--num-classes", type=_positive)
+    p.add_argument("--imgsz", type=_positive)
+    p.add_argument("--batch", type=_batch, default=1, help="static batch size or 'dynamic'")
+    p.add_argument("--max-batch", type=_positive, default=32, help="largest batch of a dynamic profile")
+    p.add_argument("--postprocess", choices=["host", "graph"], default="host")
+    p.add_argument("--format", choices=["onnx", "openvino", "torch"], default="onnx")
+    p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
+    p.add_argument("--u8-input", action="store_true", help="OpenVINO: bake u8 NHWC BGR input preprocessing into the IR")
+    p.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--json", action="store_true")
+    return _export
+
+
+def _export(a) -> int:
+    from .converters.pipeline import FORMAT_BACKENDS, BuildRequest, export_artifact
+    from .progress import spinner
+    options = {}
+    if a.u8_input:
+        if a.format != "openvino":
+            raise InputError("--u8-input applies to --format openvino only")
+        options["u8_bgr_input"] = True
+    if a.format == "onnx":
+        options["exporter"] = a.exporter
+    req = BuildRequest(model=a.model, backend=FORMAT_BACKENDS[a.format], precision=a.precision, weights=a.weights,
+                       num_classes=a.num_classes, imgsz=a.imgsz, batch=a.batch, max_batch=a.max_batch,
+                       postprocess=a.postprocess, options=options)
+    with spinner(f"exporting {a.model} to {a.format} ({a.precision})"):
+        path = export_artifact(req, a.out)
+    from .manifest import manifest_path
+    _emit({"artifact": str(path), "manifest": str(manifest_path(path))}, a.json,
+          f"wrote {path}\n      {manifest_path(path)}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ detect
+@command("detect", "run detection on images")
+def _detect_args(p):
+    p.add_argument("--model", required=True, help="artifact (.onnx, .xml, .pth, .engine) or model name")
+    p.add_argument("--source", required=True, help="image file or folder")
+    p.add_argument("--backend", help="onnxruntime | openvino | torch | tensorrt (default: by artifact suffix)")
+    p.add_argument("--device", help="cpu, cuda, CPU/GPU (OpenVINO)")
+    p.add_argument("--weights", help="weights for a model name")
+    p.add_argument("--conf", type=float, default=0.25, help="score threshold")
+    p.add_argument("--save", help="folder for annotated images")
+    p.add_argument("--json", action="store_true", help="print detections as JSON")
+    return _detect
+
+
+def _detect(a) -> int:
+    from .preprocess import IMAGE_SUFFIXES, list_images, read_image
+    from .progress import progress
+    from .runtimes import Detector
+    src = Path(a.source)
+    if src.is_dir():
+        files = list_images(src)
+        if not files:
+            raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {src}")
+    elif src.is_file():
+        files = [src]
+    else:
+        raise InputError(f"source not found: {src}")
+    opts = {"weights": a.weights} if a.weights else {}
+    det = Detector.load(a.model, backend=a.backend, device=a.device, score_threshold=a.conf, **opts)
+    out_dir = Path(a.save) if a.save else None
+    results, failures = [], []
+    for f in progress(files, desc="detect", disable=len(files) < 5):
+        try:
+            img = read_image(f)
+        except EdgeDetError as e:
+            failures.append(str(e))
+            print(f"skipped: {e}", file=sys.stderr)
+            continue
+        d = det(img)
+        results.append({"image": str(f), "detections": d.to_dict(), "ms": round(det.timing.total, 2)})
+        if out_dir is not None:
+            _save_annotated(out_dir, f, img, d)
+        if not a.json:
+            top = ", ".join(f"{l} {s:.2f}" for l, s in zip(d.labels[:5], d.scores[:5]))
+            print(f"{f.name}: {len(d)} detections ({det.timing.total:.1f} ms){': ' + top if top else ''}")
+    if a.json:
+        print(json.dumps({"model": a.model, "backend": det.backend, "device": det.device, "results": results}, indent=2))
+    if failures and not results:
+        raise InputError(failures[0] if len(failures) == 1 else f"no image could be read ({len(failures)} failed)")
+    return 0
+
+
+def _save_annotated(out_dir: Path, src: Path, img, dets) -> None:
+    import cv2
+    from .fileio import atomic_path
+    from .visualize import draw
+    out = out_dir / f"{src.stem}.jpg"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        ok, buf = cv2.imencode(".jpg", draw(img, dets))
+        Path(tmp).write_bytes(buf.tobytes())
+
+
+# ------------------------------------------------------------------------------------------------ check
+@command("check", "static compatibility check of an ONNX file for a backend (runs without the backend)")
+def _check_args(p):
+    p.add_argument("onnx", help="ONNX file")
+    p.add_argument("--backend", choices=["trt", "tensorrt"], default="trt")
+    p.add_argument("--min-batch", type=_positive)
+    p.add_argument("--max-batch", type=_positive)
+    p.add_argument("--json", action="store_true")
+    return _check
+
+
+def _check(a) -> int:
+    from .converters.trt_check import check_tensorrt_onnx
+    if not Path(a.onnx).is_file():
+        raise InputError(f"ONNX file not found: {a.onnx}")
+    lo, hi = a.min_batch, a.max_batch
+    if lo is None and hi is None:
+        try:
+            from .manifest import Manifest
+            b = Manifest.read(a.onnx, verify=False).batch
+            lo, hi = b["min"], b["max"]
+        except EdgeDetError:
+            pass
+    try:
+        rep = check_tensorrt_onnx(a.onnx, lo, hi)
+    except Exception as e:  # onnx.load of a corrupt file
+        raise InputError(f"cannot read {a.onnx} as ONNX: {str(e).splitlines()[0][:200]}") from None
+    if a.json:
+        print(json.dumps(rep.to_dict(), indent=2))
+    else:
+        for f in rep.findings:
+            print(f"{f.level:7s} {f.message}")
+        print(f"{'PASS' if rep.ok else 'FAIL'}: {a.onnx} for TensorRT ({sum(rep.ops.values())} nodes, "
+              f"{len(rep.ops)} op types" + (f", {rep.qdq['nodes']} Q/DQ" if rep.qdq else "") + ")")
+    return 0 if rep.ok else 1
+
+
+# ------------------------------------------------------------------------------------------------ main
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    parser = argparse.ArgumentParser(prog="edgedet", description="EfficientDet from PyTorch to the edge.")
+    parser.add_argument("--version", action="version", version=f"edgedet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, setup) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(run=setup(p))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _register_optional_commands()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except EdgeDetError as e:
+        print(f"edgedet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edgedet {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _register_optional_commands() -> None:
+    """Commands that live in their own modules register themselves on import."""
+    import importlib
+    for mod in ("edgedet.benchmarks.cli",):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

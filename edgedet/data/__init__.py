@@ -1,0 +1,1 @@
+"""Datasets: COCO-format loading with validation, and a synthetic detection dataset generator."""

@@ -1,0 +1,72 @@
+"""COCO mAP of any backend's artifact through the Detector (pycocotools COCOeval, bbox).
+
+The evaluation score threshold is low (0.001, as the TensorRT EfficientDet sample advises), separate from
+the deploy threshold. Class index i maps to the i-th category id of the annotation file (sorted), or to
+COCO id i + 1 for 90-class COCO models.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .data.coco import CocoDataset, load_coco
+from .errors import BackendUnavailableError, InputError
+
+EVAL_SCORE_THRESHOLD = 0.001
+STAT_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100", "AR_small",
+              "AR_medium", "AR_large"]
+
+
+def category_map(num_classes: int, ds: CocoDataset) -> list[int]:
+    if num_classes == len(ds.category_ids):
+        return list(ds.category_ids)
+    if num_classes == 90:
+        return list(range(1, 91))
+    raise InputError(f"model has {num_classes} classes but {ds.annotation_file.name} has {len(ds.category_ids)} "
+                     "categories: evaluate with a model trained on these categories")
+
+
+def coco_eval(annotation_file: str | Path, results: list[dict], image_ids: list[int] | None = None) -> dict:
+    """COCOeval bbox stats for detection results [{image_id, category_id, bbox: [x, y, w, h], score}]."""
+    try:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    except ImportError as e:
+        raise BackendUnavailableError("pycocotools", "eval", e) from e
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(annotation_file))
+        if not results:
+            return {k: 0.0 for k in STAT_NAMES} | {"num_detections": 0}
+        dt = gt.loadRes(results)
+        ev = COCOeval(gt, dt, "bbox")
+        if image_ids is not None:
+            ev.params.imgIds = list(image_ids)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    stats = {k: round(float(max(v, 0.0)), 5) for k, v in zip(STAT_NAMES, ev.stats)}
+    stats["num_detections"] = len(results)
+    return stats
+
+
+def evaluate_detector(detector, annotation_file: str | Path, images_dir: str | Path | None = None,
+                      score_threshold: float = EVAL_SCORE_THRESHOLD, progress=None) -> dict:
+    ds = load_coco(annotation_file, images_dir)
+    cats = category_map(len(detector.class_names), ds)
+    results = []
+    iterator = progress(ds.images) if progress else ds.images
+    for im in iterator:
+        d = detector(str(im.path), score_threshold=score_threshold)
+        xywh = d.xyxy.copy()
+        xywh[:, 2:] -= xywh[:, :2]
+        for box, score, cls in zip(xywh.tolist(), d.scores.tolist(), d.class_ids.tolist()):
+            results.append({"image_id": im.id, "category_id": cats[cls], "bbox": [round(v, 2) for v in box],
+                            "score": round(score, 5)})
+    stats = coco_eval(ds.annotation_file, results, [im.id for im in ds.images])
+    stats["images"] = len(ds.images)
+    stats["problems"] = {k: len(v) for k, v in ds.problems.items()}
+    return stats

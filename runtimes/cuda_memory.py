@@ -1,0 +1,128 @@
+"""Device buffers, pinned host buffers and a stream, through cuda-python (cuda.bindings) or pycuda.
+
+cuda-python is the default (`pip install cuda-python`); pycuda is accepted where it is missing, as on
+older Jetson images. Both expose the same four operations the TensorRT runner needs.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from edgedet.errors import BackendUnavailableError, EdgeDetError
+
+
+def _cudart():
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+        return cudart
+    except ImportError:
+        from cuda import cudart  # older cuda-python
+        return cudart
+
+
+def _check(result):
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise EdgeDetError(f"CUDA call failed: {err}")
+    return rest[0] if len(rest) == 1 else (rest or None)
+
+
+class CudaPython:
+    name = "cuda-python"
+
+    def __init__(self):
+        self.rt = _cudart()
+        self.stream = _check(self.rt.cudaStreamCreateWithFlags(self.rt.cudaStreamNonBlocking))
+
+    def device_alloc(self, nbytes: int) -> int:
+        return int(_check(self.rt.cudaMalloc(max(nbytes, 1))))
+
+    def host_alloc(self, shape, dtype) -> np.ndarray:
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        ptr = int(_check(self.rt.cudaMallocHost(max(nbytes, 1))))
+        buf = (ctypes.c_byte * max(nbytes, 1)).from_address(ptr)
+        return np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+
+    def h2d(self, dptr: int, host: np.ndarray) -> None:
+        _check(self.rt.cudaMemcpyAsync(dptr, host.ctypes.data, host.nbytes,
+                                       self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream))
+
+    def d2h(self, host: np.ndarray, dptr: int) -> None:
+        _check(self.rt.cudaMemcpyAsync(host.ctypes.data, dptr, host.nbytes,
+                                       self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream))
+
+    def synchronize(self) -> None:
+        _check(self.rt.cudaStreamSynchronize(self.stream))
+
+    @property
+    def stream_handle(self) -> int:
+        return int(self.stream)
+
+    def begin_capture(self) -> None:
+        _check(self.rt.cudaStreamBeginCapture(self.stream, self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal))
+
+    def end_capture(self):
+        graph = _check(self.rt.cudaStreamEndCapture(self.stream))
+        return _check(self.rt.cudaGraphInstantiate(graph, 0))
+
+    def launch_graph(self, exec_graph) -> None:
+        _check(self.rt.cudaGraphLaunch(exec_graph, self.stream))
+
+    def device_properties(self, index: int = 0) -> dict:
+        prop = _check(self.rt.cudaGetDeviceProperties(index))
+        name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
+        return {"gpu": name.strip("\x00 "), "compute_capability": f"{prop.major}.{prop.minor}",
+                "cuda_runtime": int(_check(self.rt.cudaRuntimeGetVersion()))}
+
+
+class PyCuda:
+    name = "pycuda"
+
+    def __init__(self):
+        import pycuda.autoinit  # noqa: F401  (creates the context)
+        import pycuda.driver as drv
+        self.drv = drv
+        self.stream = drv.Stream()
+        self._keep = []
+
+    def device_alloc(self, nbytes: int) -> int:
+        mem = self.drv.mem_alloc(max(nbytes, 1))
+        self._keep.append(mem)
+        return int(mem)
+
+    def host_alloc(self, shape, dtype) -> np.ndarray:
+        return self.drv.pagelocked_empty(shape, dtype)
+
+    def h2d(self, dptr: int, host: np.ndarray) -> None:
+        self.drv.memcpy_htod_async(dptr, host, self.stream)
+
+    def d2h(self, host: np.ndarray, dptr: int) -> None:
+        self.drv.memcpy_dtoh_async(host, dptr, self.stream)
+
+    def synchronize(self) -> None:
+        self.stream.synchronize()
+
+    @property
+    def stream_handle(self) -> int:
+        return self.stream.handle
+
+    def begin_capture(self):
+        raise EdgeDetError("CUDA graph capture needs cuda-python")
+
+    def device_properties(self, index: int = 0) -> dict:
+        dev = self.drv.Device(index)
+        major, minor = dev.compute_capability()
+        return {"gpu": dev.name(), "compute_capability": f"{major}.{minor}",
+                "cuda_runtime": self.drv.get_version()[0] * 1000 + self.drv.get_version()[1] * 10}
+
+
+def cuda_backend():
+    """cuda-python if importable, else pycuda; BackendUnavailableError naming the extra otherwise."""
+    errors = []
+    for impl in (CudaPython, PyCuda):
+        try:
+            return impl()
+        except ImportError as e:
+            errors.append(e)
+    raise BackendUnavailableError("tensorrt (CUDA memory)", "tensorrt", errors[0])

@@ -1,0 +1,120 @@
+"""TensorRT runner: named-tensor API (set_input_shape / set_tensor_address / execute_async_v3) on a
+non-default stream, pinned host buffers, optional CUDA graph replay for a fixed shape.
+
+The engine must match this machine: the manifest records GPU, compute capability and TensorRT version,
+checked before deserialising (a plan from another GPU or TensorRT version is refused with a clear
+message; through the artifact cache it is rebuilt from the ONNX instead).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgedet.errors import ArtifactError, InputError
+
+from .base import Runner
+from .cuda_memory import cuda_backend
+
+
+class TensorRTRunner(Runner):
+    name = "tensorrt"
+
+    def __init__(self, path, manifest, device=None, cuda_graph: bool = False, **options):
+        super().__init__(path, manifest, device, **options)
+        from edgedet.converters.tensorrt_engine import import_tensorrt
+
+        trt = import_tensorrt()
+        self.trt = trt
+        self.cuda = cuda_backend()
+        check_engine_device(manifest, self.cuda.device_properties(), trt.__version__)
+        data = self.path.read_bytes()
+        self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = self.runtime.deserialize_cuda_engine(data)
+        if self.engine is None:
+            raise ArtifactError(f"TensorRT {trt.__version__} cannot deserialize {self.path.name}: truncated, "
+                                "or built by another TensorRT version; rebuild it with 'edgedet build'")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in names if n not in self.inputs]
+        self.use_graph = cuda_graph
+        self._shape = None
+        self._graph = None
+        self._buffers: dict[str, tuple[np.ndarray, int]] = {}
+
+    @property
+    def device(self) -> str:
+        return f"cuda ({self.manifest.device.get('gpu', '?')})"
+
+    @property
+    def input_shape(self):
+        return [d if d >= 0 else None for d in self.engine.get_tensor_shape(self.inputs[0])]
+
+    def batch_range(self) -> tuple[int, int]:
+        name = self.inputs[0]
+        shape = self.engine.get_tensor_shape(name)
+        if shape[0] >= 0:
+            return shape[0], shape[0]
+        lo, _, hi = self.engine.get_tensor_profile_shape(name, 0)
+        return lo[0], hi[0]
+
+    def _prepare(self, shape: tuple[int, ...]) -> None:
+        lo, hi = self.batch_range()
+        if not lo <= shape[0] <= hi:
+            raise InputError(f"batch {shape[0]} is outside the engine's profile {lo}..{hi}; rebuild with "
+                             f"--max-batch {shape[0]}")
+        name = self.inputs[0]
+        self.context.set_input_shape(name, shape)
+        for n in self.inputs + self.outputs:
+            dims = tuple(self.context.get_tensor_shape(n))
+            dtype = np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(n)))
+            nbytes = int(np.prod(dims)) * dtype.itemsize
+            host = self.cuda.host_alloc(dims, dtype)
+            dptr = self.cuda.device_alloc(nbytes)
+            self.context.set_tensor_address(n, dptr)
+            self._buffers[n] = (host, dptr)
+        self._shape = shape
+        self._graph = None
+
+    def _enqueue(self) -> None:
+        if not self.context.execute_async_v3(self.cuda.stream_handle):
+            raise ArtifactError("TensorRT execute_async_v3 failed")
+
+    def __call__(self, inputs):
+        x = inputs[self.inputs[0]]
+        if self._shape != tuple(x.shape):
+            self._prepare(tuple(x.shape))
+        host_in, d_in = self._buffers[self.inputs[0]]
+        np.copyto(host_in, x, casting="same_kind")
+        self.cuda.h2d(d_in, host_in)
+        if self.use_graph:
+            if self._graph is None:
+                self._enqueue()  # one plain run first: TensorRT flushes deferred work before capture
+                self.cuda.begin_capture()
+                self._enqueue()
+                self._graph = self.cuda.end_capture()
+            self.cuda.launch_graph(self._graph)
+        else:
+            self._enqueue()
+        for n in self.outputs:
+            host, dptr = self._buffers[n]
+            self.cuda.d2h(host, dptr)
+        self.cuda.synchronize()
+        return {n: self._buffers[n][0].copy() for n in self.outputs}
+
+    def versions(self):
+        return {"tensorrt": self.trt.__version__, "cuda_memory": self.cuda.name}
+
+
+def check_engine_device(manifest, current: dict, trt_version: str) -> None:
+    """Refuse an engine built for another GPU or TensorRT version (plans are not portable)."""
+    built = manifest.device or {}
+    problems = []
+    if built.get("tensorrt") and built["tensorrt"] != trt_version:
+        problems.append(f"TensorRT {built['tensorrt']} (here {trt_version})")
+    if built.get("compute_capability") and built["compute_capability"] != current.get("compute_capability"):
+        problems.append(f"compute capability {built['compute_capability']} (here {current.get('compute_capability')})")
+    if built.get("gpu") and built["gpu"] != current.get("gpu"):
+        problems.append(f"GPU {built['gpu']} (here {current.get('gpu')})")
+    if problems:
+        raise ArtifactError("engine was built for " + ", ".join(problems) + ": rebuild it from the ONNX "
+                            "('edgedet build', or Detector.load(name, backend='trt') rebuilds through the cache)")

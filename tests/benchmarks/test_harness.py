@@ -1,0 +1,86 @@
+"""Bench harness: fields, real percentiles, outputs, interruption, bad input."""
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import harness
+from benchmarks.harness import BenchConfig, run_bench
+from benchmarks.report import write_outputs
+from benchmarks.stats import summarize
+from edgedet.cli import main
+from edgedet.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def report():
+    cfg = BenchConfig(models=["test"], backends=["openvino", "onnxruntime"], iters=6, warmup=1, mode="throughput",
+                      batch=2)
+    return run_bench(cfg)
+
+
+def test_rows_have_all_fields(report):
+    assert [r["backend"] for r in report["rows"]] == ["openvino", "onnxruntime"]
+    for r in report["rows"]:
+        for k in ("net_ms", "e2e_ms"):
+            s = r[k]
+            assert s["n"] == 6 and 0 < s["min"] <= s["p50"] <= s["p90"] <= s["p99"]
+        assert r["fps_b1"] == pytest.approx(1000 / r["e2e_ms"]["p50"], rel=1e-2)
+        assert r["throughput"]["batch"] == 2 and r["throughput"]["fps"] > 0
+        assert r["params"] > 0 and r["gflops"] == pytest.approx(2 * r["gmacs"], rel=1e-3)
+        assert r["fps_per_gflop"] == pytest.approx(r["fps_b1"] / r["gflops"], rel=1e-2)
+        assert set(r["stage_ms_p50"]) == {"pre", "infer", "post"}
+        assert r["cold_start_ms"] > 0
+    env = report["environment"]
+    assert env["cpu"] and env["versions"]["numpy"]
+
+
+def test_gflops_match_info(report, capsys):
+    main(["info", "--model", "test", "--json"])
+    info = json.loads(capsys.readouterr().out)
+    assert report["rows"][0]["gflops"] == info["gflops"]
+
+
+def test_percentiles_are_real():
+    times = list(np.random.default_rng(0).exponential(5, 101))
+    s = summarize(times)
+    assert s["p50"] == pytest.approx(np.percentile(times, 50), abs=1e-3)
+    assert s["p99"] == pytest.approx(np.percentile(times, 99), abs=1e-3)
+
+
+def test_outputs_written(report, tmp_path):
+    paths = write_outputs(report, tmp_path)
+    assert json.loads((tmp_path / "bench.json").read_text())["rows"]
+    assert (tmp_path / "bench.csv").read_text().startswith("model,backend")
+    assert (tmp_path / "fps_vs_flops.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_interrupt_keeps_measured_rows(monkeypatch):
+    real = harness.bench_row
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(harness, "bench_row", flaky)
+    rep = run_bench(BenchConfig(models=["test"], backends=["onnxruntime", "openvino"], iters=2, warmup=0,
+                                baseline=False))
+    assert rep["interrupted"] and len(rep["rows"]) == 1
+
+
+def test_bad_input():
+    with pytest.raises(InputError, match="unknown backend"):
+        run_bench(BenchConfig(models=["test"], backends=["tflite"]))
+    with pytest.raises(InputError, match="iters"):
+        run_bench(BenchConfig(models=["test"], backends=["onnxruntime"], iters=0))
+    with pytest.raises(InputError, match="unknown model"):
+        run_bench(BenchConfig(models=["d42"], backends=["onnxruntime"]))
+
+
+def test_missing_backend_cli(monkeypatch, capsys):
+    import sys
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    assert main(["bench", "--model", "test", "--backend", "trt"]) == 2
+    assert "pip install 'edgedet[tensorrt]'" in capsys.readouterr().err

@@ -1,0 +1,82 @@
+"""Shared fixtures: a private artifact cache, non-trivial random weights for the tiny model, images."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_REFERENCE = REPO.parent / "shared" / "reference" / "efficientdet_paper.json"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    os.environ["EDGEDET_CACHE"] = str(tmp_path_factory.mktemp("edgedet-cache"))
+    yield
+
+
+@pytest.fixture(scope="session")
+def paper_reference() -> dict:
+    if SHARED_REFERENCE.is_file():
+        return json.loads(SHARED_REFERENCE.read_text())
+    from edgedet.info import paper_reference
+    return paper_reference()
+
+
+def randomize_(state: dict, seed: int = 0, class_bias: float = 3.5) -> dict:
+    """Perturb every float tensor (BN stats included) so that outputs and detections are non-trivial."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for k, v in state.items():
+        if not v.dtype.is_floating_point:
+            out[k] = v
+            continue
+        v = v + 0.1 * torch.randn(v.shape, generator=g)
+        if "running_var" in k:
+            v = v.abs() + 0.5
+        if k.endswith("class_net.predict.conv_pw.bias"):
+            v = v + class_bias
+        out[k] = v
+    return out
+
+
+@pytest.fixture(scope="session")
+def test_weights(tmp_path_factory) -> Path:
+    """A .pth for the tiny 'test' model whose detections have varied scores and classes."""
+    import torch
+    from edgedet.model import create_model
+    torch.manual_seed(0)
+    model = create_model("test")
+    path = tmp_path_factory.mktemp("weights") / "test_random.pth"
+    torch.save(randomize_(model.state_dict()), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def images() -> list[np.ndarray]:
+    from skimage import data
+    import cv2
+    photos = [data.astronaut(), data.coffee(), data.chelsea()]
+    return [cv2.cvtColor(p, cv2.COLOR_RGB2BGR) for p in photos]
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory, test_weights):
+    """Tiny-model artifacts on every CPU backend, exported once per session."""
+    from edgedet.converters.pipeline import BuildRequest, export_artifact
+    out = tmp_path_factory.mktemp("artifacts")
+    w = str(test_weights)
+    paths = {
+        "torch": export_artifact(BuildRequest("test", "torch", weights=w), out / "torch"),
+        "onnx": export_artifact(BuildRequest("test", "onnxruntime", weights=w), out / "onnx"),
+        "onnx_graph": export_artifact(BuildRequest("test", "onnxruntime", weights=w, postprocess="graph"), out / "graph"),
+        "onnx_dynamic": export_artifact(BuildRequest("test", "onnxruntime", weights=w, batch="dynamic", max_batch=8),
+                                        out / "dynamic"),
+        "openvino": export_artifact(BuildRequest("test", "openvino", weights=w), out / "ov"),
+        "openvino_graph": export_artifact(BuildRequest("test", "openvino", weights=w, postprocess="graph"), out / "ovg"),
+    }
+    return paths

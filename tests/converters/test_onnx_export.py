@@ -1,0 +1,100 @@
+"""ONNX export: checker, opset, op set, dynamic batch, in-graph NMS, fp16, atomic writes."""
+import collections
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from edgedet.converters.onnx_export import ExportOptions, export_onnx
+from edgedet.errors import ConversionError
+from edgedet.manifest import Manifest, manifest_path
+from edgedet.model import create_model
+from edgedet.model.export import FlatHeads
+
+STANDARD_DOMAINS = {"", "ai.onnx"}
+
+
+def _ops(path):
+    return collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)
+
+
+@pytest.mark.parametrize("key", ["onnx", "onnx_graph", "onnx_dynamic"])
+def test_checker_opset_and_standard_ops(artifacts, key):
+    path = artifacts[key]
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    assert {o.domain for o in model.opset_import} <= STANDARD_DOMAINS
+    assert max(o.version for o in model.opset_import) >= 17
+    assert all(n.domain in STANDARD_DOMAINS for n in model.graph.node)
+    ops = _ops(path)
+    assert ops["Sigmoid"] > 0 and ops["Mul"] > 0          # SiLU as Sigmoid * Mul
+    assert not {"Swish", "SiLU", "HardSwish"} & set(ops)
+    m = Manifest.read(path)
+    assert m.artifact["file"] == path.name and m.extra["opset"] >= 17
+
+
+def test_graph_postprocess_uses_nonmaxsuppression(artifacts):
+    ops = _ops(artifacts["onnx_graph"])
+    assert ops["NonMaxSuppression"] == 1 and ops["TopK"] == 2
+    names = [o.name for o in onnx.load(str(artifacts["onnx_graph"])).graph.output]
+    assert names == ["num_detections", "boxes", "scores", "classes"]
+
+
+def test_onnx_matches_torch(artifacts, test_weights):
+    model = create_model("test", weights=test_weights)
+    x = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = [t.numpy() for t in FlatHeads(model)(x)]
+    sess = ort.InferenceSession(str(artifacts["onnx"]), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {"images": x.numpy()})
+    for a, b in zip(out, ref):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_dynamic_batch(artifacts):
+    sess = ort.InferenceSession(str(artifacts["onnx_dynamic"]), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((3, 3, 128, 128)).astype(np.float32)
+    logits, deltas = sess.run(None, {"images": x})
+    assert logits.shape[0] == 3 and deltas.shape[0] == 3
+    single = sess.run(None, {"images": x[1:2]})[0]
+    np.testing.assert_allclose(single[0], logits[1], atol=1e-4)
+    assert Manifest.read(artifacts["onnx_dynamic"]).batch == {"dynamic": True, "min": 1, "max": 8}
+
+
+def test_fp16_export_close_to_fp32(tmp_path, test_weights):
+    model = create_model("test", weights=test_weights)
+    path = export_onnx(model, tmp_path / "fp16.onnx", ExportOptions(precision="fp16"))
+    proto = onnx.load(str(path))
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in proto.graph.initializer)
+    x = np.random.default_rng(1).standard_normal((1, 3, 128, 128)).astype(np.float32)
+    with torch.no_grad():
+        ref = FlatHeads(model)(torch.from_numpy(x))[0].numpy()
+    out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
+    assert np.abs(out - ref).max() < 0.05 * np.abs(ref).max()
+    assert Manifest.read(path).precision == "fp16"
+
+
+def test_failed_write_leaves_nothing(tmp_path, test_weights, monkeypatch):
+    model = create_model("test", weights=test_weights)
+    target = tmp_path / "m.onnx"
+    target.write_bytes(b"old artifact")
+    manifest_path(target).write_text(json.dumps({"old": True}))
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt  # an interrupted build
+    monkeypatch.setattr(onnx, "save_model", boom)
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(model, target, ExportOptions())
+    assert not manifest_path(target).exists()          # no manifest vouching for a stale file
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]  # no temp files left behind
+
+
+def test_export_failure_is_conversion_error(tmp_path, monkeypatch):
+    model = create_model("test")
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("unsupported op")))
+    with pytest.raises(ConversionError, match="unsupported op"):
+        export_onnx(model, tmp_path / "x.onnx")
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,149 @@
+"""TensorRT path. CPU: the TRT-bound ONNX passes the static check and runs in ONNX Runtime; modules import
+without TensorRT. The `tensorrt` tests build and run engines wherever TensorRT and a GPU exist."""
+import importlib
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgedet.converters.pipeline import BuildRequest, export_artifact, get_artifact
+from edgedet.converters.trt_check import check_tensorrt_onnx
+from edgedet.errors import ArtifactError, BackendUnavailableError, InputError
+from edgedet.manifest import Manifest
+from edgedet.runtimes import Detector
+
+
+@pytest.fixture(scope="module")
+def trt_onnx(tmp_path_factory, test_weights):
+    """What `edgedet build --backend trt --precision fp16` feeds TensorRT: FP16, dynamic batch, in-graph NMS."""
+    out = tmp_path_factory.mktemp("trt")
+    return export_artifact(BuildRequest("test", "onnxruntime", precision="fp16", weights=str(test_weights),
+                                        batch="dynamic", max_batch=8, postprocess="graph"), out)
+
+
+def test_trt_bound_onnx_passes_static_check(trt_onnx, artifacts):
+    rep = check_tensorrt_onnx(trt_onnx, 1, 8)
+    assert rep.ok, rep.to_dict()["findings"]
+    assert rep.ops["NonMaxSuppression"] == 1 and "Mod" not in rep.ops
+    assert check_tensorrt_onnx(artifacts["onnx"], 1, 1).ok
+
+
+def test_trt_bound_fp16_onnx_matches_fp32_in_onnxruntime(trt_onnx, artifacts, images):
+    fp16 = Detector.load(trt_onnx)
+    fp32 = Detector.load(artifacts["onnx"])
+    for img in images:
+        a, b = fp16(img, score_threshold=0.3), fp32(img, score_threshold=0.3)
+        assert abs(len(a) - len(b)) <= max(1, len(b) // 10)
+        n = min(len(a), len(b), 10)
+        assert (a.class_ids[:n] == b.class_ids[:n]).mean() >= 0.8
+        assert np.abs(a.scores[:n] - b.scores[:n]).max() < 0.02
+
+
+def _model(nodes, inits, inputs, outputs, opset=17):
+    g = helper.make_graph(nodes, "g", inputs, outputs, [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    return m
+
+
+def test_static_check_catches_problems(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 3, "h", 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    inits = {"s": np.array(0.1, np.float32), "zp_u8": np.array(3, np.uint8), "k": np.array([2], np.int64)}
+    nodes = [
+        helper.make_node("Mod", ["x", "x"], ["m"], fmod=1),
+        helper.make_node("QuantizeLinear", ["m", "s", "zp_u8"], ["q"]),
+        helper.make_node("DequantizeLinear", ["q", "s", "zp_u8"], ["dq"]),
+        helper.make_node("EfficientNMS_TRT", ["dq"], ["n"], domain="trt.plugins"),
+        helper.make_node("Shape", ["x"], ["shp"]),
+        helper.make_node("Gather", ["shp", "k"], ["kk"]),
+        helper.make_node("TopK", ["dq", "kk"], ["y", "i"]),
+    ]
+    path = tmp_path / "bad.onnx"
+    onnx.save(_model(nodes, inits, [x], [y]), path)
+    msgs = " | ".join(f.message for f in check_tensorrt_onnx(path).findings)
+    assert "Mod is not in TensorRT's ONNX operator list" in msgs
+    assert "needs a TensorRT plugin" in msgs and "EfficientNMS" in msgs
+    assert "not signed INT8" in msgs and "non-zero zero-point" in msgs
+    assert "must be an initializer" in msgs
+    assert "only the batch dimension may be dynamic" in msgs
+    assert not check_tensorrt_onnx(path).ok
+
+
+def test_check_cli(trt_onnx, capsys):
+    from edgedet.cli import main
+    assert main(["check", "--backend", "trt", str(trt_onnx)]) == 0
+    assert "PASS" in capsys.readouterr().out
+    assert main(["check", str(trt_onnx) + ".missing"]) == 2
+
+
+def test_modules_import_without_tensorrt(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    eng = importlib.reload(importlib.import_module("edgedet.converters.tensorrt_engine"))
+    importlib.reload(importlib.import_module("edgedet.runtimes.tensorrt_runner"))
+    with pytest.raises(BackendUnavailableError, match=r"edgedet\[tensorrt\]"):
+        eng.import_tensorrt()
+
+
+def test_engine_for_another_gpu_is_refused():
+    from edgedet.runtimes.tensorrt_runner import check_engine_device
+
+    m = Manifest(model={}, class_names=[], artifact={}, input={}, outputs=[], postprocess={}, batch={},
+                 device={"gpu": "NVIDIA A100", "compute_capability": "8.0", "tensorrt": "10.3.0"})
+    check_engine_device(m, {"gpu": "NVIDIA A100", "compute_capability": "8.0"}, "10.3.0")
+    with pytest.raises(ArtifactError, match="compute capability 8.0 .here 9.0."):
+        check_engine_device(m, {"gpu": "NVIDIA H100", "compute_capability": "9.0"}, "10.3.0")
+    with pytest.raises(ArtifactError, match="TensorRT 10.3.0 .here 10.8.0."):
+        check_engine_device(m, {"gpu": "NVIDIA A100", "compute_capability": "8.0"}, "10.8.0")
+
+
+# ---------------------------------------------------------------- where TensorRT exists
+@pytest.fixture(scope="module")
+def trt():
+    return pytest.importorskip("tensorrt")
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+def test_build_and_run_engine_matches_onnxruntime(trt, test_weights, artifacts, images, tmp_path):
+    engine = export_artifact(BuildRequest("test", "tensorrt", weights=str(test_weights), postprocess="graph"), tmp_path)
+    m = Manifest.read(engine)
+    assert m.device["tensorrt"] == trt.__version__ and m.device["compute_capability"]
+    ref = Detector.load(artifacts["onnx_graph"])
+    det = Detector.load(engine)
+    for img in images:
+        a, b = det(img, score_threshold=0.3), ref(img, score_threshold=0.3)
+        assert len(a) == len(b)
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=0.5)
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+def test_dynamic_batch_profile(trt, test_weights, images, tmp_path):
+    engine = export_artifact(BuildRequest("test", "tensorrt", precision="fp16", weights=str(test_weights),
+                                          batch="dynamic", max_batch=4), tmp_path)
+    det = Detector.load(engine)
+    assert len(det(images + images[:1])) == 4
+    x = np.zeros((5, 3, 128, 128), np.float32)
+    with pytest.raises(InputError, match="outside the engine's profile 1..4"):
+        det.runner({"images": x})
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+def test_engine_cache_invalidation_and_truncation(trt, test_weights, tmp_path):
+    req = BuildRequest("test", "tensorrt", weights=str(test_weights))
+    first = get_artifact(req, root=tmp_path)
+    again = get_artifact(req, root=tmp_path)
+    assert again.cached and again.path == first.path
+    first.path.write_bytes(first.path.read_bytes()[:1000])          # damaged entry -> rebuilt
+    rebuilt = get_artifact(req, root=tmp_path)
+    assert not rebuilt.cached and Manifest.read(rebuilt.path)
+    import shutil
+    from edgedet.manifest import manifest_path
+    bad = tmp_path / "truncated.engine"
+    bad.write_bytes(rebuilt.path.read_bytes()[:4096])
+    shutil.copy(manifest_path(rebuilt.path), manifest_path(bad))
+    with pytest.raises(ArtifactError, match="cannot deserialize"):
+        Detector.load(bad, verify=False)   # past the hash check: TensorRT itself must refuse it, no segfault

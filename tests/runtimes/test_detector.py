@@ -1,0 +1,140 @@
+"""Detector parity across backends, batching, registry, and bad artifacts."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgedet.errors import ArtifactError, BackendUnavailableError
+from edgedet.manifest import manifest_path
+from edgedet.runtimes import Detector
+from edgedet.runtimes.registry import backend_for, get_backend, runner_class
+
+CONF = 0.3
+
+
+def _load(path, **kw):
+    if str(path).endswith(".xml") or kw.get("backend") == "openvino":
+        kw.setdefault("precision", "f32")  # exact f32 for parity (bf16 is the speed option)
+    return Detector.load(path, **kw)
+
+
+@pytest.fixture(scope="module")
+def reference(artifacts, images):
+    det = _load(artifacts["torch"])
+    return [det(img, score_threshold=CONF) for img in images]
+
+
+@pytest.mark.parametrize("key, backend", [("onnx", None), ("onnx_graph", None), ("onnx_dynamic", None),
+                                          ("openvino", None), ("openvino_graph", None), ("onnx", "openvino")])
+def test_parity_with_torch(artifacts, images, reference, key, backend):
+    det = _load(artifacts[key], backend=backend)
+    for img, ref in zip(images, reference):
+        got = det(img, score_threshold=CONF)
+        assert len(ref) > 3
+        assert len(got) == len(ref)
+        np.testing.assert_array_equal(got.class_ids, ref.class_ids)   # same classes, same order
+        scale = np.abs(ref.xyxy).max()
+        assert np.abs(got.xyxy - ref.xyxy).max() <= 1e-3 * scale
+        np.testing.assert_allclose(got.scores, ref.scores, atol=1e-4)
+        assert got.labels == ref.labels
+
+
+def test_detections_in_original_pixels(artifacts, images):
+    det = _load(artifacts["onnx"])
+    img = images[0][:300, :450]
+    d = det(img, score_threshold=0.0)
+    assert len(d) == 100  # max_det
+    assert (d.xyxy[:, [0, 2]] <= 450).all() and (d.xyxy[:, [1, 3]] <= 300).all() and (d.xyxy >= 0).all()
+    assert (np.diff(d.scores) <= 0).all()
+
+
+def test_list_input_and_batching(artifacts, images):
+    dyn = _load(artifacts["onnx_dynamic"])
+    static = _load(artifacts["onnx"])
+    batch = dyn(images + images, score_threshold=CONF)
+    singles = [static(i, score_threshold=CONF) for i in images + images]
+    assert len(batch) == 6
+    for a, b in zip(batch, singles):
+        np.testing.assert_array_equal(a.class_ids, b.class_ids)
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-2)
+    assert dyn([]) == []
+
+
+def test_registry_by_suffix():
+    from pathlib import Path
+    assert backend_for(Path("a.onnx"), None).name == "onnxruntime"
+    assert backend_for(Path("a.xml"), None).name == "openvino"
+    assert backend_for(Path("a.engine"), None).name == "tensorrt"
+    assert backend_for(Path("a.onnx"), "ov").name == "openvino"
+    with pytest.raises(ArtifactError, match="cannot tell the backend"):
+        backend_for(Path("a.tflite"), None)
+    with pytest.raises(ArtifactError, match="cannot run"):
+        backend_for(Path("a.xml"), "onnxruntime")
+
+
+def test_missing_backend_names_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'edgedet\[openvino\]'"):
+        runner_class(get_backend("openvino"))
+
+
+def test_runtime_path_does_not_import_torch(artifacts):
+    code = ("import sys; from edgedet.runtimes import Detector; import numpy as np;"
+            f"d = Detector.load({str(artifacts['onnx'])!r}); d(np.zeros((64, 64, 3), np.uint8));"
+            f"d = Detector.load({str(artifacts['openvino'])!r}); d(np.zeros((64, 64, 3), np.uint8));"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def _copy(src, dst_dir, with_bin=False):
+    import shutil
+    dst_dir.mkdir(exist_ok=True)
+    dst = dst_dir / src.name
+    shutil.copy(src, dst)
+    shutil.copy(manifest_path(src), manifest_path(dst))
+    if with_bin:
+        shutil.copy(src.with_suffix(".bin"), dst.with_suffix(".bin"))
+    return dst
+
+
+def test_truncated_onnx(tmp_path, artifacts):
+    p = _copy(artifacts["onnx"], tmp_path)
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    with pytest.raises(ArtifactError, match="does not match its manifest"):
+        Detector.load(p)
+    with pytest.raises(ArtifactError, match="ONNX Runtime cannot load"):
+        Detector.load(p, verify=False)
+
+
+def test_corrupt_ir(tmp_path, artifacts):
+    p = _copy(artifacts["openvino"], tmp_path, with_bin=True)
+    p.with_suffix(".bin").write_bytes(b"\0" * 100)
+    with pytest.raises(ArtifactError, match="OpenVINO cannot load"):
+        Detector.load(p)
+    p.with_suffix(".bin").unlink()
+    with pytest.raises(ArtifactError, match="missing"):
+        Detector.load(p)
+
+
+def test_manifest_missing_or_mismatched(tmp_path, artifacts):
+    p = _copy(artifacts["onnx"], tmp_path)
+    data = json.loads(manifest_path(p).read_text())
+    manifest_path(p).unlink()
+    with pytest.raises(ArtifactError, match="no manifest"):
+        Detector.load(p)
+    data["input"]["shape"] = [1, 3, 256, 256]       # a manifest of another input size
+    data["artifact"]["sha256"] = None
+    manifest_path(p).write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="manifest says"):
+        Detector.load(p)
+    manifest_path(p).write_text("{ not json")
+    with pytest.raises(ArtifactError, match="corrupt"):
+        Detector.load(p)
+
+
+def test_not_found():
+    with pytest.raises(ArtifactError, match="not found"):
+        Detector.load("/nonexistent/model.onnx")

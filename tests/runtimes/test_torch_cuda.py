@@ -1,0 +1,43 @@
+"""The verified GPU path without TensorRT: torch on CUDA (fp16, channels-last) against the CPU fp32 reference."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.gpu
+
+from edgedet.runtimes import Detector
+
+
+@pytest.fixture(scope="module")
+def cuda():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    return "cuda"
+
+
+def test_cuda_fp16_matches_cpu_fp32(cuda, artifacts, images):
+    ref = Detector.load(artifacts["torch"])
+    gpu = Detector.load(artifacts["torch"], device=cuda)           # fp16 + channels-last by default on CUDA
+    assert "cuda" in gpu.device
+    for img in images:
+        a, b = gpu(img, score_threshold=0.3), ref(img, score_threshold=0.3)
+        n = min(len(a), len(b), 10)
+        assert n > 0 and abs(len(a) - len(b)) <= max(1, len(b) // 10)
+        assert (a.class_ids[:n] == b.class_ids[:n]).mean() >= 0.8
+        assert np.abs(a.scores[:n] - b.scores[:n]).max() < 0.02
+
+
+def test_cuda_fp32_exact(cuda, artifacts, images):
+    ref = Detector.load(artifacts["torch"])
+    gpu = Detector.load(artifacts["torch"], device=cuda, half=False, channels_last=False)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    a, b = gpu(images[0], score_threshold=0.3), ref(images[0], score_threshold=0.3)
+    np.testing.assert_array_equal(a.class_ids, b.class_ids)
+    np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-2)
+
+
+def test_cuda_batch32(cuda, artifacts, images):
+    gpu = Detector.load(artifacts["torch"], device=cuda)
+    out = gpu([images[i % len(images)] for i in range(32)])
+    assert len(out) == 32
