@@ -9,7 +9,7 @@ reads a real photo each iteration and does letterbox + inference + decode/NMS + 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 
 import numpy as np
@@ -79,7 +79,8 @@ def main(argv=None) -> int:
               f"({r['bare_fps']:.1f} FPS)  detector e2e {r['detector_e2e_ms']['p50']:7.2f} ms "
               f"({r['detector_fps']:.1f} FPS)  ratio {r['ratio_detector_over_bare_fps']:.3f}")
     if a.out:
-        write_json_atomic(a.out, {"command": "python -m edgedet.benchmarks.e2e_overhead " + " ".join(argv or []),
+        args = sys.argv[1:] if argv is None else argv
+        write_json_atomic(a.out, {"command": "python -m edgedet.benchmarks.e2e_overhead " + " ".join(args),
                                   "environment": environment(), "rows": rows,
                                   "date": time.strftime("%Y-%m-%d %H:%M:%S")})
     return 0

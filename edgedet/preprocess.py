@@ -89,13 +89,15 @@ class Preprocessor:
         for i, img in enumerate(images):
             resized, info = self.letterbox(img)
             rh, rw = resized.shape[:2]
-            norm = resized.astype(np.float32)
-            norm *= self.mul
-            norm += self.add
-            out[i].fill(0.0)
-            # BGR -> RGB while transposing into the planar buffer.
-            for c in range(3):
-                out[i, c, :rh, :rw] = norm[:, :, 2 - c]
+            planes = cv2.split(resized)  # B, G, R uint8 planes
+            for c in range(3):           # RGB output channel c <- BGR plane 2 - c, normalised in place
+                dst = out[i, c, :rh, :rw]
+                np.multiply(planes[2 - c], self.mul[2 - c], out=dst, dtype=np.float32)
+                dst += self.add[2 - c]
+            if rh < self.h:
+                out[i, :, rh:, :] = 0.0  # padding = the mean colour after normalisation
+            if rw < self.w:
+                out[i, :, :rh, rw:] = 0.0
             infos.append(info)
         return out, infos
 

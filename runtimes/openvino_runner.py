@@ -51,8 +51,10 @@ class OpenVinoRunner(Runner):
         return [d.get_length() if d.is_static else None for d in self.compiled.inputs[0].get_partial_shape()]
 
     def __call__(self, inputs):
-        res = self.request.infer(inputs, share_inputs=True)
-        return {name: np.array(res[out]) for name, out in zip(self.output_names, self.compiled.outputs)}
+        """Outputs are views of the request's tensors: valid until the next call (the Detector consumes
+        them at once); copy them to keep them longer."""
+        self.request.infer(inputs, share_inputs=True, share_outputs=True)
+        return {name: self.request.get_output_tensor(i).data for i, name in enumerate(self.output_names)}
 
     def optimal_requests(self) -> int:
         return int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
