@@ -82,11 +82,20 @@ def cache_key(req: BuildRequest) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _with_class_names(req: BuildRequest) -> BuildRequest:
+    """Take the class names a trained checkpoint carries unless the request names them."""
+    if req.class_names is not None or req.weights is None or str(req.weights).lower() == "coco":
+        return req
+    from edgedet.model.factory import checkpoint_class_names
+    names = checkpoint_class_names(req.weights)
+    return BuildRequest(**{**asdict(req), "class_names": tuple(names)}) if names else req
+
+
 def get_artifact(req: BuildRequest, rebuild: bool = False, root: Path | None = None) -> BuildResult:
     from edgedet.runtimes.registry import get_backend
 
     backend = get_backend(req.backend).name
-    req = BuildRequest(**{**asdict(req), "backend": backend})
+    req = _with_class_names(BuildRequest(**{**asdict(req), "backend": backend}))
     if backend not in _BUILDERS:
         raise InputError(f"no builder for backend '{backend}'")
     suffix, build = _BUILDERS[backend]
@@ -166,4 +175,4 @@ def export_artifact(req: BuildRequest, out_dir: str | Path, name: str | None = N
     backend = get_backend(req.backend).name
     suffix, build = _BUILDERS[backend]
     path = Path(out_dir) / f"{name or req.model}{suffix}"
-    return build(BuildRequest(**{**asdict(req), "backend": backend}), path)
+    return build(_with_class_names(BuildRequest(**{**asdict(req), "backend": backend})), path)

@@ -73,6 +73,12 @@ def check_tensorrt_onnx(path: str | Path, min_batch: int | None = None, max_batc
                 if a.name == "value":
                     consts[n.output[0]] = numpy_helper.to_array(a.t)
 
+    # Weights of a Q/DQ graph reach Conv through [QuantizeLinear ->] DequantizeLinear of an initializer, which
+    # TensorRT folds: constant for the parser. Nodes are in topological order, so one pass propagates it.
+    for n in g.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[0] in consts:
+            consts.setdefault(n.output[0], None)
+
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     if opset < OPSET_RANGE_86[0]:
         rep.add("error", f"opset {opset} is below {OPSET_RANGE_86[0]}")

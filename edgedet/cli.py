@@ -184,6 +184,100 @@ def _save_annotated(out_dir: Path, src: Path, img, dets) -> None:
         Path(tmp).write_bytes(buf.tobytes())
 
 
+# ------------------------------------------------------------------------------------------------ eval
+@command("eval", "COCO mAP of an artifact or model on a COCO-format dataset")
+def _eval_args(p):
+    p.add_argument("--model", required=True, help="artifact (.onnx, .xml, .pth, .engine) or model name")
+    p.add_argument("--weights", help="weights for a model name")
+    p.add_argument("--data", required=True, help="COCO annotation json")
+    p.add_argument("--images", help="image folder (default: images/ beside the json)")
+    p.add_argument("--backend")
+    p.add_argument("--device")
+    p.add_argument("--conf", type=float, default=0.001, help="evaluation score threshold (low, not the deploy one)")
+    p.add_argument("--json", action="store_true")
+    return _eval
+
+
+def _eval(a) -> int:
+    from .evaluation import evaluate_detector
+    from .progress import progress
+    from .runtimes import Detector
+    opts = {"weights": a.weights} if a.weights else {}
+    det = Detector.load(a.model, backend=a.backend, device=a.device, **opts)
+    stats = evaluate_detector(det, a.data, a.images, score_threshold=a.conf, progress=lambda it: progress(it, desc="eval"))
+    stats.update({"model": a.model, "backend": det.backend, "precision": det.manifest.precision})
+    text = (f"{a.model} [{det.backend} {det.manifest.precision}] on {stats['images']} images: "
+            f"AP {stats['AP']:.4f}  AP50 {stats['AP50']:.4f}  AP75 {stats['AP75']:.4f}  "
+            f"APs {stats['AP_small']:.4f}  APm {stats['AP_medium']:.4f}  APl {stats['AP_large']:.4f}")
+    _emit(stats, a.json, text)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ train
+@command("train", "fine-tune a model on COCO-format data (resumable)")
+def _train_args(p):
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True, help="training annotation json")
+    p.add_argument("--images", help="training image folder (default: images/ beside the json)")
+    p.add_argument("--val-data", help="validation annotation json (per-epoch mAP)")
+    p.add_argument("--val-images")
+    p.add_argument("--weights", help="initial effdet-layout checkpoint")
+    p.add_argument("--epochs", type=_positive, default=10)
+    p.add_argument("--imgsz", type=_positive)
+    p.add_argument("--batch", type=_positive, default=8)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pth exists")
+    p.add_argument("--out", required=True)
+    return _train
+
+
+def _train(a) -> int:
+    from .progress import progress
+    from .train import TrainConfig, train
+    cfg = TrainConfig(model=a.model, data=a.data, images=a.images, val_data=a.val_data, val_images=a.val_images,
+                      out=a.out, weights=a.weights, epochs=a.epochs, imgsz=a.imgsz, batch=a.batch, lr=a.lr,
+                      workers=a.workers, device=a.device, seed=a.seed, resume=not a.no_resume)
+    result = train(cfg, log=lambda m: print(m, flush=True), progress=lambda it, desc: progress(it, desc=desc))
+    print(f"best validation AP {result['best_val_AP']:.4f}; checkpoints in {result['out']}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ calibrate
+@command("calibrate", "INT8 artifacts for OpenVINO / ONNX Runtime / TensorRT from one calibration set, gated on mAP")
+def _calibrate_args(p):
+    p.add_argument("--model", required=True, help="model name or FP32 .onnx artifact")
+    p.add_argument("--weights")
+    p.add_argument("--imgsz", type=_positive)
+    p.add_argument("--calib", required=True, help="image folder, video, or COCO json")
+    p.add_argument("--num", type=_positive, default=300)
+    p.add_argument("--every", type=_positive, help="video: take every k-th frame")
+    p.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax")
+    p.add_argument("--backend", default="openvino,onnxruntime", help="comma list of openvino, onnxruntime, trt")
+    p.add_argument("--val", help="COCO json for the accuracy gate")
+    p.add_argument("--images", help="validation image folder")
+    p.add_argument("--max-map-drop", type=float, default=0.01)
+    p.add_argument("--out", required=True)
+    p.add_argument("--json", action="store_true")
+    return _calibrate
+
+
+def _calibrate(a) -> int:
+    from .converters.int8.pipeline import CalibrateRequest, calibrate
+    from .runtimes.registry import get_backend
+    backends = tuple(get_backend(b.strip()).name for b in a.backend.split(",") if b.strip())
+    req = CalibrateRequest(model=a.model, calib=a.calib, out=a.out, weights=a.weights, imgsz=a.imgsz, num=a.num,
+                           every=a.every, method=a.method, backends=backends, val=a.val, val_images=a.images,
+                           max_map_drop=a.max_map_drop)
+    report = calibrate(req, log=(lambda m: print(m, file=sys.stderr)) if a.json else print)
+    if a.json:
+        print(json.dumps(report, indent=2))
+    failed = [r["backend"] for r in report["artifacts"] if r["passed"] is False]
+    return 1 if failed else 0
+
+
 # ------------------------------------------------------------------------------------------------ check
 @command("check", "static compatibility check of an ONNX file for a backend (runs without the backend)")
 def _check_args(p):

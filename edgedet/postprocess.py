@@ -30,7 +30,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: i
         w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
         h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
         inter = w * h
-        iou = inter / (areas[i] + areas[rest] - inter)
+        with np.errstate(invalid="ignore", divide="ignore"):  # zero-area boxes: NaN IoU never suppresses,
+            iou = inter / (areas[i] + areas[rest] - inter)       # as in torchvision
         order = rest[~(iou > iou_threshold)]
     return np.asarray(keep, dtype=np.int64)
 

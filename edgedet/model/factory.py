@@ -72,6 +72,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return out
 
 
+def checkpoint_class_names(path: str | Path) -> list[str] | None:
+    """Class names stored beside the weights by `edgedet train` (None for plain state dicts)."""
+    try:
+        obj = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    names = obj.get("class_names") if isinstance(obj, dict) else None
+    return [str(n) for n in names] if isinstance(names, (list, tuple)) else None
+
+
 def _checkpoint_classes(state: dict, cfg: ModelConfig) -> int | None:
     w = state.get("class_net.predict.conv_pw.weight")
     if w is None or w.shape[0] % cfg.num_anchors:

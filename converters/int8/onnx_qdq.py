@@ -1,0 +1,70 @@
+"""Q/DQ ONNX via ONNX Runtime's static quantization.
+
+Two forms from the same cached ranges:
+- "onnxruntime": U8S8 (uint8 activations, int8 per-channel weights) - what ORT runs fastest on x86
+  (S8S8 activations are slow there).
+- "tensorrt": symmetric signed INT8 for activations and weights (zero-point 0), the explicit-quantization
+  form TensorRT 8.6-11 builds.
+Only convolutions are quantized (they are >99% of the multiply-adds); nodes_to_exclude keeps sensitive
+layers in float.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgedet.errors import BackendUnavailableError, ConversionError, InputError
+
+FORMS = {
+    "onnxruntime": {"activation": "QUInt8", "symmetric_activations": False, "quantize_bias": True},
+    # TensorRT fuses float biases itself and takes no int32 bias Q/DQ.
+    "tensorrt": {"activation": "QInt8", "symmetric_activations": True, "quantize_bias": False},
+}
+METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+
+
+class _Reader:
+    def __init__(self, name: str, tensors: list[np.ndarray]):
+        self.name, self.tensors, self.i = name, tensors, 0
+
+    def get_next(self):
+        if self.i >= len(self.tensors):
+            return None
+        self.i += 1
+        return {self.name: self.tensors[self.i - 1]}
+
+    def rewind(self):
+        self.i = 0
+
+
+def quantize_qdq(fp32_onnx: Path, out: Path, tensors: list[np.ndarray] | None, form: str, method: str,
+                 ranges_cache: Path, exclude: list[str] = ()) -> Path:
+    try:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    except ImportError as e:
+        raise BackendUnavailableError("onnxruntime quantization", "onnxruntime", e) from e
+    if form not in FORMS:
+        raise InputError(f"unknown Q/DQ form {form!r}")
+    if method not in METHODS:
+        raise InputError(f"--method must be one of {', '.join(METHODS)}")
+    spec = FORMS[form]
+    reader = _Reader("images", tensors) if tensors is not None else None
+    extra = {"ActivationSymmetric": spec["symmetric_activations"], "WeightSymmetric": True,
+             "CalibMovingAverage": False, "QuantizeBias": spec["quantize_bias"]}
+    if method == "percentile":
+        extra["CalibPercentile"] = 99.99
+    try:
+        quantize_static(str(fp32_onnx), str(out), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
+                        per_channel=True, activation_type=getattr(QuantType, spec["activation"]),
+                        weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
+                        calibrate_method=getattr(CalibrationMethod, METHODS[method]), extra_options=extra,
+                        calibration_cache_path=str(ranges_cache))
+    except Exception as e:
+        raise ConversionError(f"INT8 quantization ({form}, {method}) failed: {e}") from e
+    return out
+
+
+def conv_nodes(onnx_path: Path) -> list[str]:
+    import onnx
+    return [n.name for n in onnx.load(str(onnx_path), load_external_data=False).graph.node if n.op_type == "Conv"]

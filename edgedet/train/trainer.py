@@ -1,0 +1,219 @@
+"""Resumable fine-tuning loop: AdamW + warmup/cosine, weight EMA, per-epoch validation mAP.
+
+Checkpoints in `out`: last.pth (everything needed to resume: model, EMA, optimiser, scheduler, epoch,
+history) after every epoch and on Ctrl-C; best.pth (EMA weights in effdet layout under 'state_dict',
+plus class names and category ids) whenever validation mAP improves. All writes are atomic.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..anchors import anchors_for
+from ..data.coco import CocoDataset, load_coco
+from ..errors import InputError
+from ..evaluation import coco_eval
+from ..fileio import atomic_path, write_json_atomic
+from ..model import create_model
+from ..model.export import FlatHeads
+from ..postprocess import postprocess
+from ..preprocess import Preprocessor, read_image
+from .dataset import DetectionDataset
+from .loss import detection_loss
+
+
+@dataclass
+class TrainConfig:
+    model: str
+    data: str
+    images: str | None = None
+    val_data: str | None = None
+    val_images: str | None = None
+    out: str = "runs/train"
+    weights: str | None = None
+    epochs: int = 10
+    imgsz: int | None = None
+    batch: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 200
+    ema_decay: float = 0.999
+    workers: int = 1
+    seed: int = 0
+    device: str = "cpu"
+    resume: bool = True
+    max_steps_per_epoch: int | None = None
+    precise_bn_images: int = 400   # re-estimate BN statistics of the EMA weights on this many train images
+
+
+    def validate(self) -> None:
+        if self.epochs < 1 or self.batch < 1:
+            raise InputError("--epochs and --batch must be >= 1")
+
+
+class Ema:
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.model = copy.deepcopy(model).eval()
+        self.decay, self.updates = decay, 0
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = self.decay * (1 - math.exp(-self.updates / 2000))  # ramp up early, as timm/YOLO EMAs do
+        msd = model.state_dict()
+        for k, v in self.model.state_dict().items():
+            if v.dtype.is_floating_point:
+                v.mul_(d).add_(msd[k].detach(), alpha=1 - d)
+            else:
+                v.copy_(msd[k])
+
+
+def _save(path: Path, obj) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+@torch.no_grad()
+def precise_bn(model, ds: CocoDataset, images: int, batch: int = 16) -> None:
+    """Recompute BatchNorm running statistics with the current weights (cumulative average over `images`
+    training images). EfficientDet's BN momentum (0.01) suits fine-tuning; when weights move fast (training
+    from scratch) the running averages lag them and validation mAP swings: measured on the synthetic D0
+    run, AP 0.162 -> 0.380 for the same weights after recalibration."""
+    if images <= 0:
+        return
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    cfg = model.config
+    pre = Preprocessor(cfg.image_size, cfg.mean, cfg.std)
+    device = next(model.parameters()).device
+    idx = np.linspace(0, len(ds.images) - 1, min(images, len(ds.images))).round().astype(int)
+    was_training = model.training
+    model.train()
+    for start in range(0, len(idx), batch):
+        x, _ = pre([read_image(ds.images[i].path) for i in idx[start:start + batch]])
+        model(torch.from_numpy(x).to(device))
+    model.train(was_training)
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+
+
+@torch.no_grad()
+def evaluate_model(model, ds: CocoDataset, batch: int = 8, score_threshold: float = 0.001) -> dict:
+    """COCO mAP of a torch model on a dataset (same letterbox and post-processing as the Detector)."""
+    cfg = model.config
+    pre = Preprocessor(cfg.image_size, cfg.mean, cfg.std)
+    anchors = anchors_for(cfg)
+    heads = FlatHeads(model).eval()
+    device = next(model.parameters()).device
+    results = []
+    for start in range(0, len(ds.images), batch):
+        items = ds.images[start:start + batch]
+        x, infos = pre([read_image(i.path) for i in items])
+        logits, deltas = (t.cpu().numpy() for t in heads(torch.from_numpy(x).to(device)))
+        for k, (item, info) in enumerate(zip(items, infos)):
+            boxes, scores, cls = postprocess(logits[k], deltas[k], anchors, score_threshold,
+                                             clip_hw=cfg.image_size)
+            boxes = boxes / info.scale
+            for b, s, c in zip(boxes.tolist(), scores.tolist(), cls.tolist()):
+                results.append({"image_id": item.id, "category_id": ds.category_ids[c],
+                                "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": s})
+    return coco_eval(ds.annotation_file, results, [i.id for i in ds.images])
+
+
+def train(cfg: TrainConfig, log=print, progress=None) -> dict:
+    cfg.validate()
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train_ds = load_coco(cfg.data, cfg.images)
+    val_ds = load_coco(cfg.val_data, cfg.val_images) if cfg.val_data else None
+    num_classes = len(train_ds.category_ids)
+    model = create_model(cfg.model, num_classes=num_classes, weights=cfg.weights, image_size=cfg.imgsz)
+    model.to(cfg.device).train()
+    dataset = DetectionDataset(train_ds, model.config, anchors_for(model.config), augment=True, seed=cfg.seed)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch, shuffle=True, drop_last=len(dataset) > cfg.batch,
+                                         num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed),
+                                         persistent_workers=False)
+    steps_per_epoch = min(len(loader), cfg.max_steps_per_epoch or len(loader))
+    total = cfg.epochs * steps_per_epoch
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) *
+                                              (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))))
+    ema = Ema(model, cfg.ema_decay)
+    start_epoch, history, best = 0, [], -1.0
+    last = out / "last.pth"
+    if cfg.resume and last.is_file():
+        state = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["state_dict"])
+        ema.model.load_state_dict(state["ema"])
+        ema.updates = state["ema_updates"]
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start_epoch, history, best = state["epoch"], state["history"], state.get("best", -1.0)
+        log(f"resumed from {last} at epoch {start_epoch + 1}")
+    meta = {"class_names": train_ds.class_names, "category_ids": train_ds.category_ids, "model": cfg.model,
+            "image_size": list(model.config.image_size), "train_config": asdict(cfg)}
+
+    def checkpoint(epoch_done: int) -> None:
+        _save(last, {"state_dict": model.state_dict(), "ema": ema.model.state_dict(), "ema_updates": ema.updates,
+                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch_done,
+                     "history": history, "best": best, **meta})
+
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            dataset.epoch = epoch
+            model.train()
+            t0, losses = time.time(), []
+            it = iter(loader)
+            bar = progress(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}") if progress else \
+                range(steps_per_epoch)
+            for _ in bar:
+                x, cls_t, box_t = next(it)
+                x, cls_t, box_t = x.to(cfg.device), cls_t.to(cfg.device), box_t.to(cfg.device)
+                logits, deltas = FlatHeads(model)(x)
+                loss, lc, lb = detection_loss(logits, deltas, cls_t, box_t)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+                opt.step()
+                sched.step()
+                ema.update(model)
+                losses.append((loss.item(), lc.item(), lb.item()))
+                if progress:
+                    bar.set_postfix(loss=f"{np.mean([l[0] for l in losses[-20:]]):.3f}")
+            row = {"epoch": epoch + 1, "loss": round(float(np.mean([l[0] for l in losses])), 4),
+                   "cls_loss": round(float(np.mean([l[1] for l in losses])), 4),
+                   "box_loss": round(float(np.mean([l[2] for l in losses])), 5),
+                   "lr": round(sched.get_last_lr()[0], 6), "seconds": round(time.time() - t0, 1)}
+            precise_bn(ema.model, train_ds, cfg.precise_bn_images)
+            ema.model.eval()
+            if val_ds is not None:
+                stats = evaluate_model(ema.model, val_ds)
+                row.update({"val_AP": stats["AP"], "val_AP50": stats["AP50"]})
+                if stats["AP"] > best:
+                    best = stats["AP"]
+                    _save(out / "best.pth", {"state_dict": ema.model.state_dict(), "val": stats, **meta})
+            history.append(row)
+            log("  ".join(f"{k} {v}" for k, v in row.items()))
+            checkpoint(epoch + 1)
+            write_json_atomic(out / "history.json", history)
+    except KeyboardInterrupt:
+        checkpoint(epoch)  # weights so far; the interrupted epoch restarts on resume
+        log(f"interrupted: saved {last}; run the same command again to resume at epoch {epoch + 1}")
+        raise
+    _save(out / "final.pth", {"state_dict": ema.model.state_dict(), **meta})
+    if val_ds is None:
+        _save(out / "best.pth", {"state_dict": ema.model.state_dict(), **meta})
+    return {"history": history, "best_val_AP": best, "out": str(out)}
