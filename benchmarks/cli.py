@@ -31,6 +31,8 @@ def _bench_args(p):
     p.add_argument("--conf", type=float, default=0.25, help="deploy score threshold used end-to-end")
     p.add_argument("--device", help="cpu / cuda / GPU")
     p.add_argument("--no-baseline", action="store_true", help="skip the effdet eager baseline")
+    p.add_argument("--artifact", default="", help="comma list of existing artifacts to time in the same run "
+                                                  "(e.g. INT8 ones from 'edgedet calibrate')")
     p.add_argument("--out", help="folder for bench.json, bench.csv, bench.txt and fps_vs_flops.png")
     p.add_argument("--json", action="store_true")
     return _bench
@@ -43,10 +45,11 @@ def _bench(a) -> int:
     from .report import table, write_outputs
 
     if a.precision == "int8":
-        raise InputError("INT8 artifacts come from 'edgedet calibrate' (not available in this version)")
+        raise InputError("INT8 artifacts come from 'edgedet calibrate'; time them with --artifact PATH[,PATH]")
     cfg = BenchConfig(models=a.model, backends=_backends(a.backend), precision=a.precision, batch=a.batch,
                       imgsz=a.imgsz, iters=a.iters, warmup=a.warmup, mode=a.mode, data=a.data, weights=a.weights,
-                      conf=a.conf, device=a.device, baseline=not a.no_baseline)
+                      conf=a.conf, device=a.device, baseline=not a.no_baseline,
+                      artifacts=[s.strip() for s in a.artifact.split(",") if s.strip()])
 
     def on_row(r):
         if not a.json:

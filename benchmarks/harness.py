@@ -36,6 +36,7 @@ class BenchConfig:
     device: str | None = None
     baseline: bool = True
     backend_options: dict = field(default_factory=dict)
+    artifacts: list[str] = field(default_factory=list)  # existing artifacts (e.g. INT8 from calibrate) to time too
 
     def validate(self) -> None:
         if self.iters < 1:
@@ -70,11 +71,43 @@ def _load(model, backend, cfg: BenchConfig, batch: int, hint_mode: str):
     return det, built, t0
 
 
+def artifact_row(path: str, cfg: BenchConfig, images: list[np.ndarray]) -> dict:
+    """Time an existing artifact (its manifest gives model, precision and backend)."""
+    from pathlib import Path
+
+    from edgedet.configs import ModelConfig
+    from edgedet.converters.pipeline import BuildResult
+    from edgedet.manifest import Manifest
+    from edgedet.runtimes import Detector
+    from edgedet.runtimes.registry import backend_for
+
+    from .flops import model_cost
+
+    p = Path(path)
+    m = Manifest.read(p)
+    backend = backend_for(p, None).name
+    opts = {**_RUN_OPTIONS.get(backend, lambda a, b: {})("latency", m.precision), **cfg.backend_options.get(backend, {})}
+    t0 = time.perf_counter()
+    det = Detector.load(p, score_threshold=cfg.conf, **opts)
+    row = _measure(det, BuildResult(p, True, 0.0), t0, m.model["name"], backend, m.precision, cfg, images,
+                   model_cost(ModelConfig.from_dict(m.model)))
+    row["artifact"] = str(p)
+    row["weights"] = (m.weights or {}).get("source", "unknown")
+    return row
+
+
 def bench_row(model: str, backend: str, cfg: BenchConfig, images: list[np.ndarray], cost) -> dict:
     from edgedet.runtimes.registry import get_backend
 
     backend = get_backend(backend).name
     det, built, t_load = _load(model, backend, cfg, 1, "latency")
+    row = _measure(det, built, t_load, model, backend, cfg.precision, cfg, images, cost)
+    row["throughput"] = measure_throughput(model, backend, cfg, images) if cfg.mode == "throughput" or cfg.batch > 1 \
+        else None
+    return row
+
+
+def _measure(det, built, t_load, model, backend, precision, cfg, images, cost) -> dict:
     det(images[0])
     cold_ms = (time.perf_counter() - t_load) * 1e3
 
@@ -99,16 +132,15 @@ def bench_row(model: str, backend: str, cfg: BenchConfig, images: list[np.ndarra
     device = det.device
     det.close()
 
-    thr = measure_throughput(model, backend, cfg, images) if cfg.mode == "throughput" or cfg.batch > 1 else None
     e2e_s, net_s = summarize(e2e), summarize(net)
     fps_b1 = 1000.0 / e2e_s["p50"]
     return {
-        "model": model, "backend": backend, "precision": cfg.precision, "batch": 1, "device": device,
+        "model": model, "backend": backend, "precision": precision, "batch": 1, "device": device,
         "input_size": list(det.image_size), "weights": cfg.weights or "random-init (timing only)",
         "net_ms": net_s, "e2e_ms": e2e_s,
         "stage_ms_p50": {k: round(float(np.median(v)), 3) for k, v in stages.items()},
         "fps_b1": round(fps_b1, 2), "net_fps_b1": round(1000.0 / net_s["p50"], 2),
-        "throughput": thr,
+        "throughput": None,
         "params": cost.params, "gmacs": round(cost.gmacs, 4), "gflops": round(cost.gflops, 4),
         "fps_per_gflop": round(fps_b1 / cost.gflops, 3),
         "build_s": round(built.seconds, 2), "artifact_cached": built.cached, "cold_start_ms": round(cold_ms, 1),
@@ -194,10 +226,17 @@ def run_bench(cfg: BenchConfig, on_row=None, progress=None) -> dict:
     models = [get_config(m, image_size=cfg.imgsz).name for m in cfg.models]
     images = sample_images(cfg.data)
     report = {"config": asdict(cfg), "environment": environment(), "rows": [], "baselines": [], "interrupted": False}
-    jobs = [(m, b) for m in models for b in cfg.backends] + ([(m, None) for m in models] if cfg.baseline else [])
+    jobs = [(m, b) for m in models for b in cfg.backends] + [(a, "artifact") for a in cfg.artifacts] + \
+        ([(m, None) for m in models] if cfg.baseline else [])
     started = time.time()
     try:
         for model, backend in (progress(jobs) if progress else jobs):
+            if backend == "artifact":
+                row = artifact_row(model, cfg, images)
+                report["rows"].append(row)
+                if on_row:
+                    on_row(row)
+                continue
             cost = model_cost(get_config(model, image_size=cfg.imgsz))
             if backend is None:
                 row = baseline_row(model, cfg, images, cost)

@@ -329,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     _register_optional_commands()
+    _sigterm_as_interrupt()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -339,6 +340,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"edgedet {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM (systemd, docker stop, kill) takes the same clean path as Ctrl-C: checkpoints and partial
+    results are written before exit."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        pass
 
 
 def _register_optional_commands() -> None:

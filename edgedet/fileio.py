@@ -17,6 +17,9 @@ def atomic_path(dest: str | Path):
     os.close(fd)
     try:
         yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the mode a plain open() would
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):

@@ -100,6 +100,8 @@ def _build(backend: str, fp32: Path, out: Path, tensors, req, ranges: Path, patt
                  _matching(conv_nodes(fp32), patterns))
     manifest_path(path).unlink(missing_ok=True)
     shutil.move(tmp, path)
+    # Provisional manifest so the candidate can be evaluated; the final one (with the gate) replaces it.
+    _write_manifest(Manifest.read(fp32), path, backend, {"provisional": True, "float_patterns": patterns})
     return path
 
 
