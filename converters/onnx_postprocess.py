@@ -55,12 +55,17 @@ def append_postprocess(model: onnx.ModelProto, anchors: np.ndarray, image_hw: tu
     add("Sub", ["pp_top_idx", "pp_cls_base"], ["pp_cls"])                          # which TensorRT 8.x lacks
     add("Sigmoid", ["pp_top_logits"], ["pp_scores"])
     # gather candidate deltas (B, K, 4) and anchors (B, K, 4)
-    add("Unsqueeze", ["pp_anchor_idx", "pp_ax_last"], ["pp_aidx3"])
-    add("Shape", ["pp_aidx3"], ["pp_aidx3_shape"])
-    add("Slice", ["pp_aidx3_shape", "pp_zero_i", "pp_two_i"], ["pp_bk"])
-    add("Concat", ["pp_bk", "pp_four"], ["pp_bk4"], axis=0)
-    add("Expand", ["pp_aidx3", "pp_bk4"], ["pp_aidx4"])
-    add("GatherElements", ["deltas", "pp_aidx4"], ["pp_cand_deltas"], axis=1)
+
+    def expand4(index: str, prefix: str) -> str:
+        """(B, N) index -> (B, N, 4), to gather whole boxes with GatherElements."""
+        add("Unsqueeze", [index, "pp_ax_last"], [f"{prefix}3"])
+        add("Shape", [f"{prefix}3"], [f"{prefix}3_shape"])
+        add("Slice", [f"{prefix}3_shape", "pp_zero_i", "pp_two_i"], [f"{prefix}_bn"])
+        add("Concat", [f"{prefix}_bn", "pp_four"], [f"{prefix}_bn4"], axis=0)
+        add("Expand", [f"{prefix}3", f"{prefix}_bn4"], [f"{prefix}4"])
+        return f"{prefix}4"
+
+    add("GatherElements", ["deltas", expand4("pp_anchor_idx", "pp_aidx")], ["pp_cand_deltas"], axis=1)
     add("Gather", ["pp_anchors", "pp_anchor_idx"], ["pp_cand_anchors"], axis=0)
     add("Split", ["pp_cand_deltas", "pp_split2"], ["pp_t_yx", "pp_t_hw"], axis=2)
     add("Split", ["pp_cand_anchors", "pp_split2"], ["pp_a_c", "pp_a_hw"], axis=2)
@@ -99,12 +104,7 @@ def append_postprocess(model: onnx.ModelProto, anchors: np.ndarray, image_hw: tu
     add("Where", ["pp_valid", "pp_top_scores", "pp_zero_f"], ["scores"])
     add("GatherElements", ["pp_cls", "pp_top_pos"], ["pp_top_cls"], axis=1)
     add("Where", ["pp_valid", "pp_top_cls", "pp_minus1"], ["classes"])
-    add("Unsqueeze", ["pp_top_pos", "pp_ax_last"], ["pp_pos3"])
-    add("Shape", ["pp_pos3"], ["pp_pos3_shape"])
-    add("Slice", ["pp_pos3_shape", "pp_zero_i", "pp_two_i"], ["pp_bd"])
-    add("Concat", ["pp_bd", "pp_four"], ["pp_bd4"], axis=0)
-    add("Expand", ["pp_pos3", "pp_bd4"], ["pp_pos4"])
-    add("GatherElements", ["pp_yxyx", "pp_pos4"], ["pp_top_yxyx"], axis=1)
+    add("GatherElements", ["pp_yxyx", expand4("pp_top_pos", "pp_pos")], ["pp_top_yxyx"], axis=1)
     add("Gather", ["pp_top_yxyx", "pp_xyxy_order"], ["pp_top_xyxy"], axis=2)
     add("Unsqueeze", ["pp_valid", "pp_ax_last"], ["pp_valid3"])
     add("Where", ["pp_valid3", "pp_top_xyxy", "pp_zero_f"], ["boxes"])
