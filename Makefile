@@ -1,5 +1,6 @@
 # Two entry points, each creating its own virtual environment (.venv) on first use:
-#   make bench   the main job: CPU benchmark sweep (D0-D2, OpenVINO + ONNX Runtime + effdet baseline) and detection
+#   make bench   the main job: CPU benchmark sweep (D0-D2, OpenVINO + ONNX Runtime + effdet baseline), then
+#                detection with the trained reference model (D0, synthetic shapes) on the default backend
 #   make test    the test suite (tiny model; what CI runs)
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -19,8 +20,9 @@ $(VENV)/.installed: setup.py pyproject.toml
 
 bench: venv
 	$(BIN)/edgedet bench --model d0,d1,d2 --backend openvino,onnxruntime --mode throughput --iters 30 --out $(OUT)/bench
-	$(BIN)/python -m edgedet.samples $(OUT)/samples
-	$(BIN)/edgedet detect --model d0 --source $(OUT)/samples --save $(OUT)/detect
+	$(BIN)/python -m edgedet.data.synthetic $(OUT)/shapes --train 0 --val 8 --size 256 --seed 1
+	$(BIN)/edgedet detect --model d0 --weights tests/assets/reference_d0_shapes_fp16.pth --imgsz 256 \
+		--source $(OUT)/shapes/images --conf 0.4 --save $(OUT)/detect
 
 test: venv
 	$(BIN)/python -m pytest -q

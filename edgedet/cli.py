@@ -129,6 +129,7 @@ def _detect_args(p):
     p.add_argument("--backend", help="onnxruntime | openvino | torch | tensorrt (default: by artifact suffix)")
     p.add_argument("--device", help="cpu, cuda, CPU/GPU (OpenVINO)")
     p.add_argument("--weights", help="weights for a model name")
+    p.add_argument("--imgsz", type=_positive, help="input size for a model name")
     p.add_argument("--conf", type=float, default=0.25, help="score threshold")
     p.add_argument("--save", help="folder for annotated images")
     p.add_argument("--json", action="store_true", help="print detections as JSON")
@@ -148,7 +149,7 @@ def _detect(a) -> int:
         files = [src]
     else:
         raise InputError(f"source not found: {src}")
-    opts = {"weights": a.weights} if a.weights else {}
+    opts = {k: v for k, v in (("weights", a.weights), ("imgsz", a.imgsz)) if v}
     det = Detector.load(a.model, backend=a.backend, device=a.device, score_threshold=a.conf, **opts)
     out_dir = Path(a.save) if a.save else None
     results, failures = [], []
