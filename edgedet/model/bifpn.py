@@ -5,17 +5,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..anchors import feature_sizes
 from ..configs import ModelConfig
 from .layers import ConvBnAct, SeparableConv, make_act, same_max_pool
-
-
-def feature_sizes(image_size: tuple[int, int], max_level: int) -> list[tuple[int, int]]:
-    """Spatial size of every pyramid level 0..max_level (ceil halving, as TF 'SAME' stride 2)."""
-    sizes = [tuple(image_size)]
-    for _ in range(max_level):
-        h, w = sizes[-1]
-        sizes.append(((h - 1) // 2 + 1, (w - 1) // 2 + 1))
-    return sizes
 
 
 def bifpn_nodes(min_level: int, max_level: int) -> list[tuple[int, list[int]]]:
