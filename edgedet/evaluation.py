@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +52,14 @@ def coco_eval(annotation_file: str | Path, results: list[dict], image_ids: list[
     return stats
 
 
+def coco_results(image_id: int, xyxy, scores, class_ids, category_ids: list[int]) -> list[dict]:
+    """Detections of one image as COCO result entries (bbox as x, y, w, h)."""
+    return [{"image_id": image_id, "category_id": category_ids[c],
+             "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)], "score": round(s, 5)}
+            for (x1, y1, x2, y2), s, c in zip(np.asarray(xyxy).tolist(), np.asarray(scores).tolist(),
+                                              np.asarray(class_ids).tolist())]
+
+
 def evaluate_detector(detector, annotation_file: str | Path, images_dir: str | Path | None = None,
                       score_threshold: float = EVAL_SCORE_THRESHOLD, progress=None) -> dict:
     ds = load_coco(annotation_file, images_dir)
@@ -61,11 +68,7 @@ def evaluate_detector(detector, annotation_file: str | Path, images_dir: str | P
     iterator = progress(ds.images) if progress else ds.images
     for im in iterator:
         d = detector(str(im.path), score_threshold=score_threshold)
-        xywh = d.xyxy.copy()
-        xywh[:, 2:] -= xywh[:, :2]
-        for box, score, cls in zip(xywh.tolist(), d.scores.tolist(), d.class_ids.tolist()):
-            results.append({"image_id": im.id, "category_id": cats[cls], "bbox": [round(v, 2) for v in box],
-                            "score": round(score, 5)})
+        results += coco_results(im.id, d.xyxy, d.scores, d.class_ids, cats)
     stats = coco_eval(ds.annotation_file, results, [im.id for im in ds.images])
     stats["images"] = len(ds.images)
     stats["problems"] = {k: len(v) for k, v in ds.problems.items()}

@@ -127,7 +127,8 @@ def calibrate(req: CalibrateRequest, log=print) -> dict:
               "method": req.method, "warnings": cal.warnings, "ranges_file": str(ranges)},
               "fp32_AP": fp32_ap, "max_map_drop": req.max_map_drop, "artifacts": []}
     for backend in req.backends:
-        presets = req.presets if backend == "openvino" else ("-",)
+        # Presets are compared by mAP: without a validation set only the first can be chosen, so build only it.
+        presets = (req.presets if req.val else req.presets[:1]) if backend == "openvino" else ("-",)
         best = None
         for rounds in range(len(FLOAT_GROUPS) + 1):
             groups = FLOAT_GROUPS[:rounds]

@@ -18,7 +18,7 @@ import torch
 from ..anchors import anchors_for
 from ..data.coco import CocoDataset, load_coco
 from ..errors import InputError
-from ..evaluation import coco_eval
+from ..evaluation import coco_eval, coco_results
 from ..fileio import atomic_path, write_json_atomic
 from ..model import create_model
 from ..model.export import FlatHeads
@@ -124,10 +124,7 @@ def evaluate_model(model, ds: CocoDataset, batch: int = 8, score_threshold: floa
         for k, (item, info) in enumerate(zip(items, infos)):
             boxes, scores, cls = postprocess(logits[k], deltas[k], anchors, score_threshold,
                                              clip_hw=cfg.image_size)
-            boxes = boxes / info.scale
-            for b, s, c in zip(boxes.tolist(), scores.tolist(), cls.tolist()):
-                results.append({"image_id": item.id, "category_id": ds.category_ids[c],
-                                "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": s})
+            results += coco_results(item.id, boxes / info.scale, scores, cls, ds.category_ids)
     return coco_eval(ds.annotation_file, results, [i.id for i in ds.images])
 
 
