@@ -122,17 +122,27 @@ def _export(a) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ detect
-@command("detect", "run detection on images")
+@command("detect", "run detection on images, a folder, a video, a camera or a stream URL")
 def _detect_args(p):
     p.add_argument("--model", required=True, help="artifact (.onnx, .xml, .pth, .engine) or model name")
-    p.add_argument("--source", required=True, help="image file or folder")
+    p.add_argument("--source", required=True, action="append",
+                   help="image, folder, video file, camera index, rtsp/http URL or GStreamer pipeline "
+                        "(repeat for several streams, batched together)")
     p.add_argument("--backend", help="onnxruntime | openvino | torch | tensorrt (default: by artifact suffix)")
     p.add_argument("--device", help="cpu, cuda, CPU/GPU (OpenVINO)")
     p.add_argument("--weights", help="weights for a model name")
     p.add_argument("--imgsz", type=_positive, help="input size for a model name")
     p.add_argument("--conf", type=float, default=0.25, help="score threshold")
-    p.add_argument("--save", help="folder for annotated images")
+    p.add_argument("--save", help="images: folder for annotated images; video/stream: annotated video (out.mp4)")
     p.add_argument("--json", action="store_true", help="print detections as JSON")
+    g = p.add_argument_group("video and streams")
+    g.add_argument("--jsonl", help="write one JSON line per frame (source, frame, time, latency, detections)")
+    g.add_argument("--show", action="store_true", help="show the annotated stream in a window (q quits)")
+    g.add_argument("--realtime", action="store_true", help="drop frames to stay current instead of queueing")
+    g.add_argument("--reconnect", type=int, default=5, help="reconnect attempts when a live source drops")
+    g.add_argument("--timeout", type=float, default=10.0, help="seconds to open or read a network source")
+    g.add_argument("--hint", choices=("latency", "throughput"), default="throughput",
+                   help="OpenVINO performance hint for streams (throughput keeps several requests in flight)")
     return _detect
 
 
@@ -140,7 +150,12 @@ def _detect(a) -> int:
     from .preprocess import IMAGE_SUFFIXES, list_images, read_image
     from .progress import progress
     from .runtimes import Detector
-    src = Path(a.source)
+    from .runtimes.sources import source_kind
+    kinds = [source_kind(s) for s in a.source]
+    if len(a.source) > 1 or kinds[0] not in ("image", "folder") or a.jsonl or a.show:
+        from .stream_cli import detect_stream
+        return detect_stream(a)
+    src = Path(a.source[0])
     if src.is_dir():
         files = list_images(src)
         if not files:

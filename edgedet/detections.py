@@ -31,7 +31,8 @@ class Detections:
                           [l for l, k in zip(self.labels, keep) if k])
 
     def to_dict(self) -> dict:
-        return {"boxes": self.xyxy.round(2).tolist(), "scores": self.scores.round(5).tolist(),
+        return {"boxes": self.xyxy.astype(np.float64).round(2).tolist(),
+                "scores": self.scores.astype(np.float64).round(5).tolist(),
                 "class_ids": self.class_ids.tolist(), "labels": list(self.labels)}
 
     def to_supervision(self):

@@ -1,8 +1,11 @@
 """The runner contract: dict[str, np.ndarray] -> dict[str, np.ndarray], plus the device it runs on."""
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -36,5 +39,68 @@ class Runner(ABC):
     def versions(self) -> dict:
         return {}
 
+    def async_queue(self, jobs: int | None = None) -> "AsyncQueue":
+        """Requests in flight at once, for streaming. The default runs this runner's synchronous call in
+        worker threads (the libraries release the GIL while they compute); OpenVINO overrides it."""
+        return ThreadedQueue(self, jobs or 1)
+
     def close(self) -> None:
         pass
+
+
+Callback = Callable[[dict], None]
+
+
+class AsyncQueue(ABC):
+    """Submit batches without waiting; each finished batch's outputs go to its callback (in a worker thread),
+    valid only during the callback. `submit` blocks while `capacity` requests are in flight."""
+
+    capacity: int = 1
+
+    @abstractmethod
+    def submit(self, inputs: dict[str, np.ndarray], callback: Callback) -> None:
+        """Start one request; `inputs` must stay unchanged until its callback ran."""
+
+    @abstractmethod
+    def wait_all(self) -> None:
+        """Block until every submitted request has run its callback."""
+
+    def close(self) -> None:
+        self.wait_all()
+
+
+class ThreadedQueue(AsyncQueue):
+    def __init__(self, runner: Runner, jobs: int):
+        self.capacity = max(1, int(jobs))
+        self._runner = runner
+        self._pool = ThreadPoolExecutor(self.capacity, thread_name_prefix=f"edgedet-{runner.name}")
+        self._slots = threading.BoundedSemaphore(self.capacity)
+        self._pending: set = set()
+        self._lock = threading.Lock()
+
+    def submit(self, inputs, callback):
+        self._slots.acquire()
+        fut = self._pool.submit(self._run, inputs, callback)
+        with self._lock:
+            self._pending.add(fut)
+        fut.add_done_callback(self._done)
+
+    def _run(self, inputs, callback):
+        try:
+            callback(self._runner(inputs))
+        finally:
+            self._slots.release()
+
+    def _done(self, fut):
+        with self._lock:
+            self._pending.discard(fut)
+
+    def wait_all(self):
+        with self._lock:
+            pending = list(self._pending)
+        for fut in pending:
+            fut.exception()  # waits; the callback reports its own errors
+
+    def close(self):
+        self.wait_all()
+        self._pool.shutdown(wait=True)

@@ -43,6 +43,7 @@ class Detector:
         self.input_name = inp["name"]
         self.u8_input = inp.get("normalize") == "in_graph"
         self.pre = Preprocessor(self.image_size, inp["mean"], inp["std"])
+        self._u8_fill = np.round(np.asarray(inp["mean"])[::-1] * 255).astype(np.uint8)  # BGR pad colour
         self.pp = manifest.postprocess
         self.anchors = None if self.pp["in_graph"] else anchors_for(model)
         batch = manifest.batch
@@ -136,14 +137,32 @@ class Detector:
         buf = self._buffers.get(n)
         if buf is None:
             buf = self._buffers[n] = np.empty((n, *self.image_size, 3), np.uint8)
-        fill = np.round(np.asarray(self.manifest.input["mean"])[::-1] * 255).astype(np.uint8)
-        buf[:] = fill
+        buf[:] = self._u8_fill
         infos = []
         for i, f in enumerate(frames):
             resized, info = self.pre.letterbox(f)
             buf[i, :resized.shape[0], :resized.shape[1]] = resized
             infos.append(info)
         return buf, infos
+
+    def prepare(self, frame: np.ndarray):
+        """One frame -> a fresh (1, ...) input tensor and its letterbox info (thread-safe; for streaming)."""
+        if self.u8_input:
+            resized, info = self.pre.letterbox(frame)
+            buf = np.empty((1, *self.image_size, 3), np.uint8)
+            buf[:] = self._u8_fill
+            buf[0, :resized.shape[0], :resized.shape[1]] = resized
+            return buf, info
+        batch, infos = self.pre([frame])
+        return batch, infos[0]
+
+    def stream(self, source, realtime: bool = False, **options):
+        """Pipelined detection over a video file, camera index, URL, GStreamer pipeline or image folder
+        (or a list of them, batched together). Yields StreamItems that unpack as (index, frame, Detections).
+
+        Options: batch, queue_size, jobs (requests in flight), score_threshold, capture (CaptureOptions)."""
+        from .stream import DetectionStream
+        return DetectionStream(self, source, realtime=realtime, **options)
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         return self.runner({self.input_name: batch})
