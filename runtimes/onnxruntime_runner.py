@@ -16,21 +16,29 @@ _PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider",
 
 
 class OnnxRuntimeRunner(Runner):
-    """Options: threads (intra-op, default: all cores), graph_optimization (disable|basic|extended|all)."""
+    """Options: threads (intra-op, default: all cores), graph_optimization (disable|basic|extended|all),
+    hint LATENCY (one request uses every core) | THROUGHPUT (one thread per request, a request per core:
+    for streams, where several frames are in flight)."""
 
     name = "onnxruntime"
 
     def __init__(self, path, manifest, device=None, threads: int | None = None, graph_optimization: str = "all",
-                 **options):
+                 hint: str = "LATENCY", **options):
         super().__init__(path, manifest, device, **options)
         dev = (device or "cpu").split(":")[0].lower()
         if dev not in _PROVIDERS:
             raise InputError(f"onnxruntime device must be cpu or cuda, got {device!r}")
         if graph_optimization not in _LEVELS:
             raise InputError(f"graph_optimization must be one of {', '.join(_LEVELS)}")
+        if hint.upper() not in ("LATENCY", "THROUGHPUT"):
+            raise InputError(f"hint must be LATENCY or THROUGHPUT, got {hint!r}")
+        cores = os.cpu_count() or 1
+        throughput = hint.upper() == "THROUGHPUT"
         so = ort.SessionOptions()
         so.graph_optimization_level = _LEVELS[graph_optimization]
-        so.intra_op_num_threads = int(threads or os.cpu_count() or 1)
+        so.intra_op_num_threads = int(threads or (1 if throughput and dev == "cpu" else cores))
+        # requests in flight for streaming: enough single-threaded requests to fill the cores
+        self.stream_jobs = max(1, cores // so.intra_op_num_threads) if throughput else 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.log_severity_level = 3
         providers = [p for p in _PROVIDERS[dev] if p in ort.get_available_providers()]
@@ -55,3 +63,7 @@ class OnnxRuntimeRunner(Runner):
 
     def versions(self):
         return {"onnxruntime": ort.__version__}
+
+    def async_queue(self, jobs: int | None = None):
+        from .base import ThreadedQueue
+        return ThreadedQueue(self, jobs or self.stream_jobs)  # session.run is thread-safe and releases the GIL

@@ -288,3 +288,14 @@ def test_cli_unknown_url_is_one_line_error(artifacts):
     out, err = p.communicate(timeout=60)
     assert p.returncode == 2
     assert "cannot open stream rtsp://127.0.0.1:1/cam" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_soak_10k_frames_memory_flat(artifacts, tmp_path):
+    """10,000 frames through stream(); resident memory after warm-up grows by less than 5%."""
+    from edgedet.benchmarks.streaming import make_video, run_soak
+    video = make_video(tmp_path / "soak.mp4", 10_000, size=(160, 120))
+    det = Detector.load(artifacts["openvino"], hint="THROUGHPUT")
+    res = run_soak(det, video, warmup=1000, every=500)
+    assert res["frames"] == 10_000 and res["stream"]["sources"][0]["corrupt"] == 0
+    assert res["rss_max_growth_pct"] < 5.0, res["samples"]

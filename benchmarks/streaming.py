@@ -1,0 +1,194 @@
+"""Streaming benchmarks on a generated video: pipelined `Detector.stream` vs the naive loop, and a soak run.
+
+    python -m edgedet.benchmarks.streaming throughput --model d0 --backend openvino,onnxruntime \\
+        --frames 300 --out benchmarks/results/streaming_d0
+    python -m edgedet.benchmarks.streaming soak --model d0 --weights tests/assets/reference_d0_shapes_fp16.pth \\
+        --imgsz 256 --frames 10000 --out benchmarks/results/streaming_soak
+
+throughput: both loops read the same video, detect with the same artifact, draw and write an annotated mp4.
+The naive loop does read -> detect -> draw -> write one frame at a time; the pipelined loop iterates
+`Detector.stream` (decode and inference in other threads, requests in flight) and draws and writes in the
+caller, once with the runtime's LATENCY hint (one request uses every core) and once with THROUGHPUT (one
+single-threaded request per core, as `edgedet detect` uses for streams). Variants run alternately, `--repeats` times each, in one process; FPS medians and ratios.
+soak: frames through `stream` with the resident set size sampled; growth after warm-up in percent.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def make_video(path: Path, frames: int, size=(1280, 720), fps: int = 30) -> Path:
+    """Photographs panned across the frame with moving coloured shapes: real decode and encode work."""
+    from .images import sample_images
+    w, h = size
+    photos = [cv2.resize(p, (w * 2, h)) for p in sample_images()]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    if not writer.isOpened():
+        raise RuntimeError(f"cannot write {path}")
+    for i in range(frames):
+        x = (i * 5) % w
+        frame = np.ascontiguousarray(photos[(i // 60) % len(photos)][:, x:x + w])
+        cx, cy = int(w / 2 + w / 3 * np.sin(i / 20)), int(h / 2 + h / 3 * np.cos(i / 25))
+        cv2.circle(frame, (cx, cy), h // 8, (0, 0, 255), -1)
+        cv2.rectangle(frame, (w - cx - 60, h - cy - 40), (w - cx + 60, h - cy + 40), (255, 128, 0), -1)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def build_artifact_path(model: str, backend: str, weights: str | None, imgsz: int | None) -> Path:
+    """An artifact through the build cache (a path to an existing artifact passes through)."""
+    if Path(model).suffix:
+        return Path(model)
+    from edgedet.converters.pipeline import BuildRequest, get_artifact
+    return get_artifact(BuildRequest(model=model, backend=backend, weights=weights, imgsz=imgsz)).path
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def naive_loop(det, video: Path, out: Path) -> tuple[int, float]:
+    from edgedet.visualize import draw
+    cap = cv2.VideoCapture(str(video))
+    writer = None
+    n = 0
+    t0 = time.perf_counter()
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        dets = det(frame)
+        img = draw(frame, dets)
+        if writer is None:
+            writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), 30, img.shape[1::-1])
+        writer.write(img)
+        n += 1
+    writer.release()
+    return n, time.perf_counter() - t0
+
+
+def pipelined_loop(det, video: Path, out: Path) -> tuple[int, float]:
+    from edgedet.runtimes.sinks import VideoSink
+    from edgedet.visualize import draw
+    sink = VideoSink(out)
+    n = 0
+    t0 = time.perf_counter()
+    with det.stream(video) as s:
+        for _, frame, dets in s:
+            sink.write(draw(frame, dets))
+            n += 1
+    sink.close()
+    return n, time.perf_counter() - t0
+
+
+def throughput(a) -> dict:
+    from edgedet.runtimes import Detector
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        w, h = map(int, a.size.split("x"))
+        video = make_video(tmp / "bench.mp4", a.frames, (w, h))
+        for backend in a.backend.split(","):
+            path = build_artifact_path(a.model, backend, a.weights, a.imgsz)
+            variants = {"naive": (Detector.load(path, score_threshold=a.conf), naive_loop)}
+            for hint in ("LATENCY", "THROUGHPUT"):   # one request with every core / a request per core
+                variants[f"pipelined ({hint.lower()} hint)"] = (
+                    Detector.load(path, score_threshold=a.conf, hint=hint), pipelined_loop)
+            for det, fn in variants.values():   # warm-up: compile, first allocations
+                det(np.zeros((h, w, 3), np.uint8))
+            fps: dict[str, list[float]] = {k: [] for k in variants}
+            for _ in range(a.repeats):
+                for name, (det, fn) in variants.items():
+                    n, sec = fn(det, video, tmp / "out.mp4")
+                    fps[name].append(n / sec)
+                    print(f"{backend:12s} {name:34s} {n} frames {n / sec:7.1f} FPS", file=sys.stderr)
+            med = {k: statistics.median(v) for k, v in fps.items()}
+            for name in variants:
+                rows.append({"backend": backend, "loop": name, "fps_median": round(med[name], 2),
+                             "fps_runs": [round(x, 2) for x in fps[name]],
+                             "vs_naive": round(med[name] / med["naive"], 3)})
+    return {"model": a.model, "weights": a.weights, "imgsz": a.imgsz, "video": f"{a.frames} frames {a.size} mp4v",
+            "repeats": a.repeats, "rows": rows}
+
+
+def soak(a) -> dict:
+    from edgedet.runtimes import Detector
+    with tempfile.TemporaryDirectory() as tmp:
+        w, h = map(int, a.size.split("x"))
+        video = make_video(Path(tmp) / "soak.mp4", a.frames, (w, h))
+        det = Detector.load(build_artifact_path(a.model, a.backend, a.weights, a.imgsz), score_threshold=a.conf,
+                            hint=a.hint)
+        return run_soak(det, video, warmup=a.warmup, every=a.every)
+
+
+def run_soak(det, video, warmup: int = 1000, every: int = 250) -> dict:
+    """Stream every frame of `video`; RSS sampled every `every` frames; growth measured from `warmup`."""
+    samples = []
+    n = boxes = 0
+    t0 = time.perf_counter()
+    with det.stream(video) as s:
+        for i, (_, frame, dets) in enumerate(s, 1):
+            boxes += len(dets)
+            n = i
+            if i % every == 0:
+                samples.append((i, round(rss_mb(), 1)))
+    sec = time.perf_counter() - t0
+    base = next(r for i, r in samples if i >= warmup)
+    after = [r for i, r in samples if i >= warmup]
+    return {"frames": n, "seconds": round(sec, 1), "fps": round(n / sec, 1), "detections": boxes,
+            "warmup_frames": warmup, "rss_at_warmup_mb": base, "rss_final_mb": samples[-1][1],
+            "rss_max_after_warmup_mb": max(after),
+            "rss_growth_pct": round(100 * (samples[-1][1] - base) / base, 2),
+            "rss_max_growth_pct": round(100 * (max(after) - base) / base, 2),
+            "samples": samples, "stream": s.stats.to_dict()}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name, frames, size in (("throughput", 300, "1280x720"), ("soak", 10000, "320x240")):
+        p = sub.add_parser(name)
+        p.add_argument("--model", default="d0")
+        p.add_argument("--weights")
+        p.add_argument("--imgsz", type=int)
+        p.add_argument("--backend", default="openvino")
+        p.add_argument("--frames", type=int, default=frames)
+        p.add_argument("--size", default=size, help="video WxH")
+        p.add_argument("--conf", type=float, default=0.25)
+        p.add_argument("--out", help="folder for result.json")
+        if name == "throughput":
+            p.add_argument("--repeats", type=int, default=3)
+        else:
+            p.add_argument("--warmup", type=int, default=1000)
+            p.add_argument("--every", type=int, default=250)
+            p.add_argument("--hint", default="THROUGHPUT", choices=("LATENCY", "THROUGHPUT"))
+    a = ap.parse_args(argv)
+    res = throughput(a) if a.cmd == "throughput" else soak(a)
+    import json
+    from .environment import environment
+    res.update(command="python -m edgedet.benchmarks.streaming " + " ".join(sys.argv[1:] if argv is None else argv),
+               environment=environment(), date=time.strftime("%Y-%m-%d %H:%M:%S"))
+    text = json.dumps(res, indent=2)
+    print(text if a.cmd == "throughput" else json.dumps({k: v for k, v in res.items() if k != "samples"}, indent=2))
+    if a.out:
+        from edgedet.fileio import write_json_atomic
+        Path(a.out).mkdir(parents=True, exist_ok=True)
+        write_json_atomic(Path(a.out) / "result.json", res)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
