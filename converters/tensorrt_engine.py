@@ -126,3 +126,26 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: Engine
     manifest.artifact = describe_artifact(engine_path, "tensorrt")
     manifest.write(engine_path)
     return engine_path
+
+
+def trtexec_command(onnx_path: str | Path, engine_path: str | Path, precision: str, input_name: str,
+                    input_shape: list, options: EngineOptions) -> list[str]:
+    """The equivalent `trtexec` build, for machines with TensorRT's tools but not its Python bindings
+    (e.g. a JetPack image without python3-libnvinfer). The engine it writes has no manifest; load it with
+    `Detector.load(engine, verify=False)` after copying the ONNX manifest beside it, or rebuild with edgedet."""
+    cmd = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}",
+           f"--memPoolSize=workspace:{options.workspace_mb}M", f"--builderOptimizationLevel={options.optimization_level}"]
+    if precision in ("fp16", "int8"):
+        cmd.append("--stronglyTyped" if options.strongly_typed else "--fp16")
+    if precision == "int8" and not options.strongly_typed:
+        cmd.append("--int8")
+    if input_shape and not isinstance(input_shape[0], int):
+        rest = "x".join(str(d) for d in input_shape[1:])
+        cmd += [f"--minShapes={input_name}:{options.min_batch}x{rest}",
+                f"--optShapes={input_name}:{options.opt_batch}x{rest}",
+                f"--maxShapes={input_name}:{options.max_batch}x{rest}"]
+    if options.timing_cache:
+        cmd.append(f"--timingCacheFile={options.timing_cache}")
+    if options.dla_core is not None:
+        cmd += [f"--useDLACore={options.dla_core}", "--allowGPUFallback"]
+    return cmd

@@ -375,7 +375,7 @@ def _sigterm_as_interrupt() -> None:
 def _register_optional_commands() -> None:
     """Commands that live in their own modules register themselves on import."""
     import importlib
-    for mod in ("edgedet.benchmarks.cli",):
+    for mod in ("edgedet.build_cli", "edgedet.benchmarks.cli"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:

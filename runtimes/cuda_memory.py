@@ -1,7 +1,8 @@
 """Device buffers, pinned host buffers and a stream, through cuda-python (cuda.bindings) or pycuda.
 
 cuda-python is the default (`pip install cuda-python`); pycuda is accepted where it is missing, as on
-older Jetson images. Both expose the same four operations the TensorRT runner needs.
+older Jetson images. Both expose the same operations the TensorRT runner needs: allocate and free device and
+pinned host buffers, async copies on one non-blocking stream, synchronize, and (cuda-python) CUDA graphs.
 """
 from __future__ import annotations
 
@@ -44,6 +45,17 @@ class CudaPython:
         buf = (ctypes.c_byte * max(nbytes, 1)).from_address(ptr)
         return np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
 
+    def device_free(self, dptr: int) -> None:
+        _check(self.rt.cudaFree(dptr))
+
+    def host_free(self, host: np.ndarray) -> None:
+        _check(self.rt.cudaFreeHost(host.ctypes.data))  # the array must not be used afterwards
+
+    def close(self) -> None:
+        if self.stream is not None:
+            _check(self.rt.cudaStreamDestroy(self.stream))
+            self.stream = None
+
     def h2d(self, dptr: int, host: np.ndarray) -> None:
         _check(self.rt.cudaMemcpyAsync(dptr, host.ctypes.data, host.nbytes,
                                        self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream))
@@ -64,7 +76,13 @@ class CudaPython:
 
     def end_capture(self):
         graph = _check(self.rt.cudaStreamEndCapture(self.stream))
-        return _check(self.rt.cudaGraphInstantiate(graph, 0))
+        try:
+            return _check(self.rt.cudaGraphInstantiate(graph, 0))
+        finally:
+            _check(self.rt.cudaGraphDestroy(graph))  # the instantiated graph keeps what it needs
+
+    def graph_free(self, exec_graph) -> None:
+        _check(self.rt.cudaGraphExecDestroy(exec_graph))
 
     def launch_graph(self, exec_graph) -> None:
         _check(self.rt.cudaGraphLaunch(exec_graph, self.stream))
@@ -84,15 +102,27 @@ class PyCuda:
         import pycuda.driver as drv
         self.drv = drv
         self.stream = drv.Stream()
-        self._keep = []
+        self._keep: dict[int, object] = {}
 
     def device_alloc(self, nbytes: int) -> int:
         mem = self.drv.mem_alloc(max(nbytes, 1))
-        self._keep.append(mem)
+        self._keep[int(mem)] = mem
         return int(mem)
+
+    def device_free(self, dptr: int) -> None:
+        mem = self._keep.pop(int(dptr), None)
+        if mem is not None:
+            mem.free()
 
     def host_alloc(self, shape, dtype) -> np.ndarray:
         return self.drv.pagelocked_empty(shape, dtype)
+
+    def host_free(self, host: np.ndarray) -> None:
+        pass  # page-locked numpy arrays are released with their last reference
+
+    def close(self) -> None:
+        for dptr in list(self._keep):
+            self.device_free(dptr)
 
     def h2d(self, dptr: int, host: np.ndarray) -> None:
         self.drv.memcpy_htod_async(dptr, host, self.stream)

@@ -63,6 +63,7 @@ class TensorRTRunner(Runner):
             raise InputError(f"batch {shape[0]} is outside the engine's profile {lo}..{hi}; rebuild with "
                              f"--max-batch {shape[0]}")
         name = self.inputs[0]
+        self._free_buffers()  # a new shape: release the previous shape's buffers before allocating
         self.context.set_input_shape(name, shape)
         for n in self.inputs + self.outputs:
             dims = tuple(self.context.get_tensor_shape(n))
@@ -103,6 +104,23 @@ class TensorRTRunner(Runner):
 
     def versions(self):
         return {"tensorrt": self.trt.__version__, "cuda_memory": self.cuda.name}
+
+    def _free_buffers(self) -> None:
+        self.cuda.synchronize()
+        for host, dptr in self._buffers.values():
+            self.cuda.device_free(dptr)
+            self.cuda.host_free(host)
+        self._buffers.clear()
+        if self._graph is not None:
+            self.cuda.graph_free(self._graph)
+        self._graph = None
+        self._shape = None
+
+    def close(self) -> None:
+        if getattr(self, "_buffers", None) is not None and hasattr(self, "cuda"):
+            self._free_buffers()
+            self.context = self.engine = None
+            self.cuda.close()
 
 
 def check_engine_device(manifest, current: dict, trt_version: str) -> None:

@@ -98,6 +98,51 @@ def test_engine_for_another_gpu_is_refused():
         check_engine_device(m, {"gpu": "NVIDIA A100", "compute_capability": "8.0"}, "10.8.0")
 
 
+def _has_tensorrt() -> bool:
+    return importlib.util.find_spec("tensorrt") is not None
+
+
+@pytest.mark.skipif(_has_tensorrt(), reason="checks the path without TensorRT")
+def test_build_cli_without_tensorrt_keeps_checked_onnx(test_weights, tmp_path, capsys):
+    from edgedet.cli import main
+    rc = main(["build", "--model", "test", "--weights", str(test_weights), "--batch", "dynamic",
+               "--max-batch", "4", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "pip install 'edgedet[tensorrt]'" in err
+    onnx_path = tmp_path / "test_fp16.onnx"
+    assert check_tensorrt_onnx(onnx_path, 1, 4).ok and Manifest.read(onnx_path).precision == "fp16"
+    assert f"--onnx={onnx_path}" in err and "--maxShapes=images:4x3x128x128" in err and "--fp16" in err
+    assert not list(tmp_path.glob("*.engine"))
+
+
+def test_build_cli_refuses_onnx_failing_the_check(tmp_path, capsys):
+    from edgedet.cli import main
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    path = tmp_path / "in" / "mod.onnx"
+    path.parent.mkdir()
+    onnx.save(_model([helper.make_node("Mod", ["x", "x"], ["y"], fmod=1)], {}, [x], [y]), path)
+    from edgedet.manifest import manifest_path
+    import shutil
+    src = export_artifact(BuildRequest("test", "onnxruntime"), tmp_path / "ref")
+    shutil.copy(manifest_path(src), manifest_path(path))   # a manifest, so only the check can refuse it
+    rc = main(["build", "--model", str(path), "--out", str(tmp_path / "out"), "--json"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Mod is not in TensorRT's ONNX operator list" in err and "no engine built" in err
+    assert not list((tmp_path / "out").glob("*.engine"))
+
+
+def test_trtexec_command_for_int8_dla():
+    from edgedet.converters.tensorrt_engine import EngineOptions, trtexec_command
+    cmd = trtexec_command("m.onnx", "m.engine", "int8", "images", ["batch", 3, 512, 512],
+                          EngineOptions(min_batch=1, opt_batch=2, max_batch=8, workspace_mb=512, dla_core=0,
+                                        timing_cache="t.cache", strongly_typed=False))
+    assert cmd[:3] == ["trtexec", "--onnx=m.onnx", "--saveEngine=m.engine"]
+    assert {"--fp16", "--int8", "--memPoolSize=workspace:512M", "--useDLACore=0", "--allowGPUFallback",
+            "--timingCacheFile=t.cache", "--minShapes=images:1x3x512x512", "--optShapes=images:2x3x512x512",
+            "--maxShapes=images:8x3x512x512"} <= set(cmd)
+
+
 # ---------------------------------------------------------------- where TensorRT exists
 @pytest.fixture(scope="module")
 def trt():
@@ -147,3 +192,21 @@ def test_engine_cache_invalidation_and_truncation(trt, test_weights, tmp_path):
     shutil.copy(manifest_path(rebuilt.path), manifest_path(bad))
     with pytest.raises(ArtifactError, match="cannot deserialize"):
         Detector.load(bad, verify=False)   # past the hash check: TensorRT itself must refuse it, no segfault
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+def test_build_cli_and_shape_changes(trt, test_weights, images, tmp_path):
+    """`edgedet build` writes a loadable engine; alternating batch sizes re-plan buffers (freed, not leaked)
+    and keep results identical."""
+    from edgedet.cli import main
+    assert main(["build", "--model", "test", "--weights", str(test_weights), "--batch", "dynamic",
+                 "--max-batch", "4", "--out", str(tmp_path)]) == 0
+    det = Detector.load(tmp_path / "test_fp16.engine")
+    single = [det(img) for img in images]
+    for _ in range(3):
+        batched = det(images)
+        for a, b in zip(batched, single):
+            np.testing.assert_allclose(a.scores, b.scores, atol=1e-3)
+        det(images[0])
+    det.close()
