@@ -113,6 +113,8 @@ def _measure(det, built, t_load, model, backend, precision, cfg, images, cost) -
 
     batch = det.preprocess([images[0]])[0].copy()
     net = time_calls(lambda: det.infer(batch), cfg.iters, cfg.warmup)
+    # GPU backends: compute alone (CUDA events, input already on the device), apart from copies and pre/post
+    device_ms = det.runner.device_time_ms({det.input_name: batch}, cfg.iters, cfg.warmup)
 
     cycle = {"i": 0}
     stages = {"pre": [], "infer": [], "post": []}
@@ -137,7 +139,7 @@ def _measure(det, built, t_load, model, backend, precision, cfg, images, cost) -
     return {
         "model": model, "backend": backend, "precision": precision, "batch": 1, "device": device,
         "input_size": list(det.image_size), "weights": cfg.weights or "random-init (timing only)",
-        "net_ms": net_s, "e2e_ms": e2e_s,
+        "net_ms": net_s, "e2e_ms": e2e_s, "device_ms": summarize(device_ms) if device_ms else None,
         "stage_ms_p50": {k: round(float(np.median(v)), 3) for k, v in stages.items()},
         "fps_b1": round(fps_b1, 2), "net_fps_b1": round(1000.0 / net_s["p50"], 2),
         "throughput": None,

@@ -7,13 +7,15 @@ from pathlib import Path
 
 from edgedet.fileio import atomic_path, write_json_atomic
 
-COLUMNS = ["model", "backend", "precision", "GFLOPs", "net p50", "e2e p50", "e2e p90", "e2e p99", "FPS b1",
+COLUMNS = ["model", "backend", "precision", "GFLOPs", "gpu p50", "net p50", "e2e p50", "e2e p90", "e2e p99", "FPS b1",
            "thr FPS", "FPS/GFLOP", "cold ms"]
 
 
 def _cells(r: dict) -> list[str]:
     thr = r.get("throughput") or {}
-    return [r["model"], r["backend"], r["precision"], f"{r['gflops']:.2f}", f"{r['net_ms']['p50']:.2f}",
+    gpu = r.get("device_ms")
+    return [r["model"], r["backend"], r["precision"], f"{r['gflops']:.2f}", f"{gpu['p50']:.2f}" if gpu else "-",
+            f"{r['net_ms']['p50']:.2f}",
             f"{r['e2e_ms']['p50']:.2f}", f"{r['e2e_ms']['p90']:.2f}", f"{r['e2e_ms']['p99']:.2f}", f"{r['fps_b1']:.1f}",
             f"{thr['fps']:.1f}@b{thr['batch']}" if thr else "-", f"{r['fps_per_gflop']:.2f}",
             f"{r['cold_start_ms']:.0f}" if "cold_start_ms" in r else "-"]
@@ -25,7 +27,8 @@ def table(report: dict) -> str:
     fmt = lambda cells: "  ".join(c.rjust(w) if i > 2 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     lines = [fmt(COLUMNS), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
     env = report["environment"]
-    lines.append(f"latency in ms (p50/p90/p99 over per-iteration times); GFLOPs = 2 x multiply-adds; "
+    lines.append(f"latency in ms (p50/p90/p99 over per-iteration times; gpu = device compute by CUDA events, "
+                 f"net = inference call with copies, e2e = image in, detections out); GFLOPs = 2 x multiply-adds; "
                  f"{env['cpu']}, {env['affinity_cores']} cores" + (f", {env['gpu']}" if env.get("gpu") else ""))
     for r in report.get("ratios", []):
         lines.append(f"{r['model']}: best edgedet ({r['best_backend']} {r['best_precision']}) {r['best_e2e_p50_ms']:.2f} ms "
@@ -42,7 +45,8 @@ def flat_rows(report: dict) -> list[dict]:
         out.append({
             "model": r["model"], "backend": r["backend"], "precision": r["precision"], "device": r.get("device"),
             "input": "x".join(map(str, r["input_size"])), "params": r["params"], "gmacs": r["gmacs"],
-            "gflops": r["gflops"], "net_p50_ms": r["net_ms"]["p50"], "net_p90_ms": r["net_ms"]["p90"],
+            "gflops": r["gflops"], "gpu_p50_ms": (r.get("device_ms") or {}).get("p50"),
+            "net_p50_ms": r["net_ms"]["p50"], "net_p90_ms": r["net_ms"]["p90"],
             "net_p99_ms": r["net_ms"]["p99"], "e2e_p50_ms": r["e2e_ms"]["p50"], "e2e_p90_ms": r["e2e_ms"]["p90"],
             "e2e_p99_ms": r["e2e_ms"]["p99"], "fps_b1": r["fps_b1"], "throughput_fps": thr.get("fps"),
             "throughput_batch": thr.get("batch"), "fps_per_gflop": r["fps_per_gflop"],

@@ -39,6 +39,11 @@ class Runner(ABC):
     def versions(self) -> dict:
         return {}
 
+    def device_time_ms(self, inputs: dict[str, np.ndarray], iters: int, warmup: int) -> list[float] | None:
+        """Accelerator compute per call, inputs already on the device and no copies (CUDA events); None
+        where compute and host time are the same thing (CPU backends)."""
+        return None
+
     def async_queue(self, jobs: int | None = None) -> "AsyncQueue":
         """Requests in flight at once, for streaming. The default runs this runner's synchronous call in
         worker threads (the libraries release the GIL while they compute); OpenVINO overrides it."""

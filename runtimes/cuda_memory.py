@@ -81,6 +81,19 @@ class CudaPython:
         finally:
             _check(self.rt.cudaGraphDestroy(graph))  # the instantiated graph keeps what it needs
 
+    def elapsed_ms(self, fn) -> float:
+        """GPU time of the work `fn` enqueues on this stream (CUDA events)."""
+        start, end = _check(self.rt.cudaEventCreate()), _check(self.rt.cudaEventCreate())
+        try:
+            _check(self.rt.cudaEventRecord(start, self.stream))
+            fn()
+            _check(self.rt.cudaEventRecord(end, self.stream))
+            _check(self.rt.cudaEventSynchronize(end))
+            return float(_check(self.rt.cudaEventElapsedTime(start, end)))
+        finally:
+            _check(self.rt.cudaEventDestroy(start))
+            _check(self.rt.cudaEventDestroy(end))
+
     def graph_free(self, exec_graph) -> None:
         _check(self.rt.cudaGraphExecDestroy(exec_graph))
 
@@ -136,6 +149,14 @@ class PyCuda:
     @property
     def stream_handle(self) -> int:
         return self.stream.handle
+
+    def elapsed_ms(self, fn) -> float:
+        start, end = self.drv.Event(), self.drv.Event()
+        start.record(self.stream)
+        fn()
+        end.record(self.stream)
+        end.synchronize()
+        return float(end.time_since(start))
 
     def begin_capture(self):
         raise EdgeDetError("CUDA graph capture needs cuda-python")

@@ -80,13 +80,14 @@ class TensorRTRunner(Runner):
         if not self.context.execute_async_v3(self.cuda.stream_handle):
             raise ArtifactError("TensorRT execute_async_v3 failed")
 
-    def __call__(self, inputs):
-        x = inputs[self.inputs[0]]
+    def _upload(self, x: np.ndarray) -> None:
         if self._shape != tuple(x.shape):
             self._prepare(tuple(x.shape))
         host_in, d_in = self._buffers[self.inputs[0]]
         np.copyto(host_in, x, casting="same_kind")
         self.cuda.h2d(d_in, host_in)
+
+    def _run(self) -> None:
         if self.use_graph:
             if self._graph is None:
                 self._enqueue()  # one plain run first: TensorRT flushes deferred work before capture
@@ -96,6 +97,17 @@ class TensorRTRunner(Runner):
             self.cuda.launch_graph(self._graph)
         else:
             self._enqueue()
+
+    def device_time_ms(self, inputs, iters: int, warmup: int):
+        """Engine compute only: the input is uploaded once, then each run is timed with CUDA events."""
+        self._upload(inputs[self.inputs[0]])
+        self.cuda.synchronize()
+        times = [self.cuda.elapsed_ms(self._run) for _ in range(warmup + iters)]
+        return times[warmup:]
+
+    def __call__(self, inputs):
+        self._upload(inputs[self.inputs[0]])
+        self._run()
         for n in self.outputs:
             host, dptr = self._buffers[n]
             self.cuda.d2h(host, dptr)

@@ -17,7 +17,7 @@ class TorchRunner(Runner):
     name = "torch"
 
     def __init__(self, path, manifest, device=None, half: bool | None = None, channels_last: bool | None = None,
-                 compile: bool = False, threads: int | None = None, **options):
+                 compile: bool = False, threads: int | None = None, cuda_graph: bool = False, **options):
         super().__init__(path, manifest, device, **options)
         from edgedet.model import EfficientDet, load_weights
         from edgedet.model.export import FlatHeads
@@ -43,6 +43,10 @@ class TorchRunner(Runner):
         if compile:
             self.module = torch.compile(self.module, mode="max-autotune-no-cudagraphs")
         self.torch_device = dev
+        if cuda_graph and dev.type != "cuda":
+            raise InputError("cuda_graph needs device cuda")
+        self.cuda_graph = cuda_graph
+        self._graph = None   # (input shape, static input, CUDAGraph, static outputs)
         self.output_names = list(manifest.outputs)
         if self.output_names != ["logits", "deltas"]:
             raise ArtifactError("torch artifacts carry raw heads (logits, deltas); in-graph NMS is ONNX-only")
@@ -61,8 +65,47 @@ class TorchRunner(Runner):
 
     def __call__(self, inputs):
         x = torch.from_numpy(np.ascontiguousarray(inputs["images"])).to(self.torch_device, non_blocking=True)
-        logits, deltas = self.run_tensor(x)
-        return {"logits": logits.cpu().numpy(), "deltas": deltas.cpu().numpy()}
+        logits, deltas = self._replay(x) if self.cuda_graph else self.run_tensor(x)
+        return {"logits": logits.float().cpu().numpy(), "deltas": deltas.float().cpu().numpy()}
+
+    @torch.inference_mode()
+    def _replay(self, x: torch.Tensor):
+        """CUDA graph for a fixed input shape: captured on first use (after warm-up on a side stream, as
+        torch.cuda.graphs requires), re-captured when the shape changes; the input is copied in, then replayed."""
+        if self._graph is None or self._graph[0] != tuple(x.shape):
+            static_in = torch.empty_like(x)
+            static_in.copy_(x)
+            side = torch.cuda.Stream(self.torch_device)
+            side.wait_stream(torch.cuda.current_stream(self.torch_device))
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    self.run_tensor(static_in)
+            torch.cuda.current_stream(self.torch_device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_out = self.run_tensor(static_in)
+            self._graph = (tuple(x.shape), static_in, graph, static_out)
+        _, static_in, graph, static_out = self._graph
+        static_in.copy_(x)
+        graph.replay()
+        return static_out
+
+    @torch.inference_mode()
+    def device_time_ms(self, inputs, iters: int, warmup: int):
+        if self.torch_device.type != "cuda":
+            return None
+        x = torch.from_numpy(np.ascontiguousarray(inputs["images"])).to(self.torch_device)
+        run = self._replay if self.cuda_graph else self.run_tensor
+        times = []
+        for i in range(warmup + iters):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            run(x)
+            end.record()
+            end.synchronize()
+            if i >= warmup:
+                times.append(start.elapsed_time(end))
+        return times
 
     def versions(self):
         v = {"torch": torch.__version__}

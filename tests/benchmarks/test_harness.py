@@ -26,6 +26,7 @@ def test_rows_have_all_fields(report):
             s = r[k]
             assert s["n"] == 6 and 0 < s["min"] <= s["p50"] <= s["p90"] <= s["p99"]
         assert r["fps_b1"] == pytest.approx(1000 / r["e2e_ms"]["p50"], rel=1e-2)
+        assert r["device_ms"] is None          # CPU: no separate device compute time
         assert r["throughput"]["batch"] == 2 and r["throughput"]["fps"] > 0
         assert r["params"] > 0 and r["gflops"] == pytest.approx(2 * r["gmacs"], rel=1e-3)
         assert r["fps_per_gflop"] == pytest.approx(r["fps_b1"] / r["gflops"], rel=1e-2)

@@ -41,3 +41,20 @@ def test_cuda_batch32(cuda, artifacts, images):
     gpu = Detector.load(artifacts["torch"], device=cuda)
     out = gpu([images[i % len(images)] for i in range(32)])
     assert len(out) == 32
+
+
+def test_cuda_graph_replay_matches_eager(cuda, artifacts, images):
+    eager = Detector.load(artifacts["torch"], device=cuda)
+    graph = Detector.load(artifacts["torch"], device=cuda, cuda_graph=True)
+    for img in images + images:                       # replays after the first capture
+        a, b = graph(img, score_threshold=0.3), eager(img, score_threshold=0.3)
+        np.testing.assert_array_equal(a.class_ids, b.class_ids)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-3)
+    assert len(graph([images[0], images[1]])) == 2   # a new shape is captured again
+
+
+def test_device_time_is_measured_apart_from_copies(cuda, artifacts, images):
+    det = Detector.load(artifacts["torch"], device=cuda)
+    batch = det.preprocess([images[0]])[0].copy()
+    ms = det.runner.device_time_ms({det.input_name: batch}, iters=10, warmup=3)
+    assert len(ms) == 10 and all(0 < t < 1000 for t in ms)
