@@ -96,11 +96,17 @@ def artifact_row(path: str, cfg: BenchConfig, images: list[np.ndarray]) -> dict:
     return row
 
 
-def bench_row(model: str, backend: str, cfg: BenchConfig, images: list[np.ndarray], cost) -> dict:
+def bench_row(model: str, backend: str, cfg: BenchConfig, images: list[np.ndarray], costs: dict) -> dict:
+    """`costs[model]` is set from the built artifact's own config: a checkpoint's class count changes the
+    head's FLOPs (5 classes vs COCO's 90), so the name alone does not say what was timed."""
+    from edgedet.configs import ModelConfig
     from edgedet.runtimes.registry import get_backend
+
+    from .flops import model_cost
 
     backend = get_backend(backend).name
     det, built, t_load = _load(model, backend, cfg, 1, "latency")
+    cost = costs.get(model) or costs.setdefault(model, model_cost(ModelConfig.from_dict(det.manifest.model)))
     row = _measure(det, built, t_load, model, backend, cfg.precision, cfg, images, cost)
     row["throughput"] = measure_throughput(model, backend, cfg, images) if cfg.mode == "throughput" or cfg.batch > 1 \
         else None
@@ -231,6 +237,7 @@ def run_bench(cfg: BenchConfig, on_row=None, progress=None) -> dict:
     jobs = [(m, b) for m in models for b in cfg.backends] + [(a, "artifact") for a in cfg.artifacts] + \
         ([(m, None) for m in models] if cfg.baseline else [])
     started = time.time()
+    costs: dict = {}
     try:
         for model, backend in (progress(jobs) if progress else jobs):
             if backend == "artifact":
@@ -239,13 +246,13 @@ def run_bench(cfg: BenchConfig, on_row=None, progress=None) -> dict:
                 if on_row:
                     on_row(row)
                 continue
-            cost = model_cost(get_config(model, image_size=cfg.imgsz))
             if backend is None:
+                cost = costs.get(model) or model_cost(get_config(model, image_size=cfg.imgsz))
                 row = baseline_row(model, cfg, images, cost)
                 if row is not None:
                     report["baselines"].append(row)
             else:
-                row = bench_row(model, backend, cfg, images, cost)
+                row = bench_row(model, backend, cfg, images, costs)
                 report["rows"].append(row)
             if row is not None and on_row:
                 on_row(row)

@@ -270,7 +270,7 @@ def _calibrate_args(p):
     p.add_argument("--calib", required=True, help="image folder, video, or COCO json")
     p.add_argument("--num", type=_positive, default=300)
     p.add_argument("--every", type=_positive, help="video: take every k-th frame")
-    p.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax")
+    p.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="percentile")
     p.add_argument("--backend", default="openvino,onnxruntime", help="comma list of openvino, onnxruntime, trt")
     p.add_argument("--val", help="COCO json for the accuracy gate")
     p.add_argument("--images", help="validation image folder")
