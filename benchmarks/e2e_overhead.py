@@ -12,7 +12,6 @@ import argparse
 import sys
 import time
 
-import numpy as np
 
 from edgedet.converters.pipeline import BuildRequest, get_artifact
 from edgedet.fileio import write_json_atomic

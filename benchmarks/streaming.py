@@ -25,12 +25,12 @@ import cv2
 import numpy as np
 
 
-def make_video(path: Path, frames: int, size=(1280, 720), fps: int = 30) -> Path:
+def make_video(path: Path, frames: int, size=(1280, 720), fps: int = 30, fourcc: str = "mp4v") -> Path:
     """Photographs panned across the frame with moving coloured shapes: real decode and encode work."""
     from .images import sample_images
     w, h = size
     photos = [cv2.resize(p, (w * 2, h)) for p in sample_images()]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
     if not writer.isOpened():
         raise RuntimeError(f"cannot write {path}")
     for i in range(frames):
@@ -61,22 +61,19 @@ def rss_mb() -> float:
 
 
 def naive_loop(det, video: Path, out: Path) -> tuple[int, float]:
+    from edgedet.runtimes.sinks import VideoSink
     from edgedet.visualize import draw
     cap = cv2.VideoCapture(str(video))
-    writer = None
+    sink = VideoSink(out)
     n = 0
     t0 = time.perf_counter()
     while True:
         ok, frame = cap.read()
         if not ok:
             break
-        dets = det(frame)
-        img = draw(frame, dets)
-        if writer is None:
-            writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), 30, img.shape[1::-1])
-        writer.write(img)
+        sink.write(draw(frame, det(frame)))
         n += 1
-    writer.release()
+    sink.close()
     return n, time.perf_counter() - t0
 
 

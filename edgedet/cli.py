@@ -146,26 +146,24 @@ def _detect_args(p):
     return _detect
 
 
-def _detect(a) -> int:
-    from .preprocess import IMAGE_SUFFIXES, list_images, read_image
-    from .progress import progress
+def load_detector(a, **options):
+    """The Detector of detect's --model/--backend/--device/--conf/--weights/--imgsz."""
     from .runtimes import Detector
-    from .runtimes.sources import source_kind
-    kinds = [source_kind(s) for s in a.source]
+    build = {k: v for k, v in (("weights", a.weights), ("imgsz", a.imgsz)) if v}
+    return Detector.load(a.model, backend=a.backend, device=a.device, score_threshold=a.conf, **build, **options)
+
+
+def _detect(a) -> int:
+    from .preprocess import read_image
+    from .progress import progress
+    from .runtimes.sources import FolderSource, source_kind
+    kinds = [source_kind(s) for s in a.source]  # raises for a missing path
     if len(a.source) > 1 or kinds[0] not in ("image", "folder") or a.jsonl or a.show:
         from .stream_cli import detect_stream
         return detect_stream(a)
     src = Path(a.source[0])
-    if src.is_dir():
-        files = list_images(src)
-        if not files:
-            raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {src}")
-    elif src.is_file():
-        files = [src]
-    else:
-        raise InputError(f"source not found: {src}")
-    opts = {k: v for k, v in (("weights", a.weights), ("imgsz", a.imgsz)) if v}
-    det = Detector.load(a.model, backend=a.backend, device=a.device, score_threshold=a.conf, **opts)
+    files = FolderSource(src).files if kinds[0] == "folder" else [src]
+    det = load_detector(a)
     out_dir = Path(a.save) if a.save else None
     results, failures = [], []
     for f in progress(files, desc="detect", disable=len(files) < 5):

@@ -51,14 +51,13 @@ def _video_paths(save: str | None, n: int) -> list[Path | None]:
 
 
 def detect_stream(a) -> int:
+    from .cli import load_detector
     from .progress import progress
-    from .runtimes import CaptureOptions, Detector
+    from .runtimes import CaptureOptions
     from .runtimes.sinks import JsonlSink, VideoSink
     from .visualize import draw
 
-    opts = {k: v for k, v in (("weights", a.weights), ("imgsz", a.imgsz)) if v}
-    det = Detector.load(a.model, backend=a.backend, device=a.device, score_threshold=a.conf,
-                        hint=a.hint.upper(), **opts)
+    det = load_detector(a, hint=a.hint.upper())
     capture = CaptureOptions(open_timeout_s=a.timeout, read_timeout_s=a.timeout, max_reconnects=max(0, a.reconnect))
     stream = det.stream(a.source, realtime=a.realtime, capture=capture)
     videos = [VideoSink(p, fps=s.stats.fps) if p else None
@@ -68,10 +67,8 @@ def detect_stream(a) -> int:
     rates = [_Rate() for _ in a.source]
     total = sum(s.total or 0 for s in stream.sources) if all(s.total for s in stream.sources) else None
     bar = progress(total=total, desc="detect", unit="frame")
-    counts = [0] * len(a.source)
 
     def handle(item) -> None:
-        counts[item.source] += 1
         fps = rates[item.source].tick()
         if jsonl:
             jsonl.write(item)

@@ -16,6 +16,7 @@ class Runner(ABC):
     """One backend session. Owns nothing but the inference call; the Detector does the rest."""
 
     name: str = "base"
+    stream_jobs: int = 1   # requests in flight by default when streaming (ThreadedQueue workers)
 
     def __init__(self, path: Path, manifest: Manifest, device: str | None = None, **options):
         self.path = Path(path)
@@ -47,7 +48,7 @@ class Runner(ABC):
     def async_queue(self, jobs: int | None = None) -> "AsyncQueue":
         """Requests in flight at once, for streaming. The default runs this runner's synchronous call in
         worker threads (the libraries release the GIL while they compute); OpenVINO overrides it."""
-        return ThreadedQueue(self, jobs or 1)
+        return ThreadedQueue(self, jobs or self.stream_jobs)
 
     def close(self) -> None:
         pass

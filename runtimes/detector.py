@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgedet.anchors import anchors_for
 from edgedet.detections import Detections
-from edgedet.errors import ArtifactError, InputError
+from edgedet.errors import ArtifactError
 from edgedet.manifest import Manifest
 from edgedet.postprocess import postprocess
 from edgedet.preprocess import Preprocessor, read_image, to_bgr8
@@ -126,33 +126,31 @@ class Detector:
     def preprocess(self, frames: list[np.ndarray]):
         n = self.static_batch or len(frames)
         if self.u8_input:
-            return self._letterbox_u8(frames, n)
+            buf = self._buffers.get(n)
+            if buf is None:
+                buf = self._buffers[n] = np.empty((n, *self.image_size, 3), np.uint8)
+            return buf, self._letterbox_u8(frames, buf)
         buf = self._buffers.get(n)
         if buf is None:
             buf = self._buffers[n] = np.zeros((n, 3, *self.image_size), np.float32)
         batch, infos = self.pre(frames, out=buf[:len(frames)])
         return buf, infos
 
-    def _letterbox_u8(self, frames, n):
-        buf = self._buffers.get(n)
-        if buf is None:
-            buf = self._buffers[n] = np.empty((n, *self.image_size, 3), np.uint8)
+    def _letterbox_u8(self, frames, buf: np.ndarray) -> list:
+        """Letterbox uint8 BGR frames into the NHWC buffer (padding = the mean colour); their letterbox infos."""
         buf[:] = self._u8_fill
         infos = []
         for i, f in enumerate(frames):
             resized, info = self.pre.letterbox(f)
             buf[i, :resized.shape[0], :resized.shape[1]] = resized
             infos.append(info)
-        return buf, infos
+        return infos
 
     def prepare(self, frame: np.ndarray):
         """One frame -> a fresh (1, ...) input tensor and its letterbox info (thread-safe; for streaming)."""
         if self.u8_input:
-            resized, info = self.pre.letterbox(frame)
             buf = np.empty((1, *self.image_size, 3), np.uint8)
-            buf[:] = self._u8_fill
-            buf[0, :resized.shape[0], :resized.shape[1]] = resized
-            return buf, info
+            return buf, self._letterbox_u8([frame], buf)[0]
         batch, infos = self.pre([frame])
         return batch, infos[0]
 

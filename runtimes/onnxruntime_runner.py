@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import onnxruntime as ort
 
 from edgedet.errors import ArtifactError, InputError
@@ -37,7 +36,7 @@ class OnnxRuntimeRunner(Runner):
         so = ort.SessionOptions()
         so.graph_optimization_level = _LEVELS[graph_optimization]
         so.intra_op_num_threads = int(threads or (1 if throughput and dev == "cpu" else cores))
-        # requests in flight for streaming: enough single-threaded requests to fill the cores
+        # requests in flight for streaming (session.run is thread-safe): enough to fill the cores
         self.stream_jobs = max(1, cores // so.intra_op_num_threads) if throughput else 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.log_severity_level = 3
@@ -63,7 +62,3 @@ class OnnxRuntimeRunner(Runner):
 
     def versions(self):
         return {"onnxruntime": ort.__version__}
-
-    def async_queue(self, jobs: int | None = None):
-        from .base import ThreadedQueue
-        return ThreadedQueue(self, jobs or self.stream_jobs)  # session.run is thread-safe and releases the GIL

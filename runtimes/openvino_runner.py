@@ -1,7 +1,6 @@
 """OpenVINO runner (IR or ONNX). Options: hint LATENCY|THROUGHPUT, precision f32|bf16|f16, cache_dir, streams."""
 from __future__ import annotations
 
-import numpy as np
 import openvino as ov
 
 from edgedet.errors import ArtifactError, InputError

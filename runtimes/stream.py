@@ -180,7 +180,8 @@ class DetectionStream:
     def _submit(self, group: list[_Frame]) -> None:
         seq = self._next_seq
         self._next_seq += 1
-        tensor = group[0].tensor if len(group) == 1 and not self._needs_padding(1) else self._stack(group)
+        single = len(group) == 1 and self.det.static_batch in (None, 1)
+        tensor = group[0].tensor if single else self._stack(group)
         self.stats.batches += 1
 
         def done(outputs, group=group, seq=seq):
@@ -196,9 +197,6 @@ class DetectionStream:
                 self._out.put((seq, []))
 
         self._aq.submit({self.det.input_name: tensor}, done)
-
-    def _needs_padding(self, n: int) -> bool:
-        return self.det.static_batch is not None and self.det.static_batch != n
 
     def _stack(self, group: list[_Frame]) -> np.ndarray:
         n = self.det.static_batch or len(group)

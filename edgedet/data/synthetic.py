@@ -8,7 +8,6 @@ where it is absent). `python -m edgedet.data.synthetic OUT --train 800 --val 200
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import cv2

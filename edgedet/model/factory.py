@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..configs import ModelConfig, get_config
-from ..errors import ArtifactError, InputError
+from ..errors import ArtifactError
 from ..weights import resolve_weights
 from .efficientdet import EfficientDet
 

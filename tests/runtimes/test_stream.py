@@ -2,35 +2,21 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from edgedet.benchmarks.streaming import make_video
 from edgedet.errors import EdgeDetError, InputError
 from edgedet.runtimes import CaptureOptions, Detector
-from edgedet.runtimes.sinks import JsonlSink, VideoSink
-
-
-def make_video(path: Path, images, n: int, size=(320, 240), fourcc="mp4v", fps=30) -> Path:
-    """n frames: the test photos panned and blended, so detections vary from frame to frame."""
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
-    assert w.isOpened()
-    base = [cv2.resize(im, (size[0] * 2, size[1])) for im in images]
-    for i in range(n):
-        im = base[i % len(base)]
-        x = (i * 7) % size[0]
-        w.write(np.ascontiguousarray(im[:, x:x + size[0]]))
-    w.release()
-    return path
+from edgedet.runtimes.sinks import VideoSink
 
 
 def read_all(path) -> list[np.ndarray]:
@@ -52,8 +38,8 @@ def assert_same(a, b):
 
 
 @pytest.fixture(scope="module")
-def video(tmp_path_factory, images):
-    return make_video(tmp_path_factory.mktemp("video") / "clip.mp4", images, 24)
+def video(tmp_path_factory):
+    return make_video(tmp_path_factory.mktemp("video") / "clip.mp4", 24, size=(320, 240))
 
 
 @pytest.mark.parametrize("kind", ["openvino", "onnx"])
@@ -99,8 +85,8 @@ def test_image_folder_source(artifacts, images, tmp_path):
     assert s.stats.sources[0].corrupt == 1
 
 
-def test_corrupt_frames_are_skipped_and_counted(artifacts, images, tmp_path):
-    path = make_video(tmp_path / "c.avi", images, 30, fourcc="MJPG")
+def test_corrupt_frames_are_skipped_and_counted(artifacts, tmp_path):
+    path = make_video(tmp_path / "c.avi", 30, size=(320, 240), fourcc="MJPG")
     data = bytearray(path.read_bytes())
     soi = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
     assert len(soi) == 30
@@ -115,8 +101,8 @@ def test_corrupt_frames_are_skipped_and_counted(artifacts, images, tmp_path):
     assert [it.index for it in got] == [i for i in range(30) if i not in (5, 17, 18)]
 
 
-def test_truncated_video_ends_without_hanging(artifacts, images, tmp_path):
-    path = make_video(tmp_path / "t.avi", images, 30, fourcc="MJPG")
+def test_truncated_video_ends_without_hanging(artifacts, tmp_path):
+    path = make_video(tmp_path / "t.avi", 30, size=(320, 240), fourcc="MJPG")
     data = path.read_bytes()
     path.write_bytes(data[:len(data) // 2])
     det = Detector.load(artifacts["onnx"])
@@ -199,8 +185,8 @@ def test_live_source_reconnects_then_gives_up(artifacts, images):
     assert all(len(it.detections) == len(got[0].detections) for it in got)   # same picture every frame
 
 
-def test_stop_drains_frames_already_read(artifacts, images, tmp_path):
-    path = make_video(tmp_path / "long.mp4", images, 200)
+def test_stop_drains_frames_already_read(artifacts, tmp_path):
+    path = make_video(tmp_path / "long.mp4", 200, size=(320, 240))
     det = Detector.load(artifacts["onnx"])
     s = det.stream(path, queue_size=8)
     got = [next(s) for _ in range(5)]
@@ -211,8 +197,8 @@ def test_stop_drains_frames_already_read(artifacts, images, tmp_path):
     assert [it.index for it in got] == list(range(len(got)))
 
 
-def test_realtime_drops_frames_for_a_slow_consumer(artifacts, images, tmp_path):
-    path = make_video(tmp_path / "rt.mp4", images, 80)
+def test_realtime_drops_frames_for_a_slow_consumer(artifacts, tmp_path):
+    path = make_video(tmp_path / "rt.mp4", 80, size=(320, 240))
     det = Detector.load(artifacts["onnx"])
     got = []
     with det.stream(path, realtime=True, queue_size=2) as s:
@@ -265,8 +251,8 @@ def test_cli_video_to_mp4_and_jsonl(artifacts, video, tmp_path):
     assert len(read_all(tmp_path / "o.mp4")) == 24
 
 
-def test_cli_ctrl_c_flushes_sinks(artifacts, images, tmp_path):
-    path = make_video(tmp_path / "long.mp4", images, 3000, size=(640, 480))
+def test_cli_ctrl_c_flushes_sinks(artifacts, tmp_path):
+    path = make_video(tmp_path / "long.mp4", 3000, size=(640, 480))
     p = _cli("--model", artifacts["onnx"], "--source", path, "--save", tmp_path / "o.mp4",
              "--jsonl", tmp_path / "o.jsonl", "--json")
     jsonl = tmp_path / "o.jsonl"
@@ -293,7 +279,7 @@ def test_cli_unknown_url_is_one_line_error(artifacts):
 @pytest.mark.slow
 def test_soak_10k_frames_memory_flat(artifacts, tmp_path):
     """10,000 frames through stream(); resident memory after warm-up grows by less than 5%."""
-    from edgedet.benchmarks.streaming import make_video, run_soak
+    from edgedet.benchmarks.streaming import run_soak
     video = make_video(tmp_path / "soak.mp4", 10_000, size=(160, 120))
     det = Detector.load(artifacts["openvino"], hint="THROUGHPUT")
     res = run_soak(det, video, warmup=1000, every=500)
