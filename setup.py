@@ -8,12 +8,15 @@ PACKAGES = find_packages(include=["edgedet", "edgedet.*"]) + ["edgedet.converter
 EXPORT = ["torch>=2.2", "torchvision", "timm>=0.9", "onnx>=1.15", "onnxsim>=0.4", "onnxscript"]
 ONNXRUNTIME = ["onnxruntime>=1.17"]
 OPENVINO = ["openvino>=2024.0", "nncf>=2.10"]
-TENSORRT = ["tensorrt>=8.6", "cuda-python>=12"]
+# cuda-python's major must match the CUDA of the TensorRT wheels (cu12): 13.x needs a CUDA 13 driver, which
+# JetPack 6 and R535-R570 drivers do not have.
+TENSORRT = ["tensorrt-cu12>=8.6", "cuda-python>=12.3,<13"]
 EXTRAS = {
     "export": EXPORT,
     "onnxruntime": ONNXRUNTIME,
     "openvino": OPENVINO,
     "tensorrt": TENSORRT,
+    "onnxruntime-gpu": ["onnxruntime-gpu>=1.17"],
     "eval": ["pycocotools>=2.0.7"],
     "plot": ["matplotlib>=3.7"],
     "supervision": ["supervision>=0.20"],

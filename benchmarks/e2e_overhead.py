@@ -13,7 +13,7 @@ import sys
 import time
 
 
-from edgedet.converters.pipeline import BuildRequest, get_artifact
+from edgedet.api import build
 from edgedet.fileio import write_json_atomic
 from edgedet.runtimes import Detector
 
@@ -40,8 +40,8 @@ BARE = {"onnxruntime": bare_onnxruntime, "openvino": bare_openvino}
 
 
 def measure(model: str, backend: str, iters: int, warmup: int, images, postprocess: str) -> dict:
-    path = get_artifact(BuildRequest(model=model, backend=backend, postprocess=postprocess)).path
-    det = Detector.load(path)
+    path = build(model, backend, postprocess=postprocess).path
+    det = Detector.load(path, backend=backend)
     x = det.preprocess([images[0]])[0].copy()
     bare = BARE[backend](path, x)
     i = {"n": 0}

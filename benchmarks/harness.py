@@ -9,11 +9,12 @@ statistic of per-iteration times measured in this run.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from edgedet.errors import InputError
+from edgedet.registry import BackendSpec, backend_for
 
 from .environment import environment
 from .images import sample_images
@@ -23,7 +24,7 @@ from .stats import summarize, time_calls
 @dataclass
 class BenchConfig:
     models: list[str]
-    backends: list[str]
+    backends: list[BackendSpec]          # parsed once, at the edge (parse_backends)
     precision: str = "fp32"
     batch: int = 1
     imgsz: int | None = None
@@ -38,6 +39,10 @@ class BenchConfig:
     backend_options: dict = field(default_factory=dict)
     artifacts: list[str] = field(default_factory=list)  # existing artifacts (e.g. INT8 from calibrate) to time too
 
+    def __post_init__(self):
+        from edgedet.registry import parse_backends
+        self.backends = parse_backends(self.backends) if self.backends else []
+
     def validate(self) -> None:
         if self.iters < 1:
             raise InputError("--iters must be >= 1")
@@ -49,66 +54,58 @@ class BenchConfig:
             raise InputError("--mode must be latency or throughput")
 
 
-# Backend-specific runtime options for the best measured configuration of each backend.
-_RUN_OPTIONS = {
-    "openvino": lambda mode, precision: {"hint": "THROUGHPUT" if mode == "throughput" else "LATENCY"},
-    "onnxruntime": lambda mode, precision: {},
-    "torch": lambda mode, precision: {},
-    "tensorrt": lambda mode, precision: {},
-}
+def _run_options(spec: BackendSpec, mode: str, cfg: BenchConfig) -> dict:
+    """The backend's own options for this bench mode (from its BACKENDS row), then the user's."""
+    return {**spec.options_for(mode), **cfg.backend_options.get(spec.name, {})}
 
 
-def _load(model, backend, cfg: BenchConfig, batch: int, hint_mode: str):
-    from edgedet.converters.pipeline import BuildRequest, get_artifact
+def _load(model: str, spec: BackendSpec, cfg: BenchConfig, batch: int, mode: str):
+    from edgedet.api import build
     from edgedet.runtimes import Detector
 
-    req = BuildRequest(model=model, backend=backend, precision=cfg.precision, weights=cfg.weights, imgsz=cfg.imgsz,
-                       batch=batch, device=cfg.device)
-    built = get_artifact(req)
-    opts = {**_RUN_OPTIONS.get(backend, lambda m, p: {})(hint_mode, cfg.precision), **cfg.backend_options.get(backend, {})}
+    built = build(model, spec, device=cfg.device if spec.build_format.device_specific else None,
+                  precision=cfg.precision, weights=cfg.weights, imgsz=cfg.imgsz, batch=batch)
     t0 = time.perf_counter()
-    det = Detector.load(built.path, backend=backend, device=cfg.device, score_threshold=cfg.conf, **opts)
+    det = Detector.load(built.path, backend=spec, device=cfg.device, score_threshold=cfg.conf,
+                        **_run_options(spec, mode, cfg))
     return det, built, t0
 
 
+def _cost(manifest):
+    """Params and FLOPs recorded in the manifest at export (no torch needed here)."""
+    if manifest.cost is None:
+        raise InputError(f"{manifest.artifact.file if manifest.artifact else 'artifact'} has no cost section "
+                         "(exported by an older edgedet): re-export it")
+    return manifest.cost
+
+
 def artifact_row(path: str, cfg: BenchConfig, images: list[np.ndarray]) -> dict:
-    """Time an existing artifact (its manifest gives model, precision and backend)."""
+    """Time an existing artifact (its manifest gives model, precision, cost; its format the backend)."""
     from pathlib import Path
 
-    from edgedet.configs import ModelConfig
     from edgedet.converters.pipeline import BuildResult
     from edgedet.manifest import Manifest
     from edgedet.runtimes import Detector
-    from edgedet.runtimes.registry import backend_for
-
-    from .flops import model_cost
 
     p = Path(path)
     m = Manifest.read(p)
-    backend = backend_for(p, None).name
-    opts = {**_RUN_OPTIONS.get(backend, lambda a, b: {})("latency", m.precision), **cfg.backend_options.get(backend, {})}
+    spec = backend_for(p)
     t0 = time.perf_counter()
-    det = Detector.load(p, score_threshold=cfg.conf, **opts)
-    row = _measure(det, BuildResult(p, True, 0.0), t0, m.model["name"], backend, m.precision, cfg, images,
-                   model_cost(ModelConfig.from_dict(m.model)))
+    det = Detector.load(p, backend=spec, device=cfg.device, score_threshold=cfg.conf,
+                        **_run_options(spec, "latency", cfg))
+    row = _measure(det, BuildResult(p, True, 0.0), t0, m.model["name"], spec.name, m.precision, cfg, images,
+                   _cost(m))
     row["artifact"] = str(p)
     row["weights"] = (m.weights or {}).get("source", "unknown")
     return row
 
 
-def bench_row(model: str, backend: str, cfg: BenchConfig, images: list[np.ndarray], costs: dict) -> dict:
-    """`costs[model]` is set from the built artifact's own config: a checkpoint's class count changes the
-    head's FLOPs (5 classes vs COCO's 90), so the name alone does not say what was timed."""
-    from edgedet.configs import ModelConfig
-    from edgedet.runtimes.registry import get_backend
-
-    from .flops import model_cost
-
-    backend = get_backend(backend).name
-    det, built, t_load = _load(model, backend, cfg, 1, "latency")
-    cost = costs.get(model) or costs.setdefault(model, model_cost(ModelConfig.from_dict(det.manifest.model)))
-    row = _measure(det, built, t_load, model, backend, cfg.precision, cfg, images, cost)
-    row["throughput"] = measure_throughput(model, backend, cfg, images) if cfg.mode == "throughput" or cfg.batch > 1 \
+def bench_row(model: str, spec: BackendSpec, cfg: BenchConfig, images: list[np.ndarray]) -> dict:
+    """Cost comes from the built artifact's manifest: a checkpoint's class count changes the head's FLOPs
+    (5 classes vs COCO's 90), so the name alone does not say what was timed."""
+    det, built, t_load = _load(model, spec, cfg, 1, "latency")
+    row = _measure(det, built, t_load, model, spec.name, cfg.precision, cfg, images, _cost(det.manifest))
+    row["throughput"] = measure_throughput(model, spec, cfg, images) if cfg.mode == "throughput" or cfg.batch > 1 \
         else None
     return row
 
@@ -156,29 +153,42 @@ def _measure(det, built, t_load, model, backend, precision, cfg, images, cost) -
     }
 
 
-def measure_throughput(model: str, backend: str, cfg: BenchConfig, images) -> dict:
-    """Network-only images/s at --batch, with the backend's async requests / streams where it has them."""
-    det, built, _ = _load(model, backend, cfg, cfg.batch, "throughput")
-    frames = [images[i % len(images)] for i in range(cfg.batch)]
-    batch = det.preprocess(frames)[0].copy()
-    feeds = {det.input_name: batch}
-    requests = max(cfg.iters // 2, 4)
-    for _ in range(max(cfg.warmup, 1)):
-        det.infer(batch)
-    run_async = getattr(det.runner, "run_async", None)
-    if run_async is not None:
-        elapsed, how = run_async(feeds, requests), f"async requests ({det.runner.optimal_requests()} in flight)"
-    else:
+def measure_throughput(model: str, spec: BackendSpec, cfg: BenchConfig, images) -> dict:
+    """Network-only images/s at --batch, with requests in flight through the runner's async queue (the one
+    Detector.stream uses): every backend is measured the same way."""
+    det, built, _ = _load(model, spec, cfg, cfg.batch, "throughput")
+    try:
+        frames = [images[i % len(images)] for i in range(cfg.batch)]
+        feeds = {det.input_name: det.preprocess(frames)[0].copy()}
+        requests = max(cfg.iters // 2, 4)
+        for _ in range(max(cfg.warmup, 1)):
+            det.runner(feeds)
+        queue = det.runner.async_queue()
+        done = []
         t0 = time.perf_counter()
         for _ in range(requests):
-            det.infer(batch)
-        elapsed, how = time.perf_counter() - t0, "sequential batches"
-    det.close()
-    return {"batch": cfg.batch, "fps": round(requests * cfg.batch / elapsed, 2), "requests": requests, "how": how}
+            queue.submit(feeds, lambda outputs: done.append(1))
+        queue.wait_all()
+        elapsed = time.perf_counter() - t0
+        queue.close()
+    finally:
+        det.close()
+    return {"batch": cfg.batch, "fps": round(len(done) * cfg.batch / elapsed, 2), "requests": requests,
+            "how": f"async queue, {queue.capacity} request(s) in flight"}
 
 
-def baseline_row(model: str, cfg: BenchConfig, images, cost) -> dict | None:
-    """effdet's eager PyTorch model with its own post-processing (DetBenchPredict), our letterbox in front."""
+def _torch_device(cfg: BenchConfig):
+    """The baseline runs on the rows' device: CUDA when the rows run on a CUDA GPU, else the CPU."""
+    import torch
+
+    from edgedet.devices import parse_device
+    dev = parse_device(cfg.device)
+    return torch.device("cuda", dev.ordinal) if dev.kind == "cuda" else torch.device("cpu")
+
+
+def baseline_row(model: str, cfg: BenchConfig, images) -> dict | None:
+    """effdet's eager PyTorch model with its own post-processing (DetBenchPredict), our letterbox in front,
+    on the same device as the rows."""
     try:
         import torch
         from effdet import DetBenchPredict, create_model as effdet_create
@@ -186,6 +196,7 @@ def baseline_row(model: str, cfg: BenchConfig, images, cost) -> dict | None:
         return None
     from edgedet.configs import get_config
     from edgedet.model import create_model
+    from edgedet.model.cost import model_cost
     from edgedet.preprocess import Preprocessor
 
     mcfg = get_config(model, image_size=cfg.imgsz)
@@ -195,6 +206,9 @@ def baseline_row(model: str, cfg: BenchConfig, images, cost) -> dict | None:
     ref = effdet_create(mcfg.effdet_name, pretrained=False, pretrained_backbone=False, num_classes=ours.config.num_classes,
                         image_size=mcfg.image_size)
     ref.load_state_dict(ours.state_dict())
+    cost = model_cost(ours.config)
+    device = _torch_device(cfg)
+    ref = ref.to(device).eval()
     bench = DetBenchPredict(ref).eval()
     pre = Preprocessor(mcfg.image_size, mcfg.mean, mcfg.std)
     cycle = {"i": 0}
@@ -204,16 +218,17 @@ def baseline_row(model: str, cfg: BenchConfig, images, cost) -> dict | None:
         img = images[cycle["i"] % len(images)]
         cycle["i"] += 1
         x, _ = pre([img])
-        out = bench(torch.from_numpy(x))
-        out.numpy()
+        out = bench(torch.from_numpy(x).to(device))
+        out.cpu().numpy()
 
-    x0 = torch.from_numpy(pre([images[0]])[0])
+    x0 = torch.from_numpy(pre([images[0]])[0]).to(device)
     with torch.inference_mode():
         net = time_calls(lambda: ref(x0), max(cfg.iters // 2, 5), min(cfg.warmup, 3))
     e2e = time_calls(e2e_call, max(cfg.iters // 2, 5), min(cfg.warmup, 3))
     e2e_s = summarize(e2e)
     return {
-        "model": model, "backend": "effdet-eager (baseline)", "precision": "fp32", "batch": 1, "device": "CPU",
+        "model": model, "backend": "effdet-eager (baseline)", "precision": "fp32", "batch": 1,
+        "device": "CPU" if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
         "input_size": list(mcfg.image_size), "net_ms": summarize(net), "e2e_ms": e2e_s,
         "fps_b1": round(1000.0 / e2e_s["p50"], 2), "params": cost.params, "gmacs": round(cost.gmacs, 4),
         "gflops": round(cost.gflops, 4), "fps_per_gflop": round(1000.0 / e2e_s["p50"] / cost.gflops, 3),
@@ -224,37 +239,27 @@ def baseline_row(model: str, cfg: BenchConfig, images, cost) -> dict | None:
 def run_bench(cfg: BenchConfig, on_row=None, progress=None) -> dict:
     """Run every row; on Ctrl-C return what was measured so far with interrupted=True."""
     from edgedet.configs import get_config
-    from edgedet.runtimes.registry import get_backend, runner_class
-
-    from .flops import model_cost
 
     cfg.validate()
-    for b in cfg.backends:
-        runner_class(get_backend(b))  # fail fast, naming the extra, before any work
+    for spec in cfg.backends:
+        spec.runner_class()  # fail fast, naming the extra, before any work
     models = [get_config(m, image_size=cfg.imgsz).name for m in cfg.models]
     images = sample_images(cfg.data)
-    report = {"config": asdict(cfg), "environment": environment(), "rows": [], "baselines": [], "interrupted": False}
-    jobs = [(m, b) for m in models for b in cfg.backends] + [(a, "artifact") for a in cfg.artifacts] + \
-        ([(m, None) for m in models] if cfg.baseline else [])
+    report = {"config": {**{k: v for k, v in vars(cfg).items() if k != "backends"},
+                         "backends": [b.name for b in cfg.backends]}, "environment": environment(),
+              "rows": [], "baselines": [], "interrupted": False}
+    # (table, job): each job measures one row
+    jobs = [("rows", lambda m=m, b=b: bench_row(m, b, cfg, images)) for m in models for b in cfg.backends]
+    jobs += [("rows", lambda a=a: artifact_row(a, cfg, images)) for a in cfg.artifacts]
+    jobs += [("baselines", lambda m=m: baseline_row(m, cfg, images)) for m in models] if cfg.baseline else []
     started = time.time()
-    costs: dict = {}
     try:
-        for model, backend in (progress(jobs) if progress else jobs):
-            if backend == "artifact":
-                row = artifact_row(model, cfg, images)
-                report["rows"].append(row)
-                if on_row:
-                    on_row(row)
+        for table, job in (progress(jobs) if progress else jobs):
+            row = job()
+            if row is None:
                 continue
-            if backend is None:
-                cost = costs.get(model) or model_cost(get_config(model, image_size=cfg.imgsz))
-                row = baseline_row(model, cfg, images, cost)
-                if row is not None:
-                    report["baselines"].append(row)
-            else:
-                row = bench_row(model, backend, cfg, images, costs)
-                report["rows"].append(row)
-            if row is not None and on_row:
+            report[table].append(row)
+            if on_row:
                 on_row(row)
     except KeyboardInterrupt:
         report["interrupted"] = True
@@ -273,5 +278,6 @@ def ratios(report: dict) -> list[dict]:
         best = min(rows, key=lambda r: r["e2e_ms"]["p50"])
         out.append({"model": base["model"], "best_backend": best["backend"], "best_precision": best["precision"],
                     "best_e2e_p50_ms": best["e2e_ms"]["p50"], "baseline_e2e_p50_ms": base["e2e_ms"]["p50"],
-                    "speedup_vs_effdet_eager": round(base["e2e_ms"]["p50"] / best["e2e_ms"]["p50"], 2)})
+                    "speedup_vs_effdet_eager": round(base["e2e_ms"]["p50"] / best["e2e_ms"]["p50"], 2),
+                    "best_device": best.get("device"), "baseline_device": base.get("device")})
     return out

@@ -39,19 +39,20 @@ def evaluate_backends(weights: str, val_json: str, backends=("torch", "onnxrunti
     import torch
     from edgedet.converters.pipeline import BuildRequest, export_artifact
     from edgedet.evaluation import evaluate_detector
+    from edgedet.registry import get_backend
     from edgedet.runtimes import Detector
 
     meta = torch.load(weights, map_location="cpu", weights_only=False)
     names = tuple(meta.get("class_names") or ())
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for backend in backends:
-            path = export_artifact(BuildRequest(meta.get("model", "d0"), backend, weights=weights,
+        for spec in map(get_backend, backends):
+            path = export_artifact(BuildRequest(meta.get("model", "d0"), spec.build_format.name, weights=weights,
                                                 imgsz=meta.get("image_size", [256])[0], class_names=names or None),
-                                   Path(tmp) / backend)
-            det = Detector.load(path, **({"precision": "f32"} if backend == "openvino" else {}))
-            stats = evaluate_detector(det, val_json)
-            out[backend] = {k: stats[k] for k in ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")}
+                                   Path(tmp) / spec.name)
+            with Detector.load(path, backend=spec, **spec.exact_options) as det:
+                stats = evaluate_detector(det, val_json)
+            out[spec.name] = {k: stats[k] for k in ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")}
     return out
 
 

@@ -48,8 +48,8 @@ def build_artifact_path(model: str, backend: str, weights: str | None, imgsz: in
     """An artifact through the build cache (a path to an existing artifact passes through)."""
     if Path(model).suffix:
         return Path(model)
-    from edgedet.converters.pipeline import BuildRequest, get_artifact
-    return get_artifact(BuildRequest(model=model, backend=backend, weights=weights, imgsz=imgsz)).path
+    from edgedet.api import build
+    return build(model, backend, weights=weights, imgsz=imgsz).path
 
 
 def rss_mb() -> float:

@@ -15,13 +15,13 @@ from pathlib import Path
 from edgedet.anchors import anchors_for
 from edgedet.classes import default_class_names
 from edgedet.errors import BackendUnavailableError, ConversionError, InputError
-from edgedet.fileio import atomic_path
-from edgedet.manifest import Manifest, describe_artifact, manifest_path, tool_versions
+from edgedet.manifest import (GRAPH_OUTPUTS, HOST_OUTPUTS, INPUT_NAME, BatchSection, CostSection, InputSection,
+                              Manifest, PostprocessSection, tool_versions)
 from edgedet.weights import file_sha256
 
-from .onnx_postprocess import OUTPUTS as GRAPH_OUTPUTS, append_postprocess
+from edgedet.fileio import publish
+from .onnx_postprocess import append_postprocess
 
-HOST_OUTPUTS = ("logits", "deltas")
 DEFAULT_SCORE_THRESHOLD = 0.001  # in-graph NMS floor; the deploy threshold is applied on the host
 
 
@@ -63,41 +63,11 @@ def _require(name: str):
 def export_onnx(model, out_path: str | Path, options: ExportOptions | None = None, class_names=None,
                 weights_info: dict | None = None) -> Path:
     """Export an EfficientDet (edgedet.model) to ONNX at out_path and write its manifest beside it."""
-    torch = _require("torch")
     onnx = _require("onnx")
-    from edgedet.model.export import FlatHeads
-
     opts = options or ExportOptions()
     opts.validate()
     cfg = model.config
-    out_path = Path(out_path)
-    dtype = torch.float16 if opts.precision == "fp16" else torch.float32
-    model = model.to("cpu").eval()
-    wrapper = FlatHeads(model.to(dtype), dtype).eval()
-    batch = 1 if opts.batch == "dynamic" else int(opts.batch)
-    example = torch.zeros(batch, 3, *cfg.image_size)
-
-    buf = io.BytesIO()
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            if opts.exporter == "dynamo":
-                dyn = {"images": {0: torch.export.Dim("batch", min=1, max=max(2, opts.max_batch))}} \
-                    if opts.batch == "dynamic" else None
-                prog = torch.onnx.export(wrapper, (example,), input_names=["images"], output_names=list(HOST_OUTPUTS),
-                                         opset_version=max(opts.opset, 18), dynamo=True, dynamic_shapes=dyn)
-                proto = prog.model_proto
-            else:
-                dyn = {"images": {0: "batch"}, "logits": {0: "batch"}, "deltas": {0: "batch"}} \
-                    if opts.batch == "dynamic" else None
-                torch.onnx.export(wrapper, (example,), buf, input_names=["images"], output_names=list(HOST_OUTPUTS),
-                                  opset_version=opts.opset, dynamo=False, dynamic_axes=dyn, do_constant_folding=True)
-                proto = onnx.load_from_string(buf.getvalue())
-    except Exception as e:
-        raise ConversionError(f"ONNX export of {cfg.name} failed: {type(e).__name__}: {e}") from e
-    finally:
-        model.float()
-
+    proto = _trace(model, opts)
     if opts.simplify:
         proto = _simplify(proto)
     if opts.postprocess == "graph":
@@ -108,38 +78,77 @@ def export_onnx(model, out_path: str | Path, options: ExportOptions | None = Non
         onnx.checker.check_model(proto, full_check=True)
     except Exception as e:
         raise ConversionError(f"exported ONNX fails onnx.checker: {e}") from e
+    manifest = onnx_manifest(cfg, opts, class_names, weights_info, proto)
+    write_onnx_artifact(proto, Path(out_path), manifest)
+    return Path(out_path)
 
-    names = list(class_names) if class_names else default_class_names(cfg.num_classes)
-    outputs = list(GRAPH_OUTPUTS if opts.postprocess == "graph" else HOST_OUTPUTS)
-    manifest = Manifest(
-        model=cfg.to_dict(), class_names=names, artifact={}, outputs=outputs,
-        input={"name": "images", "shape": ["batch" if opts.batch == "dynamic" else batch, 3, *cfg.image_size],
-               "layout": "NCHW", "dtype": "float32", "color": "RGB", "mean": list(cfg.mean), "std": list(cfg.std),
-               "normalize": "host", "letterbox": "bottom-right"},
-        postprocess={"in_graph": opts.postprocess == "graph", "score_threshold": opts.score_threshold,
-                     "iou_threshold": opts.iou_threshold, "max_candidates": opts.max_candidates,
-                     "max_det": opts.max_det, "clip": True},
-        batch={"dynamic": opts.batch == "dynamic", "min": 1 if opts.batch == "dynamic" else batch,
-               "max": opts.max_batch if opts.batch == "dynamic" else batch},
-        precision=opts.precision, weights=weights_info,
+
+def _trace(model, opts: ExportOptions):
+    """torch -> ONNX ModelProto (host outputs: raw heads)."""
+    torch = _require("torch")
+    onnx = _require("onnx")
+    from edgedet.model.export import FlatHeads
+
+    cfg = model.config
+    dtype = torch.float16 if opts.precision == "fp16" else torch.float32
+    model = model.to("cpu").eval()
+    wrapper = FlatHeads(model.to(dtype), dtype).eval()
+    batch = 1 if opts.batch == "dynamic" else int(opts.batch)
+    example = torch.zeros(batch, 3, *cfg.image_size)
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            if opts.exporter == "dynamo":
+                dyn = {INPUT_NAME: {0: torch.export.Dim("batch", min=1, max=max(2, opts.max_batch))}} \
+                    if opts.batch == "dynamic" else None
+                prog = torch.onnx.export(wrapper, (example,), input_names=[INPUT_NAME],
+                                         output_names=list(HOST_OUTPUTS), opset_version=max(opts.opset, 18),
+                                         dynamo=True, dynamic_shapes=dyn)
+                return prog.model_proto
+            dyn = {n: {0: "batch"} for n in (INPUT_NAME, *HOST_OUTPUTS)} if opts.batch == "dynamic" else None
+            torch.onnx.export(wrapper, (example,), buf, input_names=[INPUT_NAME], output_names=list(HOST_OUTPUTS),
+                              opset_version=opts.opset, dynamo=False, dynamic_axes=dyn, do_constant_folding=True)
+            return onnx.load_from_string(buf.getvalue())
+    except Exception as e:
+        raise ConversionError(f"ONNX export of {cfg.name} failed: {type(e).__name__}: {e}") from e
+    finally:
+        model.float()
+
+
+def model_cost_section(cfg) -> CostSection:
+    """Params and multiply-adds, counted once at export and recorded in the manifest (runtimes need no torch)."""
+    from edgedet.model.cost import model_cost
+    cost = model_cost(cfg)
+    return CostSection(params=cost.params, macs=cost.macs)
+
+
+def onnx_manifest(cfg, opts: ExportOptions, class_names, weights_info, proto) -> Manifest:
+    dynamic = opts.batch == "dynamic"
+    batch = 1 if dynamic else int(opts.batch)
+    graph = opts.postprocess == "graph"
+    return Manifest(
+        model=cfg.to_dict(), class_names=list(class_names) if class_names else default_class_names(cfg.num_classes),
+        input=InputSection(name=INPUT_NAME, shape=["batch" if dynamic else batch, 3, *cfg.image_size], layout="NCHW",
+                           dtype="float32", color="RGB", mean=list(cfg.mean), std=list(cfg.std)),
+        outputs=list(GRAPH_OUTPUTS if graph else HOST_OUTPUTS),
+        postprocess=PostprocessSection(in_graph=graph, score_threshold=opts.score_threshold,
+                                       iou_threshold=opts.iou_threshold, max_candidates=opts.max_candidates,
+                                       max_det=opts.max_det),
+        batch=BatchSection(dynamic=dynamic, min=1 if dynamic else batch, max=opts.max_batch if dynamic else batch),
+        cost=model_cost_section(cfg), precision=opts.precision, weights=weights_info,
         tools=tool_versions("torch", "timm", "onnx", "onnxsim"),
         extra={"opset": max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
                "exporter": opts.exporter},
     )
-    write_onnx_artifact(proto, out_path, manifest)
-    return out_path
 
 
 def write_onnx_artifact(proto, out_path: Path, manifest: Manifest) -> None:
-    """Write model then manifest, each atomically; a stale manifest is removed first."""
+    """Write the model and its manifest; they replace an existing pair only once both are complete."""
     import onnx
-
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    manifest_path(out_path).unlink(missing_ok=True)
-    with atomic_path(out_path) as tmp:
+    with publish(out_path) as tmp:
         onnx.save_model(proto, str(tmp))
-    manifest.artifact = describe_artifact(out_path, "onnx")
-    manifest.write(out_path)
+        manifest.write(tmp)
 
 
 def _simplify(proto):

@@ -6,13 +6,12 @@ so the host only letterboxes.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
+import dataclasses
 from pathlib import Path
 
 from edgedet.errors import BackendUnavailableError, ConversionError, InputError
-from edgedet.manifest import Manifest, describe_artifact, manifest_path, tool_versions
+from edgedet.fileio import publish
+from edgedet.manifest import Manifest, tool_versions
 
 
 def _ov():
@@ -37,44 +36,36 @@ def convert_to_openvino(onnx_path: str | Path, out_xml: str | Path, precision: s
             model = _bake_preprocessing(ov, model, src)
     except Exception as e:
         raise ConversionError(f"OpenVINO conversion of {onnx_path.name} failed: {e}") from e
-    manifest = Manifest(**{**src.to_dict(), "created": "", "artifact": {}})
-    manifest.precision = precision
-    manifest.tools = {**src.tools, **tool_versions("openvino")}
-    manifest.extra = {**src.extra, "source_onnx_sha256": src.artifact.get("sha256")}
+    changes = {}
     if u8_bgr_input:
-        shape = list(src.input["shape"])
-        manifest.input = {**src.input, "shape": [shape[0], shape[2], shape[3], 3], "layout": "NHWC",
-                          "dtype": "uint8", "color": "BGR", "normalize": "in_graph"}
+        shape = list(src.input.shape)
+        changes["input"] = dataclasses.replace(src.input, shape=[shape[0], shape[2], shape[3], 3], layout="NHWC",
+                                               dtype="uint8", color="BGR", normalize="in_graph")
+    manifest = src.derive(precision=precision, tools=tool_versions("openvino"),
+                          extra={"source_onnx_sha256": src.artifact.sha256}, **changes)
     save_ir(model, out_xml, manifest, compress_to_fp16=(precision == "fp16"))
     return out_xml
 
 
 def save_ir(model, out_xml: Path, manifest: Manifest, compress_to_fp16: bool) -> None:
-    """Save .xml/.bin into a temp dir, then move .bin, .xml and write the manifest (stale one removed first)."""
+    """Save .xml + .bin + manifest together (edgedet.fileio.publish): an old IR stays intact until the new one
+    is complete."""
     ov = _ov()
-    out_xml.parent.mkdir(parents=True, exist_ok=True)
-    manifest_path(out_xml).unlink(missing_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=".ov-", dir=out_xml.parent))
     try:
-        tmp_xml = tmpdir / out_xml.name
-        ov.save_model(model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
-        os.replace(tmp_xml.with_suffix(".bin"), out_xml.with_suffix(".bin"))
-        os.replace(tmp_xml, out_xml)
-    except Exception as e:
+        with publish(out_xml) as tmp:
+            ov.save_model(model, str(tmp), compress_to_fp16=compress_to_fp16)
+            manifest.write(tmp)
+    except OSError as e:
         raise ConversionError(f"writing OpenVINO IR {out_xml} failed: {e}") from e
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    manifest.artifact = describe_artifact(out_xml, "openvino", extra_files=[out_xml.with_suffix(".bin").name])
-    manifest.write(out_xml)
 
 
 def _bake_preprocessing(ov, model, src: Manifest):
     from openvino.preprocess import ColorFormat, PrePostProcessor
 
     ppp = PrePostProcessor(model)
-    inp = ppp.input(src.input["name"])
+    inp = ppp.input(src.input.name)
     inp.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.BGR)
     inp.model().set_layout(ov.Layout("NCHW"))
     inp.preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB) \
-        .mean([m * 255.0 for m in src.input["mean"]]).scale([s * 255.0 for s in src.input["std"]])
+        .mean([m * 255.0 for m in src.input.mean]).scale([s * 255.0 for s in src.input.std])
     return ppp.build()

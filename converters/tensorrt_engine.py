@@ -13,21 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgedet.errors import BackendUnavailableError, ConversionError, InputError
-from edgedet.fileio import atomic_path
-from edgedet.manifest import Manifest, describe_artifact, manifest_path
-
-
-def import_tensorrt():
-    try:
-        import tensorrt as trt
-    except ImportError as e:
-        raise BackendUnavailableError("tensorrt", "tensorrt", e) from e
-    return trt
-
-
-def trt_major(trt) -> int:
-    return int(trt.__version__.split(".")[0])
+from edgedet.errors import ConversionError, InputError
+from edgedet.fileio import atomic_path, publish
+from edgedet.manifest import BatchSection, Manifest
+from edgedet.tensorrt_lib import import_tensorrt, trt_major
 
 
 @dataclass
@@ -40,6 +29,7 @@ class EngineOptions:
     timing_cache: str | None = None      # file reused and updated across builds
     dla_core: int | None = None          # Jetson DLA, with GPU fallback
     strongly_typed: bool | None = None   # default: True on TensorRT >= 11 (the only mode there)
+    device: str | None = None            # cuda / cuda:N: the GPU the engine is built for
 
     def validate(self) -> None:
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
@@ -50,7 +40,8 @@ class EngineOptions:
 
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path, options: EngineOptions | None = None) -> Path:
-    from edgedet.runtimes.cuda_memory import cuda_backend
+    from edgedet.cuda import device_properties
+    from edgedet.devices import parse_device
 
     trt = import_tensorrt()
     opts = options or EngineOptions()
@@ -109,22 +100,19 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: Engine
         with atomic_path(Path(opts.timing_cache)) as tmp:
             Path(tmp).write_bytes(memoryview(config.get_timing_cache().serialize()))
 
-    device = cuda_backend().device_properties()
-    manifest_path(engine_path).unlink(missing_ok=True)
-    with atomic_path(engine_path) as tmp:
-        Path(tmp).write_bytes(memoryview(plan))
+    device = device_properties(parse_device(opts.device, default="cuda").ordinal)
     dynamic = inp.shape[0] == -1
-    manifest = Manifest(**{**src.to_dict(), "created": "", "artifact": {}})
-    manifest.batch = {"dynamic": dynamic, "min": opts.min_batch if dynamic else inp.shape[0],
-                      "opt": opts.opt_batch if dynamic else inp.shape[0],
-                      "max": opts.max_batch if dynamic else inp.shape[0]}
-    manifest.device = {**device, "tensorrt": trt.__version__, "dla_core": opts.dla_core}
-    manifest.tools = {**src.tools, "tensorrt": trt.__version__}
-    manifest.extra = {**src.extra, "source_onnx_sha256": src.artifact.get("sha256"),
-                      "strongly_typed": strongly_typed, "optimization_level": opts.optimization_level,
-                      "workspace_mb": opts.workspace_mb}
-    manifest.artifact = describe_artifact(engine_path, "tensorrt")
-    manifest.write(engine_path)
+    static = int(inp.shape[0])
+    manifest = src.derive(
+        batch=BatchSection(dynamic=dynamic, min=opts.min_batch if dynamic else static,
+                           opt=opts.opt_batch if dynamic else static, max=opts.max_batch if dynamic else static),
+        device={**device, "tensorrt": trt.__version__, "dla_core": opts.dla_core},
+        tools={"tensorrt": trt.__version__},
+        extra={"source_onnx_sha256": src.artifact.sha256, "strongly_typed": strongly_typed,
+               "optimization_level": opts.optimization_level, "workspace_mb": opts.workspace_mb})
+    with publish(engine_path) as tmp:
+        Path(tmp).write_bytes(memoryview(plan))
+        manifest.write(tmp)
     return engine_path
 
 
@@ -149,3 +137,15 @@ def trtexec_command(onnx_path: str | Path, engine_path: str | Path, precision: s
     if options.dla_core is not None:
         cmd += [f"--useDLACore={options.dla_core}", "--allowGPUFallback"]
     return cmd
+
+
+def trtexec_line(onnx_path: Path, engine_path: Path, options: dict) -> str:
+    """The trtexec command that builds the same engine (for `edgedet build` where TensorRT's Python
+    bindings are absent)."""
+    import shlex
+
+    from .builders import engine_options
+    m = Manifest.read(onnx_path)
+    cmd = trtexec_command(onnx_path, engine_path, m.precision, m.input.name, m.input.shape,
+                          engine_options(onnx_path, options))
+    return " ".join(shlex.quote(c) for c in cmd)

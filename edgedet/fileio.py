@@ -29,3 +29,66 @@ def atomic_path(dest: str | Path):
 def write_json_atomic(dest: str | Path, obj) -> None:
     with atomic_path(dest) as tmp:
         Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(folder: Path, prefix: str) -> None:
+    """Remove leftovers `<prefix><pid>-...` of killed runs (their pid is gone) in folder."""
+    import shutil
+    if not folder.is_dir():
+        return
+    for p in folder.iterdir():
+        if not p.name.startswith(prefix):
+            continue
+        pid = p.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def publish(dest: str | Path):
+    """Build an artifact and its manifest (and companion files) in a private temp folder beside dest, then put
+    them in place together, manifest last; the old pair stays untouched until the new one is complete. A
+    failure or interruption leaves the old pair as it was and removes the temp folder.
+
+    Yields the temp path of the artifact (same file name as dest); write every file beside it."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{dest.name}.tmp-"
+    clean_stale(dest.parent, prefix)
+    tmpdir = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=dest.parent))
+    import shutil
+    try:
+        yield tmpdir / dest.name
+        manifest = tmpdir / (dest.name + ".json")
+        if not manifest.is_file():
+            raise RuntimeError(f"publish({dest.name}): no manifest was written")
+        files = [p for p in tmpdir.iterdir() if p != manifest]
+        old_manifest = dest.with_name(manifest.name)
+        old_manifest.unlink(missing_ok=True)    # the old artifact is replaced next: never pair old and new
+        for p in files:
+            os.replace(p, dest.with_name(p.name))
+        os.replace(manifest, old_manifest)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def write_bytes_atomic(dest: str | Path, data: bytes) -> None:
+    """Write bytes under a temp name, flush and fsync, check the size on disk, then rename into place: a full
+    disk raises OSError and leaves nothing under dest."""
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if os.path.getsize(tmp) != len(data):
+            raise OSError(28, "short write (disk full?)", str(dest))

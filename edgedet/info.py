@@ -14,7 +14,7 @@ def paper_reference() -> dict:
 
 
 def model_info(name: str, imgsz: int | None = None, num_classes: int | None = None) -> dict:
-    from edgedet.benchmarks.flops import model_cost
+    from .model.cost import model_cost
 
     cfg = get_config(name, num_classes=num_classes, image_size=imgsz)
     cost = model_cost(cfg)

@@ -1,9 +1,18 @@
-"""The JSON manifest written beside every artifact: everything a runtime needs without the model code."""
+"""The JSON manifest written beside every artifact: everything a runtime needs without the model code.
+
+Typed sections (model, input, batch, postprocess, artifact, cost), validated on read: a missing or wrongly
+typed key is an ArtifactError naming the key and the file. A derived artifact's manifest comes from
+`Manifest.derive(**changes)`. `write()` hashes every file of the artifact (IR .bin included) and writes the
+manifest atomically, last.
+"""
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import platform
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +20,15 @@ from .errors import ArtifactError
 from .fileio import write_json_atomic
 from .weights import file_sha256
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+# Tensor names written by the exporters; everything downstream reads them from the manifest.
+INPUT_NAME = "images"
+HOST_OUTPUTS = ("logits", "deltas")
+GRAPH_OUTPUTS = ("num_detections", "boxes", "scores", "classes")
+
+MODEL_KEYS = {"name": str, "image_size": list, "num_classes": int, "min_level": int, "max_level": int,
+              "num_scales": int, "aspect_ratios": list, "anchor_scale": float, "mean": list, "std": list}
 
 
 def manifest_path(artifact: str | Path) -> Path:
@@ -19,34 +36,145 @@ def manifest_path(artifact: str | Path) -> Path:
     return artifact.with_name(artifact.name + ".json")
 
 
+@dataclass(frozen=True)
+class InputSection:
+    name: str
+    shape: list                  # ints, or a string for a dynamic dim
+    layout: str                  # NCHW | NHWC
+    dtype: str                   # float32 | uint8
+    color: str                   # RGB | BGR
+    mean: list
+    std: list
+    normalize: str = "host"      # host | in_graph (u8 input, normalisation baked into the artifact)
+    letterbox: str = "bottom-right"
+
+
+@dataclass(frozen=True)
+class BatchSection:
+    dynamic: bool
+    min: int
+    max: int
+    opt: int | None = None
+
+
+@dataclass(frozen=True)
+class PostprocessSection:
+    in_graph: bool
+    score_threshold: float
+    iou_threshold: float
+    max_candidates: int
+    max_det: int
+    clip: bool = True
+
+
+@dataclass(frozen=True)
+class ArtifactSection:
+    file: str
+    format: str
+    sha256: str
+    size: int
+    extra_files: list = field(default_factory=list)
+    files_sha256: dict = field(default_factory=dict)   # every companion file (IR .bin, external data)
+
+
+@dataclass(frozen=True)
+class CostSection:
+    params: int
+    macs: int                    # multiply-adds per image of conv/linear layers (the paper's "FLOPs")
+
+    @property
+    def gmacs(self) -> float:
+        return self.macs / 1e9
+
+    @property
+    def gflops(self) -> float:
+        return 2 * self.macs / 1e9
+
+
+_SECTIONS = {"input": InputSection, "batch": BatchSection, "postprocess": PostprocessSection,
+             "artifact": ArtifactSection, "cost": CostSection}
+
+
 @dataclass
 class Manifest:
     model: dict                          # ModelConfig.to_dict()
-    class_names: list[str]
-    artifact: dict                       # file, format, sha256, size, extra_files
-    input: dict                          # name, shape, layout, dtype, color, mean, std, letterbox
-    outputs: list[str]
-    postprocess: dict                    # in_graph, score_threshold, iou_threshold, max_candidates, max_det
-    batch: dict                          # min, max, dynamic
+    class_names: list
+    input: InputSection
+    outputs: list
+    postprocess: PostprocessSection
+    batch: BatchSection
+    artifact: ArtifactSection | None = None
+    cost: CostSection | None = None
     precision: str = "fp32"
     weights: dict | None = None          # source, sha256
-    calibration: dict | None = None      # data hash, method, ranges file, excluded layers
+    calibration: dict | None = None      # data hash, method, ranges file, excluded layers, gate
     device: dict | None = None           # engines: gpu, compute capability, TensorRT/CUDA versions
     tools: dict = field(default_factory=dict)
     created: str = ""
     format_version: int = FORMAT_VERSION
     extra: dict = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
+    # ------------------------------------------------------------------ derive / serialise
+    def derive(self, **changes) -> "Manifest":
+        """The manifest of an artifact made from this one: changed fields replaced, the artifact section and
+        creation time cleared (write() fills them), dict fields `tools` and `extra` merged."""
+        for k in ("tools", "extra"):
+            if k in changes:
+                changes[k] = {**getattr(self, k), **changes[k]}
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise TypeError(f"Manifest has no field(s) {sorted(unknown)}")
+        return dataclasses.replace(self, **{"artifact": None, "created": "", **changes})
 
-    def write(self, artifact_path: str | Path) -> Path:
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def write(self, artifact_path: str | Path, extra_files: tuple[str, ...] = ()) -> Path:
+        """Hash the artifact (and its companion files) into the artifact section, then write the manifest
+        atomically beside it. Call it last, after every artifact file is in place."""
+        from .registry import format_of
+        artifact_path = Path(artifact_path)
+        fmt = format_of(artifact_path)
+        extra = list(extra_files) + [artifact_path.with_suffix(s).name for s in fmt.sidecars
+                                     if artifact_path.with_suffix(s).name not in extra_files]
+        self.artifact = ArtifactSection(
+            file=artifact_path.name, format=fmt.name, sha256=file_sha256(artifact_path),
+            size=artifact_path.stat().st_size, extra_files=extra,
+            files_sha256={f: file_sha256(artifact_path.with_name(f)) for f in extra})
         if not self.created:
             self.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        self.tools.setdefault("python", platform.python_version())
+        self.tools = {"python": platform.python_version(), **self.tools}
         path = manifest_path(artifact_path)
         write_json_atomic(path, self.to_dict())
         return path
+
+    # ------------------------------------------------------------------ read / validate
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "manifest") -> "Manifest":
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{where}: not a JSON object")
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in data:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    raise ArtifactError(f"{where}: missing key '{f.name}'")
+                continue
+            value = data[f.name]
+            section = _SECTIONS.get(f.name)
+            if section is not None and value is not None:
+                value = _section(section, value, f.name, where)
+            else:
+                _check_type(value, hints[f.name], f.name, where)
+            kwargs[f.name] = value
+        extra_keys = set(data) - set(kwargs) - {f.name for f in dataclasses.fields(cls)}
+        if extra_keys:
+            raise ArtifactError(f"{where}: unknown key '{sorted(extra_keys)[0]}' (written by a newer edgedet?)")
+        for k, t in MODEL_KEYS.items():
+            if k not in kwargs["model"]:
+                raise ArtifactError(f"{where}: missing key 'model.{k}'")
+            _check_type(kwargs["model"][k], t, f"model.{k}", where)
+        return cls(**kwargs)
 
     @classmethod
     def read(cls, artifact_path: str | Path, verify: bool = True) -> "Manifest":
@@ -57,33 +185,76 @@ class Manifest:
                                 "(artifacts are written by 'edgedet export' / 'edgedet build')")
         try:
             data = json.loads(path.read_text())
-            m = cls(**data)
-        except (ValueError, TypeError) as e:
-            raise ArtifactError(f"manifest {path} is corrupt or from an incompatible edgedet: {e}") from None
-        if m.format_version > FORMAT_VERSION:
-            raise ArtifactError(f"manifest {path} has format {m.format_version}; this edgedet reads up to "
+        except (ValueError, OSError) as e:
+            raise ArtifactError(f"manifest {path} is not valid JSON: {e}") from None
+        version = data.get("format_version", 1) if isinstance(data, dict) else None
+        if isinstance(version, int) and version > FORMAT_VERSION:
+            raise ArtifactError(f"manifest {path} has format {version}; this edgedet reads up to "
                                 f"{FORMAT_VERSION}: upgrade edgedet")
+        if version == 1 and isinstance(data.get("artifact"), dict):
+            data = {**data, "format_version": FORMAT_VERSION}  # v1 had the same sections, untyped
+        m = cls.from_dict(data, where=f"manifest {path}")
         if verify:
             m.verify_artifact(artifact_path)
         return m
 
     def verify_artifact(self, artifact_path: Path) -> None:
-        files = [artifact_path] + [artifact_path.with_name(f) for f in self.artifact.get("extra_files", [])]
-        for f in files:
-            if not f.is_file():
-                raise ArtifactError(f"artifact file missing: {f}")
-        if self.artifact.get("file") not in (None, artifact_path.name):
-            raise ArtifactError(f"manifest {manifest_path(artifact_path).name} describes "
-                                f"{self.artifact['file']}, not {artifact_path.name}")
-        want = self.artifact.get("sha256")
-        if want and file_sha256(artifact_path) != want:
-            raise ArtifactError(f"{artifact_path.name} does not match its manifest (SHA-256 differs): "
-                                "the file was modified, truncated or replaced; re-export it")
+        art = self.artifact
+        where = manifest_path(artifact_path).name
+        if art is None:
+            raise ArtifactError(f"{where}: missing key 'artifact'")
+        if art.file != artifact_path.name:
+            raise ArtifactError(f"{where} describes {art.file}, not {artifact_path.name}")
+        files = {artifact_path.name: art.sha256, **art.files_sha256}
+        for f in art.extra_files:
+            files.setdefault(f, None)
+        for name, want in files.items():
+            p = artifact_path.with_name(name)
+            if not p.is_file():
+                raise ArtifactError(f"artifact file missing: {p}")
+            if want and file_sha256(p) != want:
+                raise ArtifactError(f"{p.name} does not match its manifest {where} (SHA-256 differs): the file "
+                                    "was modified, truncated or replaced; re-export it")
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.model["image_size"])
 
 
-def describe_artifact(path: Path, fmt: str, extra_files=()) -> dict:
-    return {"file": path.name, "format": fmt, "sha256": file_sha256(path), "size": path.stat().st_size,
-            "extra_files": list(extra_files)}
+def _section(cls, value, key: str, where: str):
+    if not isinstance(value, dict):
+        raise ArtifactError(f"{where}: key '{key}' must be an object, got {type(value).__name__}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in value:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ArtifactError(f"{where}: missing key '{key}.{f.name}'")
+            continue
+        _check_type(value[f.name], hints[f.name], f"{key}.{f.name}", where)
+        kwargs[f.name] = value[f.name]
+    return cls(**kwargs)
+
+
+def _check_type(value, hint, key: str, where: str) -> None:
+    if not _is_instance(value, hint):
+        raise ArtifactError(f"{where}: key '{key}' has the wrong type ({type(value).__name__}: {value!r:.60})")
+
+
+def _is_instance(value, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_instance(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    base = origin or hint
+    if base is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if base is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if base in _SECTIONS.values():
+        return isinstance(value, base)
+    return isinstance(value, base)
 
 
 def tool_versions(*names: str) -> dict:

@@ -80,3 +80,48 @@ def postprocess(logits: np.ndarray, deltas: np.ndarray, anchors: np.ndarray, sco
 def _logit(p: float) -> float:
     p = min(max(p, 1e-7), 1 - 1e-7)
     return math.log(p / (1 - p))
+
+
+class Postprocessor:
+    """Network outputs of one batch -> Detections in original-image pixels (un-letterboxed and clipped).
+
+    The one post-processing of the project: the Detector (every backend) and training-time validation use it.
+    Raw heads (`logits`, `deltas`) are decoded and NMS'd in numpy; in-graph outputs (`num_detections`, `boxes`,
+    `scores`, `classes`) are only thresholded. Output tensor names come from the manifest."""
+
+    def __init__(self, model: dict, class_names, in_graph: bool, output_names, iou_threshold: float = 0.5,
+                 max_candidates: int = 1000, max_det: int = 100):
+        from .anchors import anchors_for
+        self.image_size = tuple(int(s) for s in model["image_size"])
+        self.class_names = list(class_names)
+        self.in_graph = bool(in_graph)
+        self.names = list(output_names)
+        self.iou_threshold, self.max_candidates, self.max_det = iou_threshold, max_candidates, max_det
+        self.anchors = None if self.in_graph else anchors_for(model)
+
+    @classmethod
+    def from_manifest(cls, m) -> "Postprocessor":
+        pp = m.postprocess
+        return cls(m.model, m.class_names, pp.in_graph, m.outputs, pp.iou_threshold, pp.max_candidates, pp.max_det)
+
+    def raw(self, outputs: dict, i: int, thr: float):
+        """Image i of the batch: boxes (network-input pixels), scores, classes."""
+        if self.in_graph:
+            num, boxes, scores, classes = (outputs[n] for n in self.names)
+            n = int(num[i])
+            boxes, scores, classes = boxes[i, :n], scores[i, :n], classes[i, :n]
+            keep = scores >= thr
+            return boxes[keep], scores[keep], classes[keep].astype(np.int64)
+        logits, deltas = (outputs[n] for n in self.names)
+        return postprocess(logits[i], deltas[i], self.anchors, score_threshold=thr, iou_threshold=self.iou_threshold,
+                           max_candidates=self.max_candidates, max_det=self.max_det, clip_hw=self.image_size)
+
+    def __call__(self, outputs: dict, i: int, info, thr: float):
+        from .detections import Detections
+        boxes, scores, classes = self.raw(outputs, i, thr)
+        h, w = info.orig_hw
+        xyxy = np.asarray(boxes, np.float32) / np.float32(info.scale)
+        np.clip(xyxy, 0, np.array([w, h, w, h], np.float32), out=xyxy)
+        names = self.class_names
+        labels = [names[c] if 0 <= c < len(names) else str(c) for c in classes.tolist()]
+        return Detections(xyxy, scores, classes, labels)

@@ -9,19 +9,36 @@ from typing import Callable
 
 import numpy as np
 
+from edgedet.devices import Device, check_device, parse_device
 from edgedet.manifest import Manifest
+from edgedet.options import Option, validate_options
 
 
 class Runner(ABC):
-    """One backend session. Owns nothing but the inference call; the Detector does the rest."""
+    """One backend session. Owns nothing but the inference call; the Detector does the rest.
+
+    A runner declares its options in OPTIONS (name -> Option); `create` checks the options a user gave
+    against them (an unknown or wrongly typed one is an InputError listing the accepted ones) and the device
+    against the backend's spec. A runner whose __call__ may not run from two threads at once sets
+    `thread_safe = False`; the Detector and the async queue then serialise calls."""
 
     name: str = "base"
+    OPTIONS: dict[str, Option] = {}
+    thread_safe: bool = True
     stream_jobs: int = 1   # requests in flight by default when streaming (ThreadedQueue workers)
 
-    def __init__(self, path: Path, manifest: Manifest, device: str | None = None, **options):
+    def __init__(self, path: Path, manifest: Manifest, device: Device):
         self.path = Path(path)
         self.manifest = manifest
-        self.options = options
+        self.device_spec = device
+        self.input_name = manifest.input.name
+        self.output_names = list(manifest.outputs)
+
+    @classmethod
+    def create(cls, spec, path: Path, manifest: Manifest, device: "str | Device | None" = None, **options) -> "Runner":
+        dev = check_device(parse_device(device, default=spec.devices[0]), spec.devices, spec.name)
+        opts = validate_options(f"backend '{spec.name}'", cls.OPTIONS, options)
+        return cls(path, manifest, dev, **opts)
 
     @property
     @abstractmethod
@@ -48,7 +65,7 @@ class Runner(ABC):
     def async_queue(self, jobs: int | None = None) -> "AsyncQueue":
         """Requests in flight at once, for streaming. The default runs this runner's synchronous call in
         worker threads (the libraries release the GIL while they compute); OpenVINO overrides it."""
-        return ThreadedQueue(self, jobs or self.stream_jobs)
+        return ThreadedQueue(self, jobs or self.stream_jobs if self.thread_safe else 1)
 
     def close(self) -> None:
         pass

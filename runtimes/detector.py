@@ -1,20 +1,24 @@
-"""Detector: one API over every backend. Owns pre/post-processing, batching and timing; runners only infer."""
+"""Detector: one API over every backend. Owns pre/post-processing, batching and timing; runners only infer.
+
+Thread safety: one Detector may be called from several threads at once. Preprocessing buffers are per
+thread, the runner's call is serialised where the runner says it is not thread-safe, and each call's
+results belong to that call's images.
+"""
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgedet.anchors import anchors_for
 from edgedet.detections import Detections
-from edgedet.errors import ArtifactError
+from edgedet.errors import ArtifactError, InputError
 from edgedet.manifest import Manifest
-from edgedet.postprocess import postprocess
+from edgedet.postprocess import Postprocessor
 from edgedet.preprocess import Preprocessor, read_image, to_bgr8
-
-from .registry import backend_for, runner_class
+from edgedet.registry import backend_for
 
 DEFAULT_SCORE_THRESHOLD = 0.25
 
@@ -31,31 +35,38 @@ class Timing:
         return self.pre + self.infer + self.post
 
 
+def _threshold(value) -> float:
+    try:
+        thr = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"score_threshold must be a number in [0, 1], got {value!r}") from None
+    if not 0.0 <= thr <= 1.0:
+        raise InputError(f"score_threshold must be in [0, 1], got {thr}")
+    return thr
+
+
 class Detector:
     def __init__(self, runner, manifest: Manifest, score_threshold: float = DEFAULT_SCORE_THRESHOLD):
         self.runner = runner
         self.manifest = manifest
-        self.score_threshold = float(score_threshold)
-        model = manifest.model
-        self.image_size = tuple(model["image_size"])
+        self.score_threshold = _threshold(score_threshold)
+        self.image_size = manifest.image_size
         self.class_names = list(manifest.class_names)
         inp = manifest.input
-        self.input_name = inp["name"]
-        self.u8_input = inp.get("normalize") == "in_graph"
-        self.pre = Preprocessor(self.image_size, inp["mean"], inp["std"])
-        self._u8_fill = np.round(np.asarray(inp["mean"])[::-1] * 255).astype(np.uint8)  # BGR pad colour
-        self.pp = manifest.postprocess
-        self.anchors = None if self.pp["in_graph"] else anchors_for(model)
-        batch = manifest.batch
-        self.max_batch = int(batch["max"])
-        self.static_batch = None if batch["dynamic"] else int(batch["max"])
-        self.timing = Timing()
-        self._buffers: dict[int, np.ndarray] = {}
+        self.input_name = inp.name
+        self.u8_input = inp.normalize == "in_graph"
+        self.pre = Preprocessor(self.image_size, inp.mean, inp.std)
+        self._u8_fill = np.round(np.asarray(inp.mean)[::-1] * 255).astype(np.uint8)  # BGR pad colour
+        self.post = Postprocessor.from_manifest(manifest)
+        self.max_batch = int(manifest.batch.max)
+        self.static_batch = None if manifest.batch.dynamic else int(manifest.batch.max)
+        self._local = threading.local()       # per-thread buffers and timing
+        self._run_lock = None if getattr(runner, "thread_safe", True) else threading.Lock()
         self._check_input_shape()
 
     def _check_input_shape(self) -> None:
         actual = list(self.runner.input_shape)
-        expected = list(self.manifest.input["shape"])
+        expected = list(self.manifest.input.shape)
         if not actual:
             return
         if len(actual) != len(expected) or any(
@@ -65,33 +76,29 @@ class Detector:
 
     # ---------------------------------------------------------------- loading
     @classmethod
-    def load(cls, source: str | Path, backend: str | None = None, device: str | None = None,
-             score_threshold: float = DEFAULT_SCORE_THRESHOLD, verify: bool = True, **options) -> "Detector":
-        """Load an artifact (.onnx, .xml, .engine, .pth + manifest) or a model name (built through the cache).
+    def load(cls, source: str | Path, backend=None, device=None, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+             verify: bool = True, **options) -> "Detector":
+        """Load an artifact (.onnx, .xml, .engine, .pth) and its manifest on a backend (default: by format).
 
-        Model names take build options: weights, precision, imgsz, batch, postprocess, num_classes."""
+        `options` are the backend's runtime options (its runner's OPTIONS); an unknown one is an InputError.
+        A model name ('d0') is built by the facade: `edgedet.load('d0', ...)`."""
         path = Path(source)
-        if not path.suffix and not path.exists():
-            path = cls._build(str(source), backend, device, options)
-        if not path.is_file():
+        if not path.exists():
+            if not path.suffix:
+                raise InputError(f"'{source}' is not an artifact file; to build a model by name use "
+                                 f"edgedet.load('{source}', ...) or 'edgedet export'")
             raise ArtifactError(f"artifact not found: {path}")
+        if not path.is_file():
+            raise ArtifactError(f"not an artifact file: {path}")
         spec = backend_for(path, backend)
+        runner_cls = spec.runner_class()
         manifest = Manifest.read(path, verify=verify)
-        runner = runner_class(spec)(path, manifest, device=device, **options)
-        return cls(runner, manifest, score_threshold)
-
-    @staticmethod
-    def _build(name: str, backend: str | None, device: str | None, options: dict) -> Path:
-        from edgedet.converters.pipeline import BuildRequest, get_artifact
-        from .registry import is_available
-
-        if backend is None:
-            backend = next((b for b in ("openvino", "onnxruntime", "torch") if is_available(b)), "onnxruntime")
-        keys = ("precision", "weights", "imgsz", "batch", "postprocess", "num_classes", "max_batch")
-        build = {k: options.pop(k) for k in keys if k in options}
-        if build.get("weights") is not None:
-            build["weights"] = str(build["weights"])
-        return get_artifact(BuildRequest(model=name, backend=backend, device=device, **build)).path
+        runner = runner_cls.create(spec, path, manifest, device, **options)
+        try:
+            return cls(runner, manifest, score_threshold)
+        except BaseException:
+            runner.close()
+            raise
 
     # ---------------------------------------------------------------- inference
     @property
@@ -102,6 +109,11 @@ class Detector:
     def device(self) -> str:
         return self.runner.device
 
+    @property
+    def timing(self) -> Timing:
+        """Stage times of this thread's last call."""
+        return getattr(self._local, "timing", None) or Timing()
+
     def __call__(self, images, score_threshold: float | None = None):
         """Detect on one image (path, BGR ndarray, PIL image) or a list of them."""
         single = not isinstance(images, (list, tuple))
@@ -109,13 +121,13 @@ class Detector:
         if not batch:
             return []
         frames = [self._load(img, i) for i, img in enumerate(batch)]
-        thr = self.score_threshold if score_threshold is None else float(score_threshold)
+        thr = self.score_threshold if score_threshold is None else _threshold(score_threshold)
         results: list[Detections] = []
         timing = Timing()
         step = self.static_batch or self.max_batch
         for start in range(0, len(frames), step):
             results.extend(self._run_chunk(frames[start:start + step], thr, timing))
-        self.timing = timing
+        self._local.timing = timing
         return results[0] if single else results
 
     def _load(self, img, index: int) -> np.ndarray:
@@ -123,17 +135,24 @@ class Detector:
             return read_image(img)
         return to_bgr8(img, f"image {index}")
 
-    def preprocess(self, frames: list[np.ndarray]):
-        n = self.static_batch or len(frames)
-        if self.u8_input:
-            buf = self._buffers.get(n)
-            if buf is None:
-                buf = self._buffers[n] = np.empty((n, *self.image_size, 3), np.uint8)
-            return buf, self._letterbox_u8(frames, buf)
-        buf = self._buffers.get(n)
+    def _buffer(self, n: int) -> np.ndarray:
+        """This thread's input buffer for a batch of n (reused across calls: no allocation per frame)."""
+        buffers = getattr(self._local, "buffers", None)
+        if buffers is None:
+            buffers = self._local.buffers = {}
+        buf = buffers.get(n)
         if buf is None:
-            buf = self._buffers[n] = np.zeros((n, 3, *self.image_size), np.float32)
-        batch, infos = self.pre(frames, out=buf[:len(frames)])
+            shape = (n, *self.image_size, 3) if self.u8_input else (n, 3, *self.image_size)
+            buf = buffers[n] = np.zeros(shape, np.uint8 if self.u8_input else np.float32)
+        return buf
+
+    def preprocess(self, frames: list[np.ndarray]):
+        """Frames -> (this thread's batch buffer, letterbox infos). The buffer is reused by this thread's next
+        call: copy it to keep it."""
+        buf = self._buffer(self.static_batch or len(frames))
+        if self.u8_input:
+            return buf, self._letterbox_u8(frames, buf)
+        _, infos = self.pre(frames, out=buf[:len(frames)])
         return buf, infos
 
     def _letterbox_u8(self, frames, buf: np.ndarray) -> list:
@@ -163,7 +182,10 @@ class Detector:
         return DetectionStream(self, source, realtime=realtime, **options)
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        return self.runner({self.input_name: batch})
+        if self._run_lock is None:
+            return self.runner({self.input_name: batch})
+        with self._run_lock:
+            return {k: np.array(v) for k, v in self.runner({self.input_name: batch}).items()}
 
     def _run_chunk(self, frames, thr, timing: Timing) -> list[Detections]:
         t0 = time.perf_counter()
@@ -179,25 +201,16 @@ class Detector:
         return dets
 
     def postprocess(self, outputs: dict[str, np.ndarray], i: int, info, thr: float) -> Detections:
-        if self.pp["in_graph"]:
-            n = int(outputs["num_detections"][i])
-            boxes, scores, classes = outputs["boxes"][i, :n], outputs["scores"][i, :n], outputs["classes"][i, :n]
-            keep = scores >= thr
-            boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
-        else:
-            boxes, scores, classes = postprocess(
-                outputs["logits"][i], outputs["deltas"][i], self.anchors, score_threshold=thr,
-                iou_threshold=self.pp["iou_threshold"], max_candidates=self.pp["max_candidates"],
-                max_det=self.pp["max_det"], clip_hw=self.image_size)
-        h, w = info.orig_hw
-        xyxy = boxes / np.float32(info.scale)
-        np.clip(xyxy, 0, np.array([w, h, w, h], np.float32), out=xyxy)
-        names = self.class_names
-        labels = [names[c] if 0 <= c < len(names) else str(c) for c in classes.tolist()]
-        return Detections(xyxy, scores, classes, labels)
+        return self.post(outputs, i, info, thr)
 
     def close(self) -> None:
         self.runner.close()
+
+    def __enter__(self) -> "Detector":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return (f"Detector({self.manifest.model['name']}, backend={self.backend}, device={self.device}, "

@@ -1,52 +1,67 @@
-"""ONNX Runtime runner (CPU by default; CUDA/TensorRT execution providers when asked for and present)."""
+"""ONNX Runtime runner: CPU, or CUDA through onnxruntime-gpu's CUDA execution provider (device cuda / cuda:N),
+with IO binding on CUDA so each input and output crosses the bus once."""
 from __future__ import annotations
 
 import os
 
 import onnxruntime as ort
 
-from edgedet.errors import ArtifactError, InputError
+from edgedet.errors import ArtifactError, BackendUnavailableError
+from edgedet.options import Option
 
 from .base import Runner
 
 _LEVELS = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-_PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+
+
+def _providers(device) -> list:
+    """Execution providers for a parsed device: a table, one row per device kind."""
+    rows = {
+        "cpu": lambda d: ["CPUExecutionProvider"],
+        "cuda": lambda d: [("CUDAExecutionProvider", {"device_id": d.ordinal}), "CPUExecutionProvider"],
+    }
+    wanted = rows[device.kind](device)
+    first = wanted[0][0] if isinstance(wanted[0], tuple) else wanted[0]
+    if first not in ort.get_available_providers():
+        raise BackendUnavailableError(f"onnxruntime on {device}", "onnxruntime-gpu",
+                                      RuntimeError(f"{first} is not in this onnxruntime build "
+                                                   f"({', '.join(ort.get_available_providers())})"))
+    return wanted
 
 
 class OnnxRuntimeRunner(Runner):
-    """Options: threads (intra-op, default: all cores), graph_optimization (disable|basic|extended|all),
-    hint LATENCY (one request uses every core) | THROUGHPUT (one thread per request, a request per core:
-    for streams, where several frames are in flight)."""
+    """hint LATENCY: one request uses every core; THROUGHPUT: one thread per request and a request per core
+    (for streams, where several frames are in flight)."""
 
     name = "onnxruntime"
+    OPTIONS = {
+        "threads": Option(int, help="intra-op threads (default: all cores; THROUGHPUT: 1)"),
+        "graph_optimization": Option(str, "all", tuple(_LEVELS)),
+        "hint": Option(str, "LATENCY", ("LATENCY", "THROUGHPUT"), upper=True),
+    }
 
-    def __init__(self, path, manifest, device=None, threads: int | None = None, graph_optimization: str = "all",
-                 hint: str = "LATENCY", **options):
-        super().__init__(path, manifest, device, **options)
-        dev = (device or "cpu").split(":")[0].lower()
-        if dev not in _PROVIDERS:
-            raise InputError(f"onnxruntime device must be cpu or cuda, got {device!r}")
-        if graph_optimization not in _LEVELS:
-            raise InputError(f"graph_optimization must be one of {', '.join(_LEVELS)}")
-        if hint.upper() not in ("LATENCY", "THROUGHPUT"):
-            raise InputError(f"hint must be LATENCY or THROUGHPUT, got {hint!r}")
+    def __init__(self, path, manifest, device, threads=None, graph_optimization="all", hint="LATENCY"):
+        super().__init__(path, manifest, device)
+        providers = _providers(device)
         cores = os.cpu_count() or 1
-        throughput = hint.upper() == "THROUGHPUT"
+        throughput = hint == "THROUGHPUT"
+        on_cpu = device.kind == "cpu"
         so = ort.SessionOptions()
         so.graph_optimization_level = _LEVELS[graph_optimization]
-        so.intra_op_num_threads = int(threads or (1 if throughput and dev == "cpu" else cores))
+        so.intra_op_num_threads = int(threads or (1 if throughput and on_cpu else cores))
         # requests in flight for streaming (session.run is thread-safe): enough to fill the cores
         self.stream_jobs = max(1, cores // so.intra_op_num_threads) if throughput else 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.log_severity_level = 3
-        providers = [p for p in _PROVIDERS[dev] if p in ort.get_available_providers()]
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=so, providers=providers)
         except Exception as e:
             raise ArtifactError(f"ONNX Runtime cannot load {self.path.name}: {str(e).splitlines()[0][:300]}") from None
-        self.output_names = [o.name for o in self.session.get_outputs()]
         self._device = self.session.get_providers()[0].replace("ExecutionProvider", "")
+        if not on_cpu:
+            self._device += f":{device.ordinal}"
+        self._io_binding = not on_cpu
 
     @property
     def device(self) -> str:
@@ -57,8 +72,20 @@ class OnnxRuntimeRunner(Runner):
         return list(self.session.get_inputs()[0].shape)
 
     def __call__(self, inputs):
+        if self._io_binding:
+            return self._run_bound(inputs)
         outs = self.session.run(self.output_names, inputs)
         return dict(zip(self.output_names, outs))
+
+    def _run_bound(self, inputs):
+        """CUDA: inputs copied to the device once, outputs allocated by ORT on the device and copied back once."""
+        binding = self.session.io_binding()
+        for name, value in inputs.items():
+            binding.bind_cpu_input(name, value)
+        for name in self.output_names:
+            binding.bind_output(name, "cuda", self.device_spec.ordinal)
+        self.session.run_with_iobinding(binding)
+        return dict(zip(self.output_names, binding.copy_outputs_to_cpu()))
 
     def versions(self):
         return {"onnxruntime": ort.__version__}

@@ -1,43 +1,56 @@
-"""OpenVINO runner (IR or ONNX). Options: hint LATENCY|THROUGHPUT, precision f32|bf16|f16, cache_dir, streams."""
+"""OpenVINO runner (IR or ONNX) on CPU, GPU(.N), NPU or AUTO.
+
+`inference_precision` is OpenVINO's runtime INFERENCE_PRECISION_HINT (f32 | bf16 | f16), distinct from the
+precision an artifact was built with. Each calling thread gets its own infer request, so one Detector can be
+shared by threads."""
 from __future__ import annotations
+
+import threading
 
 import openvino as ov
 
-from edgedet.errors import ArtifactError, InputError
+from edgedet.errors import ArtifactError
+from edgedet.options import Option
 
 from .base import AsyncQueue, Runner
 
-_PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16", "f16": "f16", "fp16": "f16"}
+_DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU", "auto": "AUTO"}
+
+
+def _ov_device(device) -> str:
+    name = _DEVICES[device.kind]
+    return name if device.index is None else f"{name}.{device.index}"
 
 
 class OpenVinoRunner(Runner):
     name = "openvino"
+    OPTIONS = {
+        "hint": Option(str, "LATENCY", ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"), upper=True),
+        "inference_precision": Option(str, None, ("f32", "bf16", "f16"),
+                                      help="runtime precision hint (default: OpenVINO's choice for the device)"),
+        "cache_dir": Option(str, help="OpenVINO model cache (compiled blobs) folder"),
+        "streams": Option(int, help="NUM_STREAMS (default: from the hint)"),
+        "threads": Option(int, help="INFERENCE_NUM_THREADS"),
+    }
 
-    def __init__(self, path, manifest, device=None, hint: str = "LATENCY", precision: str | None = None,
-                 cache_dir: str | None = None, streams: int | None = None, threads: int | None = None, **options):
-        super().__init__(path, manifest, device, **options)
+    def __init__(self, path, manifest, device, hint="LATENCY", inference_precision=None, cache_dir=None,
+                 streams=None, threads=None):
+        super().__init__(path, manifest, device)
         self.core = ov.Core()
-        dev = (device or "CPU").upper()
-        if hint.upper() not in ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"):
-            raise InputError(f"OpenVINO hint must be LATENCY or THROUGHPUT, got {hint!r}")
-        config = {"PERFORMANCE_HINT": hint.upper()}
-        if precision is not None:
-            if precision.lower() not in _PRECISIONS:
-                raise InputError(f"OpenVINO inference precision must be f32, bf16 or f16, got {precision!r}")
-            config["INFERENCE_PRECISION_HINT"] = _PRECISIONS[precision.lower()]
-        if cache_dir:
-            config["CACHE_DIR"] = str(cache_dir)
-        if streams:
-            config["NUM_STREAMS"] = str(int(streams))
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
+        dev = _ov_device(device)
+        config = {"PERFORMANCE_HINT": hint}
+        optional = {"INFERENCE_PRECISION_HINT": inference_precision, "CACHE_DIR": cache_dir,
+                    "NUM_STREAMS": None if streams is None else str(streams), "INFERENCE_NUM_THREADS": threads}
+        config.update({k: v for k, v in optional.items() if v is not None})
         try:
+            if dev not in self.core.available_devices and device.kind != "auto":
+                raise RuntimeError(f"device {dev} not found (available: {', '.join(self.core.available_devices)})")
             model = self.core.read_model(str(self.path))
             self.compiled = self.core.compile_model(model, dev, config)
         except Exception as e:
             raise ArtifactError(f"OpenVINO cannot load {self.path.name} on {dev}: "
-                                f"{str(e).strip().splitlines()[0][:300]}") from None
-        self.request = self.compiled.create_infer_request()
+                                f"{_first_line(e)}") from None
+        self._requests = threading.local()
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]
         self._device = dev
 
@@ -49,11 +62,26 @@ class OpenVinoRunner(Runner):
     def input_shape(self):
         return [d.get_length() if d.is_static else None for d in self.compiled.inputs[0].get_partial_shape()]
 
+    @property
+    def execution_precision(self) -> str:
+        """The precision OpenVINO actually runs (its compiled INFERENCE_PRECISION_HINT on this device)."""
+        try:
+            return str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        except Exception:
+            return "unknown"
+
+    def _request(self):
+        req = getattr(self._requests, "request", None)
+        if req is None:
+            req = self._requests.request = self.compiled.create_infer_request()
+        return req
+
     def __call__(self, inputs):
-        """Outputs are views of the request's tensors: valid until the next call (the Detector consumes
-        them at once); copy them to keep them longer."""
-        self.request.infer(inputs, share_inputs=True, share_outputs=True)
-        return {name: self.request.get_output_tensor(i).data for i, name in enumerate(self.output_names)}
+        """Outputs are views of this thread's request tensors: valid until this thread's next call (the
+        Detector consumes them at once); copy them to keep them longer."""
+        request = self._request()
+        request.infer(inputs, share_inputs=True, share_outputs=True)
+        return {name: request.get_output_tensor(i).data for i, name in enumerate(self.output_names)}
 
     def optimal_requests(self) -> int:
         return int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
@@ -66,15 +94,12 @@ class OpenVinoRunner(Runner):
         so one request's post-processing overlaps the next one's inference; or `jobs`."""
         return OpenVinoAsyncQueue(self.compiled, self.output_names, jobs or max(2, self.optimal_requests()))
 
-    def run_async(self, inputs, count: int) -> float:
-        """Run `count` requests through an AsyncInferQueue sized by OpenVINO; returns elapsed seconds."""
-        import time
-        queue = ov.AsyncInferQueue(self.compiled, self.optimal_requests())
-        t0 = time.perf_counter()
-        for _ in range(count):
-            queue.start_async(inputs)
-        queue.wait_all()
-        return time.perf_counter() - t0
+
+def _first_line(e: BaseException) -> str:
+    """The library's first meaningful line (OpenVINO prefixes its reason with source locations)."""
+    lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
+    meaningful = [l for l in lines if not l.startswith(("Exception from", "Check '", "[ GENERAL_ERROR ]"))]
+    return ((meaningful or lines or [type(e).__name__])[0])[:500]
 
 
 class OpenVinoAsyncQueue(AsyncQueue):

@@ -1,8 +1,11 @@
-"""Streaming sinks: annotated video and JSON lines. Both are safe to interrupt: the JSONL file is flushed per
-line, and the video is written under a temporary name and moved into place when closed, so an output file
-is always complete (close it from a `finally`)."""
+"""Output sinks: annotated video and JSON lines. Both write under a temporary name beside the target and are
+moved into place only when closed successfully, so a file under the final name is always complete: a JSONL
+file never ends in a half line, a video is reopened and its frames counted before it is published. A write
+failure (disk full) raises OSError; `abort()` (or a failed close) removes the temporary file. Leftovers of
+killed runs (their process is gone) are removed the next time a sink opens in that folder."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -12,6 +15,29 @@ import cv2
 import numpy as np
 
 from edgedet.errors import InputError
+from edgedet.fileio import clean_stale
+
+
+def _temp_name(path: Path) -> Path:
+    """`.<name>.partial-<pid>-<n><suffix>` beside path (kept by the suffix: OpenCV picks the container by it)."""
+    prefix = f".{path.name}.partial-"
+    clean_stale(path.parent, prefix)
+    return path.with_name(f"{prefix}{os.getpid()}-{id(path) % 100000}{path.suffix}")
+
+
+def check_writable(path: str | Path, what: str) -> Path:
+    """Fail before any work if path cannot be written as a file (a folder, or no permission)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{what} {path} is a folder; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"{what} {path}: cannot create {parent}: {e.strerror}") from None
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{what} {path}: folder {parent} is not writable")
+    return path
 
 # container suffix -> fourcc that the pip OpenCV builds can encode
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
@@ -25,7 +51,8 @@ class VideoSink:
             raise InputError(f"--save {self.path}: video output must end in {', '.join(FOURCC)}")
         self.fourcc = FOURCC[suffix]
         self.fps = float(fps) if fps and 0 < fps < 1000 else 30.0
-        self.tmp = self.path.with_name(f".{self.path.stem}.partial{suffix}")
+        check_writable(self.path, "--save")
+        self.tmp = _temp_name(self.path)
         self.writer = None
         self.size = None
         self.frames = 0
@@ -43,30 +70,80 @@ class VideoSink:
         self.frames += 1
 
     def close(self) -> None:
+        """Finish the file, verify it decodes with every frame written, then publish it under its name."""
+        if self.writer is None:
+            return
+        self.writer.release()
+        self.writer = None
+        try:
+            decoded = count_frames(self.tmp)
+            if decoded < self.frames:
+                raise OSError(errno.EIO, f"video {self.path} is incomplete: {decoded} of {self.frames} frames "
+                                         "decode (disk full?); nothing was written under its name", str(self.path))
+            os.replace(self.tmp, self.path)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
         if self.writer is not None:
             self.writer.release()
             self.writer = None
-            os.replace(self.tmp, self.path)
+        self.tmp.unlink(missing_ok=True)
 
 
-class JsonlSink:
-    """One JSON object per frame: source, frame index, capture time (unix s), latency, detections."""
+def count_frames(path: Path) -> int:
+    """Frames that decode from a video file (reads them all: a header alone can claim frames that are gone)."""
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    try:
+        while cap.isOpened() and cap.grab():
+            n += 1
+    finally:
+        cap.release()
+    return n
+
+
+class JsonLines:
+    """JSON objects, one per line, written under a temporary name and published by close()."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.f = open(self.path, "w", encoding="utf-8", buffering=1)  # line-buffered: every line lands
+        self.path = check_writable(path, "--jsonl")
+        self.tmp = _temp_name(self.path)
+        self.f = open(self.tmp, "w", encoding="utf-8")
         self.lines = 0
-        self._clock = time.time() - time.perf_counter()  # perf_counter -> unix time
 
-    def write(self, item) -> None:
-        rec = {"source": item.source, "frame": item.index, "time": round(self._clock + item.captured, 4),
-               "latency_ms": round(item.latency_ms, 2), **item.detections.to_dict()}
-        self.f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+    def write(self, record: dict) -> None:
+        self.f.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.f.flush()   # a full disk fails here, on this line, not at close
         self.lines += 1
 
     def close(self) -> None:
-        if not self.f.closed:
+        if self.f.closed:
+            return
+        try:
             self.f.flush()
             os.fsync(self.f.fileno())
             self.f.close()
+            os.replace(self.tmp, self.path)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        if not self.f.closed:
+            try:
+                self.f.close()
+            except OSError:
+                pass
+        self.tmp.unlink(missing_ok=True)
+
+
+class JsonlSink(JsonLines):
+    """One JSON object per frame: source, frame index, capture time (unix s), latency, detections."""
+
+    def __init__(self, path: str | Path):
+        super().__init__(path)
+        self._clock = time.time() - time.perf_counter()  # perf_counter -> unix time
+
+    def write(self, item) -> None:
+        super().write({"source": item.source, "frame": item.index, "time": round(self._clock + item.captured, 4),
+                       "latency_ms": round(item.latency_ms, 2), **item.detections.to_dict()})

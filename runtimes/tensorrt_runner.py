@@ -1,6 +1,9 @@
 """TensorRT runner: named-tensor API (set_input_shape / set_tensor_address / execute_async_v3) on a
 non-default stream, pinned host buffers, optional CUDA graph replay for a fixed shape.
 
+One execution context, stream and buffer set per runner: not thread-safe (thread_safe = False), so the
+Detector serialises calls and the streaming queue keeps one request in flight.
+
 The engine must match this machine: the manifest records GPU, compute capability and TensorRT version,
 checked before deserialising (a plan from another GPU or TensorRT version is refused with a clear
 message; through the artifact cache it is rebuilt from the ONNX instead).
@@ -9,23 +12,30 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgedet.cuda import cuda_backend
 from edgedet.errors import ArtifactError, InputError
+from edgedet.options import Option
+from edgedet.tensorrt_lib import check_engine_device, import_tensorrt
 
 from .base import Runner
-from .cuda_memory import cuda_backend
 
 
 class TensorRTRunner(Runner):
     name = "tensorrt"
+    thread_safe = False
+    OPTIONS = {"cuda_graph": Option(bool, False, help="capture and replay a CUDA graph per input shape "
+                                                      "(engines with host post-processing only)")}
 
-    def __init__(self, path, manifest, device=None, cuda_graph: bool = False, **options):
-        super().__init__(path, manifest, device, **options)
-        from edgedet.converters.tensorrt_engine import import_tensorrt
-
+    def __init__(self, path, manifest, device, cuda_graph=False):
+        super().__init__(path, manifest, device)
+        if cuda_graph and manifest.postprocess.in_graph:
+            raise InputError("cuda_graph cannot be used with in-graph NMS: NonMaxSuppression has a "
+                             "data-dependent output shape, which CUDA graphs cannot capture; build the engine with "
+                             "--postprocess host to use CUDA graphs")
         trt = import_tensorrt()
         self.trt = trt
-        self.cuda = cuda_backend()
-        check_engine_device(manifest, self.cuda.device_properties(), trt.__version__)
+        self.cuda = cuda_backend(device.ordinal)
+        check_engine_device(manifest.device, self.cuda.device_properties(device.ordinal), trt.__version__)
         data = self.path.read_bytes()
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = self.runtime.deserialize_cuda_engine(data)
@@ -88,15 +98,31 @@ class TensorRTRunner(Runner):
         self.cuda.h2d(d_in, host_in)
 
     def _run(self) -> None:
-        if self.use_graph:
-            if self._graph is None:
-                self._enqueue()  # one plain run first: TensorRT flushes deferred work before capture
-                self.cuda.begin_capture()
-                self._enqueue()
-                self._graph = self.cuda.end_capture()
+        if self.use_graph and self._graph is None:
+            self._graph = self._capture()
+        if self._graph is not None:
             self.cuda.launch_graph(self._graph)
         else:
             self._enqueue()
+
+    def _capture(self):
+        """Capture one enqueue into a CUDA graph, as trtexec does: a plain run first (TensorRT flushes deferred
+        work), synchronise, capture in thread-local mode, and always end the capture. If capture fails the
+        runner stays usable: graphs are switched off and plain execution is used."""
+        self._enqueue()
+        self.cuda.synchronize()
+        graph = None
+        self.cuda.begin_capture()
+        try:
+            ok = self.context.execute_async_v3(self.cuda.stream_handle)
+        finally:
+            graph = self.cuda.end_capture()   # leaves the stream out of capture mode whatever happened
+        if not ok or graph is None:
+            self.use_graph = False
+            if graph is not None:
+                self.cuda.graph_free(graph)
+            return None
+        return graph
 
     def device_time_ms(self, inputs, iters: int, warmup: int):
         """Engine compute only: the input is uploaded once, then each run is timed with CUDA events."""
@@ -134,17 +160,3 @@ class TensorRTRunner(Runner):
             self.context = self.engine = None
             self.cuda.close()
 
-
-def check_engine_device(manifest, current: dict, trt_version: str) -> None:
-    """Refuse an engine built for another GPU or TensorRT version (plans are not portable)."""
-    built = manifest.device or {}
-    problems = []
-    if built.get("tensorrt") and built["tensorrt"] != trt_version:
-        problems.append(f"TensorRT {built['tensorrt']} (here {trt_version})")
-    if built.get("compute_capability") and built["compute_capability"] != current.get("compute_capability"):
-        problems.append(f"compute capability {built['compute_capability']} (here {current.get('compute_capability')})")
-    if built.get("gpu") and built["gpu"] != current.get("gpu"):
-        problems.append(f"GPU {built['gpu']} (here {current.get('gpu')})")
-    if problems:
-        raise ArtifactError("engine was built for " + ", ".join(problems) + ": rebuild it from the ONNX "
-                            "('edgedet build', or Detector.load(name, backend='trt') rebuilds through the cache)")

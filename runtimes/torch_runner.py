@@ -9,23 +9,35 @@ import torch
 
 from edgedet.configs import ModelConfig
 from edgedet.errors import ArtifactError, InputError
+from edgedet.options import Option
 
 from .base import Runner
 
 
 class TorchRunner(Runner):
     name = "torch"
+    OPTIONS = {
+        "half": Option(bool, help="fp16 (CUDA only; default: on for CUDA)"),
+        "channels_last": Option(bool, help="default: on for CUDA"),
+        "compile": Option(bool, False, help="torch.compile"),
+        "threads": Option(int, help="torch intra-op threads"),
+        "cuda_graph": Option(bool, False, help="replay a CUDA graph for a fixed input shape"),
+    }
 
-    def __init__(self, path, manifest, device=None, half: bool | None = None, channels_last: bool | None = None,
-                 compile: bool = False, threads: int | None = None, cuda_graph: bool = False, **options):
-        super().__init__(path, manifest, device, **options)
+    def __init__(self, path, manifest, device, half=None, channels_last=None, compile=False, threads=None,
+                 cuda_graph=False):
+        super().__init__(path, manifest, device)
         from edgedet.model import EfficientDet, load_weights
         from edgedet.model.export import FlatHeads
         from edgedet.model.factory import read_state_dict
 
-        dev = torch.device(device or "cpu")
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise InputError("device cuda requested but torch sees no CUDA GPU")
+        if device.kind == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if device.ordinal >= count:
+                raise InputError(f"device {device} requested but torch sees {count} CUDA GPU(s)")
+            dev = torch.device("cuda", device.ordinal)
+        else:
+            dev = torch.device("cpu")
         if threads:
             torch.set_num_threads(int(threads))
         cfg = ModelConfig.from_dict(manifest.model)
@@ -46,9 +58,9 @@ class TorchRunner(Runner):
         if cuda_graph and dev.type != "cuda":
             raise InputError("cuda_graph needs device cuda")
         self.cuda_graph = cuda_graph
+        self.thread_safe = not cuda_graph   # one captured graph and its static buffers
         self._graph = None   # (input shape, static input, CUDAGraph, static outputs)
-        self.output_names = list(manifest.outputs)
-        if self.output_names != ["logits", "deltas"]:
+        if manifest.postprocess.in_graph:
             raise ArtifactError("torch artifacts carry raw heads (logits, deltas); in-graph NMS is ONNX-only")
 
     @property
@@ -64,9 +76,9 @@ class TorchRunner(Runner):
         return self.module(x)
 
     def __call__(self, inputs):
-        x = torch.from_numpy(np.ascontiguousarray(inputs["images"])).to(self.torch_device, non_blocking=True)
-        logits, deltas = self._replay(x) if self.cuda_graph else self.run_tensor(x)
-        return {"logits": logits.float().cpu().numpy(), "deltas": deltas.float().cpu().numpy()}
+        x = torch.from_numpy(np.ascontiguousarray(inputs[self.input_name])).to(self.torch_device, non_blocking=True)
+        outs = self._replay(x) if self.cuda_graph else self.run_tensor(x)
+        return {name: t.float().cpu().numpy() for name, t in zip(self.output_names, outs)}
 
     @torch.inference_mode()
     def _replay(self, x: torch.Tensor):
@@ -94,7 +106,7 @@ class TorchRunner(Runner):
     def device_time_ms(self, inputs, iters: int, warmup: int):
         if self.torch_device.type != "cuda":
             return None
-        x = torch.from_numpy(np.ascontiguousarray(inputs["images"])).to(self.torch_device)
+        x = torch.from_numpy(np.ascontiguousarray(inputs[self.input_name])).to(self.torch_device)
         run = self._replay if self.cuda_graph else self.run_tensor
         times = []
         for i in range(warmup + iters):

@@ -72,9 +72,9 @@ def artifacts(tmp_path_factory, test_weights):
     w = str(test_weights)
     paths = {
         "torch": export_artifact(BuildRequest("test", "torch", weights=w), out / "torch"),
-        "onnx": export_artifact(BuildRequest("test", "onnxruntime", weights=w), out / "onnx"),
-        "onnx_graph": export_artifact(BuildRequest("test", "onnxruntime", weights=w, postprocess="graph"), out / "graph"),
-        "onnx_dynamic": export_artifact(BuildRequest("test", "onnxruntime", weights=w, batch="dynamic", max_batch=8),
+        "onnx": export_artifact(BuildRequest("test", "onnx", weights=w), out / "onnx"),
+        "onnx_graph": export_artifact(BuildRequest("test", "onnx", weights=w, postprocess="graph"), out / "graph"),
+        "onnx_dynamic": export_artifact(BuildRequest("test", "onnx", weights=w, batch="dynamic", max_batch=8),
                                         out / "dynamic"),
         "openvino": export_artifact(BuildRequest("test", "openvino", weights=w), out / "ov"),
         "openvino_graph": export_artifact(BuildRequest("test", "openvino", weights=w, postprocess="graph"), out / "ovg"),

@@ -18,7 +18,7 @@ def _modules() -> list[str]:
     mods = []
     for pkg, folder in MODULE_DIRS.items():
         mods.append(pkg)
-        mods += [f"{pkg}.{p.stem}" for p in sorted(folder.glob("*.py")) if p.stem != "__init__"]
+        mods += [f"{pkg}.{p.stem}" for p in sorted(folder.glob("*.py")) if p.stem not in ("__init__", "__main__")]
     return mods
 
 

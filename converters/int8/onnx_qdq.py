@@ -52,7 +52,7 @@ def _stride(n: int, most: int = 16) -> int:
 
 
 def quantize_qdq(fp32_onnx: Path, out: Path, tensors: list[np.ndarray] | None, form: str, method: str,
-                 ranges_cache: Path, exclude: list[str] = ()) -> Path:
+                 ranges_cache: Path, exclude: list[str] = (), *, input_name: str) -> Path:
     try:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     except ImportError as e:
@@ -62,7 +62,7 @@ def quantize_qdq(fp32_onnx: Path, out: Path, tensors: list[np.ndarray] | None, f
     if method not in METHODS:
         raise InputError(f"--method must be one of {', '.join(METHODS)}")
     spec = FORMS[form]
-    reader = _Reader("images", tensors) if tensors is not None else None
+    reader = _Reader(input_name, tensors) if tensors is not None else None
     extra = {"ActivationSymmetric": spec["symmetric_activations"], "WeightSymmetric": True,
              "CalibMovingAverage": False, "QuantizeBias": spec["quantize_bias"]}
     if method == "percentile":

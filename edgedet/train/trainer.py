@@ -21,8 +21,9 @@ from ..errors import InputError
 from ..evaluation import coco_eval, coco_results
 from ..fileio import atomic_path, write_json_atomic
 from ..model import create_model
+from ..manifest import HOST_OUTPUTS
 from ..model.export import FlatHeads
-from ..postprocess import postprocess
+from ..postprocess import Postprocessor
 from ..preprocess import Preprocessor, read_image
 from .dataset import DetectionDataset
 from .loss import detection_loss
@@ -110,21 +111,21 @@ def precise_bn(model, ds: CocoDataset, images: int, batch: int = 16) -> None:
 
 @torch.no_grad()
 def evaluate_model(model, ds: CocoDataset, batch: int = 8, score_threshold: float = 0.001) -> dict:
-    """COCO mAP of a torch model on a dataset (same letterbox and post-processing as the Detector)."""
+    """COCO mAP of a torch model on a dataset, through the Detector's letterbox and post-processing
+    (edgedet.postprocess.Postprocessor: decode, NMS, un-letterbox, clip to the image)."""
     cfg = model.config
     pre = Preprocessor(cfg.image_size, cfg.mean, cfg.std)
-    anchors = anchors_for(cfg)
+    post = Postprocessor(cfg.to_dict(), ds.class_names, in_graph=False, output_names=HOST_OUTPUTS)
     heads = FlatHeads(model).eval()
     device = next(model.parameters()).device
     results = []
     for start in range(0, len(ds.images), batch):
         items = ds.images[start:start + batch]
         x, infos = pre([read_image(i.path) for i in items])
-        logits, deltas = (t.cpu().numpy() for t in heads(torch.from_numpy(x).to(device)))
+        outputs = dict(zip(HOST_OUTPUTS, (t.cpu().numpy() for t in heads(torch.from_numpy(x).to(device)))))
         for k, (item, info) in enumerate(zip(items, infos)):
-            boxes, scores, cls = postprocess(logits[k], deltas[k], anchors, score_threshold,
-                                             clip_hw=cfg.image_size)
-            results += coco_results(item.id, boxes / info.scale, scores, cls, ds.category_ids)
+            d = post(outputs, k, info, score_threshold)
+            results += coco_results(item.id, d.xyxy, d.scores, d.class_ids, ds.category_ids)
     return coco_eval(ds.annotation_file, results, [i.id for i in ds.images])
 
 

@@ -33,7 +33,7 @@ def test_checker_opset_and_standard_ops(artifacts, key):
     assert ops["Sigmoid"] > 0 and ops["Mul"] > 0          # SiLU as Sigmoid * Mul
     assert not {"Swish", "SiLU", "HardSwish"} & set(ops)
     m = Manifest.read(path)
-    assert m.artifact["file"] == path.name and m.extra["opset"] >= 17
+    assert m.artifact.file == path.name and m.extra["opset"] >= 17
 
 
 def test_graph_postprocess_uses_nonmaxsuppression(artifacts):
@@ -61,7 +61,8 @@ def test_dynamic_batch(artifacts):
     assert logits.shape[0] == 3 and deltas.shape[0] == 3
     single = sess.run(None, {"images": x[1:2]})[0]
     np.testing.assert_allclose(single[0], logits[1], atol=1e-4)
-    assert Manifest.read(artifacts["onnx_dynamic"]).batch == {"dynamic": True, "min": 1, "max": 8}
+    b = Manifest.read(artifacts["onnx_dynamic"]).batch
+    assert (b.dynamic, b.min, b.max) == (True, 1, 8)
 
 
 def test_fp16_export_close_to_fp32(tmp_path, test_weights):
@@ -77,19 +78,22 @@ def test_fp16_export_close_to_fp32(tmp_path, test_weights):
     assert Manifest.read(path).precision == "fp16"
 
 
-def test_failed_write_leaves_nothing(tmp_path, test_weights, monkeypatch):
+def test_failed_reexport_keeps_the_good_artifact(tmp_path, test_weights, monkeypatch):
+    """Issue 16 #7: an interrupted re-export leaves the previous, valid artifact loadable and no temp files."""
+    from edgedet.runtimes import Detector
     model = create_model("test", weights=test_weights)
     target = tmp_path / "m.onnx"
-    target.write_bytes(b"old artifact")
-    manifest_path(target).write_text(json.dumps({"old": True}))
+    export_onnx(model, target, ExportOptions())
+    before = (target.read_bytes(), manifest_path(target).read_text())
 
     def boom(*a, **k):
         raise KeyboardInterrupt  # an interrupted build
     monkeypatch.setattr(onnx, "save_model", boom)
     with pytest.raises(KeyboardInterrupt):
-        export_onnx(model, target, ExportOptions())
-    assert not manifest_path(target).exists()          # no manifest vouching for a stale file
-    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]  # no temp files left behind
+        export_onnx(model, target, ExportOptions(postprocess="graph"))
+    assert (target.read_bytes(), manifest_path(target).read_text()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.json"]  # no temp files left behind
+    Detector.load(target).close()
 
 
 def test_export_failure_is_conversion_error(tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ def test_fp32_ir_keeps_fp32_weights(artifacts):
     xml = artifacts["openvino"]
     assert xml.with_suffix(".bin").is_file()
     m = Manifest.read(xml)
-    assert m.precision == "fp32" and m.artifact["extra_files"] == [xml.with_suffix(".bin").name]
+    assert m.precision == "fp32" and m.artifact.extra_files == [xml.with_suffix(".bin").name]
     model = ov.Core().read_model(str(xml))
     consts = [op for op in model.get_ordered_ops() if op.get_type_name() == "Constant"]
     assert not any(c.get_element_type() == ov.Type.f16 for c in consts)
@@ -32,9 +32,9 @@ def test_fp16_ir_and_u8_input(tmp_path, artifacts, images):
 
     u8 = convert_to_openvino(artifacts["onnx"], tmp_path / "u8.xml", u8_bgr_input=True)
     m = Manifest.read(u8)
-    assert m.input["dtype"] == "uint8" and m.input["layout"] == "NHWC" and m.input["normalize"] == "in_graph"
-    ref = Detector.load(artifacts["openvino"], precision="f32")(images[0], score_threshold=0.3)
-    got = Detector.load(u8, precision="f32")(images[0], score_threshold=0.3)
+    assert m.input.dtype == "uint8" and m.input.layout == "NHWC" and m.input.normalize == "in_graph"
+    ref = Detector.load(artifacts["openvino"], inference_precision="f32")(images[0], score_threshold=0.3)
+    got = Detector.load(u8, inference_precision="f32")(images[0], score_threshold=0.3)
     # Same detections up to the u8 rounding of the letterbox fill colour.
     assert len(got) == len(ref) > 0
     assert (got.class_ids == ref.class_ids).mean() > 0.9

@@ -19,7 +19,7 @@ from edgedet.runtimes import Detector
 def trt_onnx(tmp_path_factory, test_weights):
     """What `edgedet build --backend trt --precision fp16` feeds TensorRT: FP16, dynamic batch, in-graph NMS."""
     out = tmp_path_factory.mktemp("trt")
-    return export_artifact(BuildRequest("test", "onnxruntime", precision="fp16", weights=str(test_weights),
+    return export_artifact(BuildRequest("test", "onnx", precision="fp16", weights=str(test_weights),
                                         batch="dynamic", max_batch=8, postprocess="graph"), out)
 
 
@@ -80,17 +80,17 @@ def test_check_cli(trt_onnx, capsys):
 
 def test_modules_import_without_tensorrt(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    eng = importlib.reload(importlib.import_module("edgedet.converters.tensorrt_engine"))
+    importlib.reload(importlib.import_module("edgedet.converters.tensorrt_engine"))
     importlib.reload(importlib.import_module("edgedet.runtimes.tensorrt_runner"))
+    from edgedet.tensorrt_lib import import_tensorrt
     with pytest.raises(BackendUnavailableError, match=r"edgedet\[tensorrt\]"):
-        eng.import_tensorrt()
+        import_tensorrt()
 
 
 def test_engine_for_another_gpu_is_refused():
-    from edgedet.runtimes.tensorrt_runner import check_engine_device
+    from edgedet.tensorrt_lib import check_engine_device
 
-    m = Manifest(model={}, class_names=[], artifact={}, input={}, outputs=[], postprocess={}, batch={},
-                 device={"gpu": "NVIDIA A100", "compute_capability": "8.0", "tensorrt": "10.3.0"})
+    m = {"gpu": "NVIDIA A100", "compute_capability": "8.0", "tensorrt": "10.3.0"}
     check_engine_device(m, {"gpu": "NVIDIA A100", "compute_capability": "8.0"}, "10.3.0")
     with pytest.raises(ArtifactError, match="compute capability 8.0 .here 9.0."):
         check_engine_device(m, {"gpu": "NVIDIA H100", "compute_capability": "9.0"}, "10.3.0")
@@ -124,11 +124,11 @@ def test_build_cli_refuses_onnx_failing_the_check(tmp_path, capsys):
     onnx.save(_model([helper.make_node("Mod", ["x", "x"], ["y"], fmod=1)], {}, [x], [y]), path)
     from edgedet.manifest import manifest_path
     import shutil
-    src = export_artifact(BuildRequest("test", "onnxruntime"), tmp_path / "ref")
+    src = export_artifact(BuildRequest("test", "onnx"), tmp_path / "ref")
     shutil.copy(manifest_path(src), manifest_path(path))   # a manifest, so only the check can refuse it
     rc = main(["build", "--model", str(path), "--out", str(tmp_path / "out"), "--json"])
     err = capsys.readouterr().err
-    assert rc == 1 and "Mod is not in TensorRT's ONNX operator list" in err and "no engine built" in err
+    assert rc == 1 and "Mod is not in TensorRT's ONNX operator list" in err and "nothing built" in err
     assert not list((tmp_path / "out").glob("*.engine"))
 
 

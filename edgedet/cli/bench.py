@@ -1,55 +1,51 @@
-"""`edgedet bench`: registered into the edgedet CLI."""
+"""`edgedet bench`: latency, FPS and FPS/FLOP of models on backends, with the effdet baseline in the same run."""
 from __future__ import annotations
 
 import json
 import sys
 
-from edgedet.cli import _models, _positive, command
 from edgedet.errors import InputError
 
+from .common import models, positive, probability
 
-def _backends(value: str) -> list[str]:
-    from edgedet.runtimes.registry import get_backend
-    names = [v.strip() for v in value.split(",") if v.strip()]
-    if not names:
-        raise InputError("--backend needs at least one backend")
-    return [get_backend(n).name for n in names]
+HELP = "benchmark latency, FPS and FPS/FLOP of models on backends"
 
 
-@command("bench", "benchmark latency, FPS and FPS/FLOP of models on backends")
-def _bench_args(p):
-    p.add_argument("--model", type=_models, required=True, help="comma list, e.g. d0,d1,d2")
+def add_arguments(p):
+    p.add_argument("--model", type=models, default=[], help="comma list, e.g. d0,d1,d2 (or only --artifact)")
     p.add_argument("--backend", default="openvino", help="comma list: openvino,onnxruntime,torch,trt")
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32")
-    p.add_argument("--batch", type=_positive, default=1, help="batch of the throughput measurement")
-    p.add_argument("--imgsz", type=_positive)
-    p.add_argument("--iters", type=_positive, default=50)
+    p.add_argument("--batch", type=positive, default=1, help="batch of the throughput measurement")
+    p.add_argument("--imgsz", type=positive)
+    p.add_argument("--iters", type=positive, default=50)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--mode", choices=["latency", "throughput"], default="latency")
     p.add_argument("--data", help="image folder (or COCO json) for end-to-end timing")
     p.add_argument("--weights", help="checkpoint to benchmark (default: random init; timing only)")
-    p.add_argument("--conf", type=float, default=0.25, help="deploy score threshold used end-to-end")
-    p.add_argument("--device", help="cpu / cuda / GPU")
+    p.add_argument("--conf", type=probability, default=0.25, help="deploy score threshold used end-to-end")
+    p.add_argument("--device", help="cpu / cuda / cuda:N / gpu")
     p.add_argument("--no-baseline", action="store_true", help="skip the effdet eager baseline")
     p.add_argument("--artifact", default="", help="comma list of existing artifacts to time in the same run "
                                                   "(e.g. INT8 ones from 'edgedet calibrate')")
     p.add_argument("--out", help="folder for bench.json, bench.csv, bench.txt and fps_vs_flops.png")
     p.add_argument("--json", action="store_true")
-    return _bench
 
 
-def _bench(a) -> int:
+def run(a) -> int:
+    from edgedet.benchmarks.harness import BenchConfig, run_bench
+    from edgedet.benchmarks.report import table, write_outputs
     from edgedet.progress import progress
-
-    from .harness import BenchConfig, run_bench
-    from .report import table, write_outputs
+    from edgedet.registry import parse_backends
 
     if a.precision == "int8":
         raise InputError("INT8 artifacts come from 'edgedet calibrate'; time them with --artifact PATH[,PATH]")
-    cfg = BenchConfig(models=a.model, backends=_backends(a.backend), precision=a.precision, batch=a.batch,
+    artifacts = [s.strip() for s in a.artifact.split(",") if s.strip()]
+    if not a.model and not artifacts:
+        raise InputError("give --model NAMES and/or --artifact PATHS")
+    backends = parse_backends(a.backend) if a.model else []
+    cfg = BenchConfig(models=a.model, backends=backends, precision=a.precision, batch=a.batch,
                       imgsz=a.imgsz, iters=a.iters, warmup=a.warmup, mode=a.mode, data=a.data, weights=a.weights,
-                      conf=a.conf, device=a.device, baseline=not a.no_baseline,
-                      artifacts=[s.strip() for s in a.artifact.split(",") if s.strip()])
+                      conf=a.conf, device=a.device, baseline=not a.no_baseline, artifacts=artifacts)
 
     def on_row(r):
         if not a.json:

@@ -32,8 +32,10 @@ def _check(result):
 class CudaPython:
     name = "cuda-python"
 
-    def __init__(self):
+    def __init__(self, device: int = 0):
         self.rt = _cudart()
+        self.device = int(device)
+        _check(self.rt.cudaSetDevice(self.device))
         self.stream = _check(self.rt.cudaStreamCreateWithFlags(self.rt.cudaStreamNonBlocking))
 
     def device_alloc(self, nbytes: int) -> int:
@@ -72,12 +74,19 @@ class CudaPython:
         return int(self.stream)
 
     def begin_capture(self) -> None:
-        _check(self.rt.cudaStreamBeginCapture(self.stream, self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal))
+        # thread-local mode: other threads' CUDA calls do not invalidate this capture (as trtexec)
+        _check(self.rt.cudaStreamBeginCapture(self.stream,
+                                              self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal))
 
     def end_capture(self):
-        graph = _check(self.rt.cudaStreamEndCapture(self.stream))
+        """End the capture (always call it after begin_capture); the instantiated graph, or None when the
+        captured work was invalid (the stream is out of capture mode either way)."""
+        err, graph = self.rt.cudaStreamEndCapture(self.stream)
+        if int(err) != 0 or graph is None:
+            return None
         try:
-            return _check(self.rt.cudaGraphInstantiate(graph, 0))
+            err, exec_graph = self.rt.cudaGraphInstantiate(graph, 0)
+            return exec_graph if int(err) == 0 else None
         finally:
             _check(self.rt.cudaGraphDestroy(graph))  # the instantiated graph keeps what it needs
 
@@ -110,10 +119,14 @@ class CudaPython:
 class PyCuda:
     name = "pycuda"
 
-    def __init__(self):
-        import pycuda.autoinit  # noqa: F401  (creates the context)
+    def __init__(self, device: int = 0):
         import pycuda.driver as drv
+        if device != 0:
+            raise EdgeDetError("pycuda support here is for device 0 only (pycuda.autoinit); install cuda-python "
+                               "to choose another GPU")
+        import pycuda.autoinit  # noqa: F401  (creates the context)
         self.drv = drv
+        self.device = 0
         self.stream = drv.Stream()
         self._keep: dict[int, object] = {}
 
@@ -161,6 +174,9 @@ class PyCuda:
     def begin_capture(self):
         raise EdgeDetError("CUDA graph capture needs cuda-python")
 
+    def end_capture(self):
+        return None
+
     def device_properties(self, index: int = 0) -> dict:
         dev = self.drv.Device(index)
         major, minor = dev.compute_capability()
@@ -168,12 +184,33 @@ class PyCuda:
                 "cuda_runtime": self.drv.get_version()[0] * 1000 + self.drv.get_version()[1] * 10}
 
 
-def cuda_backend():
-    """cuda-python if importable, else pycuda; BackendUnavailableError naming the extra otherwise."""
+def cuda_backend(device: int = 0):
+    """cuda-python if importable, else pycuda; BackendUnavailableError naming the extra otherwise.
+    The returned object owns a CUDA stream: close() it."""
     errors = []
     for impl in (CudaPython, PyCuda):
         try:
-            return impl()
+            return impl(device)
         except ImportError as e:
             errors.append(e)
     raise BackendUnavailableError("tensorrt (CUDA memory)", "tensorrt", errors[0])
+
+
+def device_properties(index: int = 0) -> dict:
+    """GPU name, compute capability and CUDA runtime version, without creating a stream (nothing to close)."""
+    try:
+        rt = _cudart()
+    except ImportError:
+        backend = cuda_backend(index)   # pycuda: its context is process-wide anyway
+        try:
+            return backend.device_properties(index)
+        finally:
+            backend.close()
+    count = int(_check(rt.cudaGetDeviceCount()))
+    if not 0 <= index < count:
+        from .errors import InputError
+        raise InputError(f"cuda:{index} requested but {count} CUDA device(s) are visible")
+    prop = _check(rt.cudaGetDeviceProperties(index))
+    name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
+    return {"gpu": name.strip("\x00 "), "compute_capability": f"{prop.major}.{prop.minor}",
+            "cuda_runtime": int(_check(rt.cudaRuntimeGetVersion()))}

@@ -1,0 +1,87 @@
+"""One builder per artifact format, named in edgedet.registry.FORMATS: (BuildRequest, path) -> path.
+
+A builder declares the options it takes (OPTIONS); the pipeline checks a request's options against them.
+Formats made from ONNX (OpenVINO IR, TensorRT plan) get their ONNX through the artifact cache."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgedet.options import Option
+
+from .pipeline import BuildRequest, get_artifact
+
+
+def declares(**options: Option):
+    def deco(fn):
+        fn.OPTIONS = options
+        return fn
+    return deco
+
+
+def _create(req: BuildRequest):
+    from edgedet.model import create_model
+    return create_model(req.model, num_classes=req.num_classes, weights=req.weights, image_size=req.imgsz)
+
+
+def _weights_info(req: BuildRequest):
+    from .onnx_export import weights_info
+    return weights_info(req.weights)
+
+
+@declares()
+def build_torch(req: BuildRequest, path: Path) -> Path:
+    from .torch_artifact import save_torch_artifact
+    return save_torch_artifact(_create(req), path, req.class_names, _weights_info(req), req.precision, req.max_batch)
+
+
+@declares(exporter=Option(str, "torchscript", ("torchscript", "dynamo")), opset=Option(int, 17),
+          simplify=Option(bool, True))
+def build_onnx(req: BuildRequest, path: Path) -> Path:
+    from .onnx_export import ExportOptions, export_onnx
+    opts = ExportOptions(batch=req.batch, max_batch=req.max_batch, postprocess=req.postprocess,
+                         precision=req.precision, **req.options)
+    return export_onnx(_create(req), path, opts, req.class_names, _weights_info(req))
+
+
+def _onnx_request(req: BuildRequest, **changes) -> BuildRequest:
+    return req.replace(**{"format": "onnx", "device": None, "options": {}, **changes})
+
+
+@declares(u8_bgr_input=Option(bool, False, help="bake u8 NHWC BGR input preprocessing into the IR"))
+def build_openvino(req: BuildRequest, path: Path) -> Path:
+    onnx_path = get_artifact(_onnx_request(req, precision="fp32")).path
+    return openvino_from_onnx(onnx_path, path, {"precision": req.precision, **req.options})
+
+
+def openvino_from_onnx(onnx_path: Path, path: Path, options: dict) -> Path:
+    from .openvino_ir import convert_to_openvino
+    return convert_to_openvino(onnx_path, path, **options)
+
+
+@declares(workspace_mb=Option(int, 2048), optimization_level=Option(int, 3), timing_cache=Option(str),
+          dla_core=Option(int), opt_batch=Option(int))
+def build_tensorrt(req: BuildRequest, path: Path) -> Path:
+    # FP16 engines come from an FP16 ONNX (strongly typed on TensorRT >= 10); INT8 from calibrate's Q/DQ ONNX.
+    onnx_path = get_artifact(_onnx_request(req)).path
+    return tensorrt_from_onnx(onnx_path, path, {"max_batch": req.max_batch, "device": req.device, **req.options})
+
+
+def engine_options(onnx_path: Path, options: dict):
+    """EngineOptions for an ONNX from its manifest's batch profile and the given options."""
+    from edgedet.manifest import Manifest
+
+    from .tensorrt_engine import EngineOptions
+    batch = Manifest.read(onnx_path).batch
+    opts = dict(options)
+    opts.pop("precision", None)
+    min_batch, max_batch = opts.pop("min_batch", None) or 1, opts.pop("max_batch", None) or batch.max
+    if not batch.dynamic:
+        min_batch = max_batch = batch.max
+    opt_batch = (opts.pop("opt_batch", None) or min_batch) if batch.dynamic else batch.max
+    opts.pop("opt_batch", None)
+    return EngineOptions(min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, **opts)
+
+
+def tensorrt_from_onnx(onnx_path: Path, path: Path, options: dict) -> Path:
+    from .tensorrt_engine import build_engine
+    return build_engine(onnx_path, path, engine_options(onnx_path, options))

@@ -1,0 +1,56 @@
+"""Build functions of the INT8 strategies (strategies.py): FP32 ONNX + calibration -> INT8 artifact."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class BuildContext:
+    tensors: list[np.ndarray]       # preprocessed calibration images
+    input_name: str
+    method: str                     # minmax | entropy | percentile
+    ranges: Path                    # range cache shared by the Q/DQ forms
+    float_patterns: list[str]       # node-name regexes kept in float
+    preset: str
+
+
+def matching(names: list[str], patterns: list[str]) -> list[str]:
+    rx = [re.compile(p) for p in patterns]
+    return [n for n in names if any(r.search(n) for r in rx)]
+
+
+def build_nncf(fp32: Path, out: Path, ctx: BuildContext) -> Path:
+    import openvino as ov
+
+    from edgedet.manifest import Manifest
+
+    from ..openvino_ir import save_ir
+    from .openvino_nncf import quantize_nncf
+    model = ov.convert_model(str(fp32))
+    names = [op.get_friendly_name() for op in model.get_ordered_ops()]
+    q = quantize_nncf(model, [{ctx.input_name: t} for t in ctx.tensors], ctx.preset,
+                      matching(names, ctx.float_patterns))
+    save_ir(q, out, Manifest.read(fp32).derive(precision="int8"), compress_to_fp16=False)
+    return out
+
+
+def _qdq(form: str):
+    def build(fp32: Path, out: Path, ctx: BuildContext) -> Path:
+        from edgedet.fileio import publish
+        from edgedet.manifest import Manifest
+
+        from .onnx_qdq import conv_nodes, quantize_qdq
+        with publish(out) as tmp:
+            quantize_qdq(fp32, tmp, ctx.tensors if not ctx.ranges.is_file() else None, form, ctx.method, ctx.ranges,
+                         matching(conv_nodes(fp32), ctx.float_patterns), input_name=ctx.input_name)
+            Manifest.read(fp32).derive(precision="int8").write(tmp)
+        return out
+    return build
+
+
+build_qdq_u8s8 = _qdq("onnxruntime")
+build_qdq_trt = _qdq("tensorrt")

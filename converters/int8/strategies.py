@@ -1,0 +1,44 @@
+"""INT8 strategies as data: one row per backend's INT8 form. A strategy names its build function, its
+presets, the backend (and options) that evaluates its artifact here, and the file it writes. The calibration
+pipeline only reads these fields: adding a strategy = one module + one row."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgedet.errors import InputError
+from edgedet.registry import get_backend
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    backend: str                    # the backend whose INT8 artifact this writes
+    build: str                      # "module:function"(fp32_onnx, out_path, ctx) -> path
+    file: str                       # output file name; {stem} is the model's
+    presets: tuple[str, ...] = ("-",)
+    evaluate_backend: str = ""      # backend that evaluates the artifact on this machine (default: `backend`)
+    description: str = ""
+
+    def path(self, out: Path, stem: str) -> Path:
+        return out / self.file.format(stem=stem)
+
+
+STRATEGIES: dict[str, Strategy] = {s.backend: s for s in (
+    Strategy("nncf", "openvino", "edgedet.converters.int8.builders:build_nncf", "{stem}_int8_openvino.xml",
+             presets=("performance", "mixed"),
+             description="NNCF post-training quantization of the OpenVINO IR"),
+    Strategy("qdq-u8s8", "onnxruntime", "edgedet.converters.int8.builders:build_qdq_u8s8",
+             "{stem}_int8_onnxruntime.onnx", description="Q/DQ ONNX, uint8 activations, int8 per-channel weights"),
+    Strategy("qdq-s8s8-symmetric", "tensorrt", "edgedet.converters.int8.builders:build_qdq_trt",
+             "{stem}_int8_tensorrt.onnx", evaluate_backend="onnxruntime",
+             description="symmetric signed Q/DQ ONNX, built strongly typed by TensorRT >= 10 (evaluated here "
+                         "with ONNX Runtime, which runs the same Q/DQ arithmetic)"),
+)}
+
+
+def strategy_for(backend) -> Strategy:
+    spec = get_backend(backend)
+    if spec.name not in STRATEGIES:
+        raise InputError(f"no INT8 strategy for backend '{spec.name}'; INT8 backends: {', '.join(STRATEGIES)}")
+    return STRATEGIES[spec.name]

@@ -1,0 +1,39 @@
+"""`edgedet calibrate`: INT8 artifacts from one calibration set, gated on mAP."""
+from __future__ import annotations
+
+import json
+import sys
+
+from .common import positive
+
+HELP = "INT8 artifacts for OpenVINO / ONNX Runtime / TensorRT from one calibration set, gated on mAP"
+
+
+def add_arguments(p):
+    p.add_argument("--model", required=True, help="model name or FP32 .onnx artifact")
+    p.add_argument("--weights")
+    p.add_argument("--imgsz", type=positive)
+    p.add_argument("--calib", required=True, help="image folder, video, or COCO json")
+    p.add_argument("--num", type=positive, default=300)
+    p.add_argument("--every", type=positive, help="video: take every k-th frame")
+    p.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="percentile")
+    p.add_argument("--backend", default="openvino,onnxruntime", help="comma list of openvino, onnxruntime, trt")
+    p.add_argument("--val", help="COCO json for the accuracy gate")
+    p.add_argument("--images", help="validation image folder")
+    p.add_argument("--max-map-drop", type=float, default=0.01)
+    p.add_argument("--out", required=True)
+    p.add_argument("--json", action="store_true")
+
+
+def run(a) -> int:
+    from edgedet.converters.int8.pipeline import CalibrateRequest, calibrate
+    from edgedet.registry import parse_backends
+    backends = tuple(b.name for b in parse_backends(a.backend))
+    req = CalibrateRequest(model=a.model, calib=a.calib, out=a.out, weights=a.weights, imgsz=a.imgsz, num=a.num,
+                           every=a.every, method=a.method, backends=backends, val=a.val, val_images=a.images,
+                           max_map_drop=a.max_map_drop)
+    report = calibrate(req, log=(lambda m: print(m, file=sys.stderr)) if a.json else print)
+    if a.json:
+        print(json.dumps(report, indent=2))
+    failed = [r["backend"] for r in report["artifacts"] if r["passed"] is False]
+    return 1 if failed else 0

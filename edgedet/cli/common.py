@@ -1,0 +1,55 @@
+"""Argument types and helpers shared by the commands."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def models(value: str) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one model name")
+    return names
+
+
+def batch(value: str):
+    if value == "dynamic":
+        return value
+    try:
+        b = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"batch must be a positive integer or 'dynamic', got {value!r}") from None
+    if b < 1:
+        raise argparse.ArgumentTypeError("batch must be >= 1")
+    return b
+
+
+def positive(value: str) -> int:
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def probability(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {v}")
+    return v
+
+
+def emit(obj, as_json: bool, text: str) -> None:
+    print(json.dumps(obj, indent=2) if as_json else text)
+
+
+def load_detector(a, **options):
+    """The Detector of --model/--backend/--device/--conf (+ --weights/--imgsz for a model name)."""
+    from edgedet.api import load
+    build = {k: v for k, v in (("weights", getattr(a, "weights", None)), ("imgsz", getattr(a, "imgsz", None))) if v}
+    return load(a.model, backend=a.backend, device=a.device, score_threshold=a.conf, **build, **options)

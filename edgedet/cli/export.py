@@ -1,0 +1,41 @@
+"""`edgedet export`: a model to ONNX, OpenVINO IR or a torch artifact, with its manifest."""
+from __future__ import annotations
+
+from edgedet.registry import FORMATS
+
+from .common import batch, emit, positive
+
+HELP = "export a model to ONNX, OpenVINO IR or a torch artifact, with its manifest"
+# formats that run anywhere; device-specific ones (TensorRT engines) come from 'edgedet build'
+EXPORT_FORMATS = [f.name for f in FORMATS.values() if not f.device_specific]
+
+
+def add_arguments(p):
+    p.add_argument("--model", required=True, help="model name (d0..d7x, lite0..lite4, test)")
+    p.add_argument("--weights", help="effdet-layout .pth checkpoint, or 'coco' for the published one")
+    p.add_argument("--num-classes", type=positive)
+    p.add_argument("--imgsz", type=positive)
+    p.add_argument("--batch", type=batch, default=1, help="static batch size or 'dynamic'")
+    p.add_argument("--max-batch", type=positive, default=32, help="largest batch of a dynamic profile")
+    p.add_argument("--postprocess", choices=["host", "graph"], default="host")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="onnx")
+    p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
+    p.add_argument("--u8-input", action="store_true", help="OpenVINO: bake u8 NHWC BGR input preprocessing into the IR")
+    p.add_argument("--exporter", choices=["torchscript", "dynamo"], help="ONNX exporter (default torchscript)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--json", action="store_true")
+
+
+def run(a) -> int:
+    from edgedet.converters.pipeline import BuildRequest, export_artifact
+    from edgedet.manifest import manifest_path
+    from edgedet.progress import spinner
+    options = {k: v for k, v in (("u8_bgr_input", a.u8_input or None), ("exporter", a.exporter)) if v is not None}
+    req = BuildRequest(model=a.model, format=a.format, precision=a.precision, weights=a.weights,
+                       num_classes=a.num_classes, imgsz=a.imgsz, batch=a.batch, max_batch=a.max_batch,
+                       postprocess=a.postprocess, options=options)
+    with spinner(f"exporting {a.model} to {a.format} ({a.precision})"):
+        path = export_artifact(req, a.out)
+    emit({"artifact": str(path), "manifest": str(manifest_path(path))}, a.json,
+         f"wrote {path}\n      {manifest_path(path)}")
+    return 0

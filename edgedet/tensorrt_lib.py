@@ -1,0 +1,33 @@
+"""TensorRT facts both the engine builder (converters) and the runner (runtimes) need: importing the library
+with a clear error, its major version, and whether an engine's recorded device matches this one.
+TensorRT itself is imported only inside these functions."""
+from __future__ import annotations
+
+from .errors import ArtifactError, BackendUnavailableError
+
+
+def import_tensorrt():
+    try:
+        import tensorrt as trt
+    except ImportError as e:
+        raise BackendUnavailableError("tensorrt", "tensorrt", e) from e
+    return trt
+
+
+def trt_major(trt) -> int:
+    return int(trt.__version__.split(".")[0])
+
+
+def check_engine_device(built: dict | None, current: dict, trt_version: str) -> None:
+    """Refuse an engine built for another GPU or TensorRT version (plans are not portable)."""
+    built = built or {}
+    problems = []
+    if built.get("tensorrt") and built["tensorrt"] != trt_version:
+        problems.append(f"TensorRT {built['tensorrt']} (here {trt_version})")
+    if built.get("compute_capability") and built["compute_capability"] != current.get("compute_capability"):
+        problems.append(f"compute capability {built['compute_capability']} (here {current.get('compute_capability')})")
+    if built.get("gpu") and built["gpu"] != current.get("gpu"):
+        problems.append(f"GPU {built['gpu']} (here {current.get('gpu')})")
+    if problems:
+        raise ArtifactError("engine was built for " + ", ".join(problems) + ": rebuild it from the ONNX "
+                            "('edgedet build', or edgedet.load(name, backend='trt') rebuilds through the cache)")
