@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "assets" / "reference_d0_shapes_fp16.pth"
+REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "assets" / "reference_d0_shapes_fp16.pth"  # noqa: E501 (a source checkout)
 
 
 def pack(src: str, dst: str) -> None:

@@ -66,7 +66,8 @@ class OpenVinoRunner(Runner):
     def execution_precision(self) -> str:
         """The precision OpenVINO actually runs (its compiled INFERENCE_PRECISION_HINT on this device)."""
         try:
-            return str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+            value = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+            return value.to_string() if hasattr(value, "to_string") else str(value)
         except Exception:
             return "unknown"
 

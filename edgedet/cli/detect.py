@@ -90,9 +90,10 @@ def detect_images(a, kind: str) -> int:
     src = Path(a.source[0])
     files = FolderSource(src).files if kind == "folder" else [src]
     out_dir = Path(a.save) if a.save else None
-    if out_dir is not None and kind == "folder" and out_dir.resolve() == src.resolve():
+    src_dir = src if kind == "folder" else src.parent
+    if out_dir is not None and out_dir.resolve() == src_dir.resolve():
         raise InputError(f"--save {out_dir} is the source folder: annotated images would sit among (or over) the "
-                         "inputs; choose another folder")
+                         "user's images; choose another folder")
     targets = _output_names(files, out_dir) if out_dir is not None else {}
     jsonl = JsonLines(a.jsonl) if a.jsonl else None
     results, failures = [], []

@@ -107,3 +107,50 @@ def test_calibration_inputs(tmp_path, images):
     assert len(cal.frames) == 5
     with pytest.raises(InputError, match="not a folder, a video"):
         load_calibration(tmp_path / "model.bin")
+
+
+def _scripted_gate(monkeypatch, int8_aps: list[float], fp32_ap: float = 0.5):
+    """The gate's evaluation replaced by a script (fp32 AP, then one AP per INT8 candidate), so the fallback
+    loop itself is exercised; each call records the artifact it evaluated."""
+    from edgedet.converters.int8 import gate
+    calls = []
+
+    def evaluate(path, val, val_images, backend=None):
+        calls.append((str(path), backend))
+        return fp32_ap if len(calls) == 1 else int8_aps[len(calls) - 2]
+    monkeypatch.setattr(gate, "evaluate", evaluate)
+    return calls
+
+
+def test_gate_falls_back_one_round_then_passes(monkeypatch, artifacts, calib_dir, tmp_path):
+    from edgedet.converters.int8.pipeline import FLOAT_GROUPS
+    calls = _scripted_gate(monkeypatch, [0.40, 0.495])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = calibrate(CalibrateRequest(model=str(artifacts["onnx"]), calib=str(calib_dir), out=str(tmp_path),
+                                            backends=("onnxruntime",), val="scripted.json"), log=lambda m: None)
+    row = report["artifacts"][0]
+    assert len(calls) == 3 and row["rounds"] == 2 and row["passed"] is True
+    assert row["float_layers"] == [FLOAT_GROUPS[0][0]] and row["drop"] == pytest.approx(0.005)
+    m = Manifest.read(row["artifact"])
+    assert m.calibration["gate"]["passed"] is True and m.calibration["float_layers"] == [FLOAT_GROUPS[0][0]]
+    onnx_model = onnx.load(row["artifact"])
+    quantized = {n.input[0] for n in onnx_model.graph.node if n.op_type == "DequantizeLinear"}
+    assert not any("predict" in q for q in quantized if "class_net" in q or "box_net" in q)
+
+
+def test_gate_fails_after_every_round_and_cli_exits_1(monkeypatch, artifacts, calib_dir, tmp_path, capsys):
+    from edgedet.cli import main
+    from edgedet.converters.int8.pipeline import FLOAT_GROUPS
+    calls = _scripted_gate(monkeypatch, [0.30, 0.32, 0.31, 0.35])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rc = main(["calibrate", "--model", str(artifacts["onnx"]), "--calib", str(calib_dir), "--out", str(tmp_path),
+                   "--backend", "ort", "--val", "scripted.json", "--json"])
+    assert rc == 1 and len(calls) == 1 + len(FLOAT_GROUPS) + 1
+    report = json.loads(capsys.readouterr().out)
+    row = report["artifacts"][0]
+    assert row["passed"] is False and row["AP"] == 0.35 and row["rounds"] == len(FLOAT_GROUPS) + 1
+    m = Manifest.read(row["artifact"])        # the best candidate is kept, marked as failed
+    assert m.calibration["gate"]["passed"] is False and m.calibration["gate"]["int8_AP"] == 0.35
+    assert not list(tmp_path.glob(".best_*"))

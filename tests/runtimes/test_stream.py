@@ -256,9 +256,13 @@ def test_cli_ctrl_c_flushes_sinks(artifacts, tmp_path):
     p = _cli("--model", artifacts["onnx"], "--source", path, "--save", tmp_path / "o.mp4",
              "--jsonl", tmp_path / "o.jsonl", "--json")
     jsonl = tmp_path / "o.jsonl"
+
+    def partial_size():  # outputs are written under temporary names until they are complete
+        return sum(f.stat().st_size for f in tmp_path.glob(".o.jsonl.partial-*"))
     deadline = time.time() + 60
-    while time.time() < deadline and (not jsonl.exists() or jsonl.stat().st_size < 2000):
+    while time.time() < deadline and partial_size() < 2000:
         time.sleep(0.1)
+    assert not jsonl.exists()
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 130, err
@@ -267,6 +271,7 @@ def test_cli_ctrl_c_flushes_sinks(artifacts, tmp_path):
     lines = jsonl.read_text().splitlines()
     assert len(lines) == summary["frames"] == summary["sources"][0]["frames_read"]
     assert len(read_all(tmp_path / "o.mp4")) == len(lines)
+    assert not [f.name for f in tmp_path.iterdir() if f.name.startswith(".")]   # no temporary file left
 
 
 def test_cli_unknown_url_is_one_line_error(artifacts):
