@@ -1,10 +1,12 @@
 """Static TensorRT compatibility check of an ONNX file, runnable without TensorRT or a GPU.
 
 Checks what makes TensorRT 8.6-11 reject or mis-build a graph: operators outside the ONNX-TensorRT
-support matrix (8.5+ baseline; Mod, NonZero, OneHot... are absent there), custom-domain ops that would need
-plugins (EfficientNMS_TRT and friends), Q/DQ that is not symmetric signed INT8 (TensorRT needs zero-point 0),
-inputs that the parser requires as initializers (TopK K, NMS thresholds, Unsqueeze axes), TopK K above
-TensorRT's limit, opset range, and a dynamic-shape profile that covers the batch range.
+support matrix of 8.6 (the oldest target; Mod, NonZero, OneHot, LayerNormalization, GridSample, Trilu and
+RoiAlign are supported from 8.5/8.6 on), custom-domain ops that would need plugins (EfficientNMS_TRT and
+friends), Q/DQ that TensorRT's explicit quantization cannot take (not signed INT8, non-zero zero-point,
+per-channel activation scales, weight scales on an axis other than the output channel), inputs that the parser
+requires as initializers (TopK K, NMS thresholds, Unsqueeze axes), TopK K above 3840 (every version), opset
+range, and a dynamic-shape profile that covers the batch range.
 """
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-# ONNX ops the ONNX-TensorRT parser supports in TensorRT 8.5/8.6 (the oldest target; later versions add more).
+# ONNX ops the ONNX-TensorRT parser supports in TensorRT 8.6 (the oldest target; later versions add more).
 TRT_SUPPORTED_OPS = frozenset("""
+GridSample LayerNormalization Mod NonZero OneHot RoiAlign Trilu
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast Ceil Celu Clip
 Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DepthToSpace DequantizeLinear Div Dropout Einsum
 Elu Equal Erf Exp Expand EyeLike Flatten Floor Gather GatherElements GatherND Gemm GlobalAveragePool GlobalLpPool
@@ -29,7 +32,7 @@ Tile TopK Transpose Unsqueeze Upsample Where Xor
 # Inputs the parser needs as initializers/constants: op -> input positions.
 MUST_BE_CONSTANT = {"TopK": (1,), "NonMaxSuppression": (2, 3, 4), "Unsqueeze": (1,), "Squeeze": (1,),
                     "QuantizeLinear": (1, 2), "DequantizeLinear": (1, 2), "Conv": (1,)}
-TOPK_LIMIT = 3840          # TensorRT < 10
+TOPK_LIMIT = 3840          # TensorRT's TopK limit, on every version
 OPSET_RANGE_86 = (9, 17)   # TensorRT 8.6; 10.x parses up to 20+
 
 
@@ -99,7 +102,7 @@ def check_tensorrt_onnx(path: str | Path, min_batch: int | None = None, max_batc
         if n.op_type == "TopK" and len(n.input) > 1 and n.input[1] in consts:
             k = int(np.asarray(consts[n.input[1]]).reshape(-1)[0])
             if k > TOPK_LIMIT:
-                rep.add("warning", f"node {n.name}: TopK K={k} exceeds {TOPK_LIMIT} (TensorRT < 10 rejects it)")
+                rep.add("error", f"node {n.name}: TopK K={k} exceeds TensorRT's limit of {TOPK_LIMIT}")
     rep.ops = dict(sorted(counts.items()))
     if any("EfficientNMS" in op or "BatchedNMS" in op for op in counts):
         rep.add("error", "EfficientNMS/BatchedNMS plugins are deprecated (TensorRT 10.12): use NonMaxSuppression")
@@ -128,13 +131,44 @@ def _check_qdq(g, consts, rep: CheckReport) -> None:
         scale = consts.get(n.input[1])
         if scale is None or np.any(scale <= 0):
             bad_scale += 1
-    rep.qdq = {"nodes": len(q), "non_int8": bad_type, "nonzero_zero_point": bad_zp, "bad_scale": bad_scale}
+    granularity = _scale_granularity(g, q, consts)
+    rep.qdq = {"nodes": len(q), "non_int8": bad_type, "nonzero_zero_point": bad_zp, "bad_scale": bad_scale,
+               **granularity}
+    if granularity["per_channel_activations"]:
+        rep.add("error", f"{granularity['per_channel_activations']} activation Q/DQ nodes have per-channel scales "
+                         "(TensorRT takes per-tensor activation scales)")
+    if granularity["weight_axis_not_output_channel"]:
+        rep.add("error", f"{granularity['weight_axis_not_output_channel']} weight Q/DQ nodes are per-channel on an "
+                         "axis other than the output channel (axis 0)")
+    if granularity["per_tensor_weights"]:
+        rep.add("warning", f"{granularity['per_tensor_weights']} weight Q/DQ nodes are per-tensor: valid, but "
+                           "per-output-channel scales keep more accuracy")
     if bad_type:
         rep.add("error", f"{bad_type} Q/DQ nodes are not signed INT8 (TensorRT explicit quantization needs int8)")
     if bad_zp:
         rep.add("error", f"{bad_zp} Q/DQ nodes have a non-zero zero-point (TensorRT needs symmetric quantization)")
     if bad_scale:
         rep.add("error", f"{bad_scale} Q/DQ nodes have a missing or non-positive scale")
+
+
+def _scale_granularity(g, q, consts) -> dict:
+    """Weights (a Q/DQ of an initializer) must be per output channel (axis 0) or per tensor; activations per
+    tensor."""
+    out = {"per_channel_activations": 0, "weight_axis_not_output_channel": 0, "per_tensor_weights": 0}
+    for n in q:
+        scale = consts.get(n.input[1])
+        if scale is None:
+            continue
+        per_channel = np.asarray(scale).size > 1
+        axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
+        is_weight = n.input[0] in consts
+        if not is_weight and per_channel:
+            out["per_channel_activations"] += 1
+        elif is_weight and per_channel and axis != 0:
+            out["weight_axis_not_output_channel"] += 1
+        elif is_weight and not per_channel and n.op_type == "DequantizeLinear":
+            out["per_tensor_weights"] += 1
+    return out
 
 
 def _check_inputs(g, rep: CheckReport, min_batch, max_batch) -> None:

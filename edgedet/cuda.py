@@ -6,6 +6,7 @@ pinned host buffers, async copies on one non-blocking stream, synchronize, and (
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 
 import numpy as np
@@ -37,6 +38,12 @@ class CudaPython:
         self.device = int(device)
         _check(self.rt.cudaSetDevice(self.device))
         self.stream = _check(self.rt.cudaStreamCreateWithFlags(self.rt.cudaStreamNonBlocking))
+
+    @contextlib.contextmanager
+    def active(self):
+        """Make this runner's device current in the calling thread (the runtime API's device is per thread)."""
+        _check(self.rt.cudaSetDevice(self.device))
+        yield
 
     def device_alloc(self, nbytes: int) -> int:
         return int(_check(self.rt.cudaMalloc(max(nbytes, 1))))
@@ -124,11 +131,24 @@ class PyCuda:
         if device != 0:
             raise EdgeDetError("pycuda support here is for device 0 only (pycuda.autoinit); install cuda-python "
                                "to choose another GPU")
-        import pycuda.autoinit  # noqa: F401  (creates the context)
+        import pycuda.autoinit  # creates the context, current in this thread only
         self.drv = drv
         self.device = 0
+        self.context = pycuda.autoinit.context
         self.stream = drv.Stream()
         self._keep: dict[int, object] = {}
+
+    @contextlib.contextmanager
+    def active(self):
+        """pycuda's context is current only in the thread that made it: push it around calls from others."""
+        if self.drv.Context.get_current() == self.context:
+            yield
+            return
+        self.context.push()
+        try:
+            yield
+        finally:
+            self.drv.Context.pop()
 
     def device_alloc(self, nbytes: int) -> int:
         mem = self.drv.mem_alloc(max(nbytes, 1))

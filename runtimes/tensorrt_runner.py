@@ -132,6 +132,10 @@ class TensorRTRunner(Runner):
         return times[warmup:]
 
     def __call__(self, inputs):
+        with self.cuda.active():   # worker threads (streaming) get this runner's device/context
+            return self._call(inputs)
+
+    def _call(self, inputs):
         self._upload(inputs[self.inputs[0]])
         self._run()
         for n in self.outputs:

@@ -52,7 +52,7 @@ def test_static_check_catches_problems(tmp_path):
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
     inits = {"s": np.array(0.1, np.float32), "zp_u8": np.array(3, np.uint8), "k": np.array([2], np.int64)}
     nodes = [
-        helper.make_node("Mod", ["x", "x"], ["m"], fmod=1),
+        helper.make_node("Unique", ["x"], ["m"]),
         helper.make_node("QuantizeLinear", ["m", "s", "zp_u8"], ["q"]),
         helper.make_node("DequantizeLinear", ["q", "s", "zp_u8"], ["dq"]),
         helper.make_node("EfficientNMS_TRT", ["dq"], ["n"], domain="trt.plugins"),
@@ -63,12 +63,51 @@ def test_static_check_catches_problems(tmp_path):
     path = tmp_path / "bad.onnx"
     onnx.save(_model(nodes, inits, [x], [y]), path)
     msgs = " | ".join(f.message for f in check_tensorrt_onnx(path).findings)
-    assert "Mod is not in TensorRT's ONNX operator list" in msgs
+    assert "Unique is not in TensorRT's ONNX operator list" in msgs
     assert "needs a TensorRT plugin" in msgs and "EfficientNMS" in msgs
     assert "not signed INT8" in msgs and "non-zero zero-point" in msgs
     assert "must be an initializer" in msgs
     assert "only the batch dimension may be dynamic" in msgs
     assert not check_tensorrt_onnx(path).ok
+
+
+def _ops_model(path, nodes, inits, out_shape=None):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)
+    onnx.save(_model(nodes, inits, [x], [y]), path)
+    return path
+
+
+def test_check_accepts_mod_and_nonzero_refuses_topk_over_3840(tmp_path, capsys):
+    """Issue 13 #7: Mod/NonZero/... are supported from TensorRT 8.5/8.6 on; TopK K <= 3840 on every version."""
+    from edgedet.cli import main
+    ok = _ops_model(tmp_path / "mod.onnx", [helper.make_node("Mod", ["x", "x"], ["m"], fmod=1),
+                                            helper.make_node("NonZero", ["m"], ["nz"]),
+                                            helper.make_node("Cast", ["nz"], ["y"], to=TensorProto.FLOAT)], {})
+    assert main(["check", "--backend", "trt", str(ok)]) == 0
+    assert "PASS" in capsys.readouterr().out
+    big = _ops_model(tmp_path / "topk.onnx", [helper.make_node("Reshape", ["x", "shape"], ["flat"]),
+                                              helper.make_node("TopK", ["flat", "k"], ["y", "i"], axis=1)],
+                     {"shape": np.array([1, -1], np.int64), "k": np.array([3841], np.int64)})
+    assert main(["check", "--backend", "trt", str(big)]) == 1
+    assert "TopK K=3841 exceeds TensorRT's limit of 3840" in capsys.readouterr().out
+
+
+def test_check_qdq_scale_granularity(tmp_path):
+    """Weights per output channel (axis 0) or per tensor; activations per tensor."""
+    w = np.ones((4, 3, 1, 1), np.float32)
+    inits = {"w": w, "ws_c": np.full(4, 0.1, np.float32), "wzp_c": np.zeros(4, np.int8),
+             "ws_in": np.full(3, 0.1, np.float32), "wzp_in": np.zeros(3, np.int8),
+             "as_c": np.full(3, 0.1, np.float32), "azp_c": np.zeros(3, np.int8)}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "as_c", "azp_c"], ["qx"], axis=1),      # activation per channel
+             helper.make_node("DequantizeLinear", ["qx", "as_c", "azp_c"], ["dx"], axis=1),
+             helper.make_node("QuantizeLinear", ["w", "ws_in", "wzp_in"], ["qw"], axis=1),    # weight on the input axis
+             helper.make_node("DequantizeLinear", ["qw", "ws_in", "wzp_in"], ["dw"], axis=1),
+             helper.make_node("Conv", ["dx", "dw"], ["y"])]
+    rep = check_tensorrt_onnx(_ops_model(tmp_path / "q.onnx", nodes, inits))
+    msgs = " | ".join(f.message for f in rep.findings)
+    assert "activation Q/DQ nodes have per-channel scales" in msgs
+    assert "per-channel on an axis other than the output channel" in msgs and not rep.ok
 
 
 def test_check_cli(trt_onnx, capsys):
@@ -111,7 +150,10 @@ def test_build_cli_without_tensorrt_keeps_checked_onnx(test_weights, tmp_path, c
     assert rc == 2 and "pip install 'edgedet[tensorrt]'" in err
     onnx_path = tmp_path / "test_fp16.onnx"
     assert check_tensorrt_onnx(onnx_path, 1, 4).ok and Manifest.read(onnx_path).precision == "fp16"
-    assert f"--onnx={onnx_path}" in err and "--maxShapes=images:4x3x128x128" in err and "--fp16" in err
+    line = next(l for l in err.splitlines() if l.strip().startswith("trtexec"))
+    assert f"--onnx={onnx_path}" in line and "--maxShapes=images:4x3x128x128" in line
+    assert "--stronglyTyped" in line and "--fp16" not in line          # TensorRT >= 10: strongly typed
+    assert "TensorRT 8.6" in err and "--fp16" in err                    # and the 8.6 form, labelled
     assert not list(tmp_path.glob("*.engine"))
 
 
@@ -119,28 +161,48 @@ def test_build_cli_refuses_onnx_failing_the_check(tmp_path, capsys):
     from edgedet.cli import main
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    path = tmp_path / "in" / "mod.onnx"
+    path = tmp_path / "in" / "unique.onnx"
     path.parent.mkdir()
-    onnx.save(_model([helper.make_node("Mod", ["x", "x"], ["y"], fmod=1)], {}, [x], [y]), path)
+    onnx.save(_model([helper.make_node("Unique", ["x"], ["y"])], {}, [x], [y]), path)
     from edgedet.manifest import manifest_path
     import shutil
     src = export_artifact(BuildRequest("test", "onnx"), tmp_path / "ref")
     shutil.copy(manifest_path(src), manifest_path(path))   # a manifest, so only the check can refuse it
     rc = main(["build", "--model", str(path), "--out", str(tmp_path / "out"), "--json"])
     err = capsys.readouterr().err
-    assert rc == 1 and "Mod is not in TensorRT's ONNX operator list" in err and "nothing built" in err
+    assert rc == 1 and "Unique is not in TensorRT's ONNX operator list" in err and "nothing built" in err
     assert not list((tmp_path / "out").glob("*.engine"))
 
 
 def test_trtexec_command_for_int8_dla():
     from edgedet.converters.tensorrt_engine import EngineOptions, trtexec_command
-    cmd = trtexec_command("m.onnx", "m.engine", "int8", "images", ["batch", 3, 512, 512],
-                          EngineOptions(min_batch=1, opt_batch=2, max_batch=8, workspace_mb=512, dla_core=0,
-                                        timing_cache="t.cache", strongly_typed=False))
+    opts = EngineOptions(min_batch=1, opt_batch=2, max_batch=8, workspace_mb=512, dla_core=0, timing_cache="t.cache")
+    cmd = trtexec_command("m.onnx", "m.engine", "int8", "images", ["batch", 3, 512, 512], opts, trt_version="8.6.1")
     assert cmd[:3] == ["trtexec", "--onnx=m.onnx", "--saveEngine=m.engine"]
-    assert {"--fp16", "--int8", "--memPoolSize=workspace:512M", "--useDLACore=0", "--allowGPUFallback",
+    assert {"--int8", "--memPoolSize=workspace:512M", "--useDLACore=0", "--allowGPUFallback",
             "--timingCacheFile=t.cache", "--minShapes=images:1x3x512x512", "--optShapes=images:2x3x512x512",
             "--maxShapes=images:8x3x512x512"} <= set(cmd)
+    assert "--fp16" not in cmd and "--stronglyTyped" not in cmd           # Q/DQ decides; no --fp16 --int8 pair
+    cmd10 = trtexec_command("m.onnx", "m.engine", "int8", "images", ["batch", 3, 512, 512], opts, trt_version="10.3")
+    assert "--stronglyTyped" in cmd10 and "--int8" not in cmd10           # TensorRT 10: strongly typed Q/DQ
+
+
+@pytest.mark.parametrize("version, options, message", [
+    ("10.13.0", {"dla_core": 0}, "DLA is not supported by TensorRT 10.13.0"),
+    ("10.3.0", {"dla_core": 0}, "DLA runs FP16 or INT8 layers only"),            # with an FP32 ONNX
+    ("11.4.0", {"strongly_typed": False}, "builds strongly typed networks only"),
+])
+def test_engine_options_refused_for_the_version(version, options, message):
+    from edgedet.converters.tensorrt_engine import EngineOptions
+    with pytest.raises(InputError, match=message):
+        EngineOptions(**options).resolve(version, "fp32")
+
+
+def test_engine_options_strongly_typed_from_10():
+    from edgedet.converters.tensorrt_engine import EngineOptions
+    assert EngineOptions().resolve("8.6.1", "fp16") is False
+    assert EngineOptions().resolve("10.0.1", "fp16") is True
+    assert EngineOptions(dla_core=0).resolve("10.7.0", "int8") is True
 
 
 # ---------------------------------------------------------------- where TensorRT exists
