@@ -176,74 +176,107 @@ def _video_paths(save: str | None, n: int) -> list[Path | None]:
     return [p.with_name(f"{p.stem}_{i}{p.suffix}") for i in range(n)]
 
 
-def detect_stream(a) -> int:
-    from edgedet.progress import progress
-    from edgedet.runtimes import CaptureOptions
-    from edgedet.runtimes.sinks import JsonlSink, VideoSink, check_writable
-    from edgedet.visualize import draw
+class _Outputs:
+    """The stream's outputs: an annotated video per source and/or one JSONL, checked before any thread starts
+    and published together at the end."""
 
-    paths = _video_paths(a.save, len(a.source))
-    for path in paths:  # unusable outputs fail here, before any reader thread starts
-        if path is not None:
-            check_writable(path, "--save")
-    if a.jsonl:
-        check_writable(a.jsonl, "--jsonl")
-    det = load_detector(a, **_hint(a))
-    capture = CaptureOptions(open_timeout_s=a.timeout, read_timeout_s=a.timeout, max_reconnects=max(0, a.reconnect))
-    stream = det.stream(a.source, realtime=a.realtime, capture=capture)
-    videos, jsonl = [], None
-    try:
-        videos = [VideoSink(p, fps=s.stats.fps) if p else None for p, s in zip(paths, stream.sources)]
-        jsonl = JsonlSink(a.jsonl) if a.jsonl else None
-    except BaseException:
-        for v in videos:
-            if v is not None:
-                v.abort()
-        stream.close()
-        det.close()
-        raise
-    window = _Window(a.show)
-    rates = [_Rate() for _ in a.source]
-    total = sum(s.total or 0 for s in stream.sources) if all(s.total for s in stream.sources) else None
-    bar = progress(total=total, desc="detect", unit="frame")
+    def __init__(self, a):
+        from edgedet.runtimes.sinks import check_writable
+        self.paths = _video_paths(a.save, len(a.source))
+        for path in self.paths:  # unusable outputs fail here, before any reader thread starts
+            if path is not None:
+                check_writable(path, "--save")
+        if a.jsonl:
+            check_writable(a.jsonl, "--jsonl")
+        self.jsonl_path, self.videos, self.jsonl = a.jsonl, [], None
+        self.window = _Window(a.show)
+        self.rates = [_Rate() for _ in a.source]
 
-    def handle(item) -> None:
-        fps = rates[item.source].tick()
-        if jsonl:
-            jsonl.write(item)
-        sink = videos[item.source]
-        if sink is not None or window.enabled:
+    def open(self, stream) -> None:
+        from edgedet.runtimes.sinks import JsonlSink, VideoSink
+        try:
+            self.videos = [VideoSink(p, fps=s.stats.fps) if p else None for p, s in zip(self.paths, stream.sources)]
+            self.jsonl = JsonlSink(self.jsonl_path) if self.jsonl_path else None
+        except BaseException:
+            self.abort()
+            raise
+
+    def handle(self, item) -> None:
+        from edgedet.visualize import draw
+        fps = self.rates[item.source].tick()
+        if self.jsonl:
+            self.jsonl.write(item)
+        sink = self.videos[item.source]
+        if sink is not None or self.window.enabled:
             frame = draw(item.frame, item.detections, text=f"{fps:5.1f} FPS  {item.latency_ms:5.0f} ms  "
                                                            f"{len(item.detections)} det")
             if sink is not None:
                 sink.write(frame)
-            window.show(f"edgedet {item.source}", frame)
-        bar.update(1)
+            self.window.show(f"edgedet {item.source}", frame)
 
-    interrupted = []
+    def sinks(self) -> list:
+        return [v for v in self.videos if v is not None] + ([self.jsonl] if self.jsonl else [])
 
-    def on_signal(signum, frame):  # first Ctrl-C/SIGTERM: stop reading and drain; a second one aborts
-        if interrupted:
-            raise KeyboardInterrupt
-        interrupted.append(signum)
-        print("\ninterrupted: finishing the frames already read (Ctrl-C again to abort) ...", file=sys.stderr)
-        stream.stop()
+    def close(self) -> None:
+        _publish_together(self.sinks())
 
-    previous = _install(on_signal)
+    def abort(self) -> None:
+        for s in self.sinks():
+            s.abort()
+
+    def written(self) -> list[str]:
+        return [str(s.path) for s in self.videos if s is not None and s.frames] + \
+            ([str(self.jsonl.path)] if self.jsonl else [])
+
+
+def detect_stream(a) -> int:
+    from edgedet.progress import progress
+    from edgedet.runtimes import CaptureOptions
+
+    outputs = _Outputs(a)
+    det = load_detector(a, **_hint(a))
+    capture = CaptureOptions(open_timeout_s=a.timeout, read_timeout_s=a.timeout, max_reconnects=max(0, a.reconnect))
     try:
-        for item in stream:
-            handle(item)
-            if window.quit:
-                stream.stop()
-    finally:
-        _install(previous)
-        bar.close()
-        stream.close()
-        _publish_together([v for v in videos if v is not None] + ([jsonl] if jsonl else []))
+        stream = det.stream(a.source, realtime=a.realtime, capture=capture)
+    except BaseException:
         det.close()
+        raise
+    interrupted = []
+    try:
+        outputs.open(stream)
+        total = sum(s.total or 0 for s in stream.sources) if all(s.total for s in stream.sources) else None
+        bar = progress(total=total, desc="detect", unit="frame")
+
+        def on_signal(signum, frame):  # first Ctrl-C/SIGTERM: stop reading and drain; a second one aborts
+            if interrupted:
+                raise KeyboardInterrupt
+            interrupted.append(signum)
+            print("\ninterrupted: finishing the frames already read (Ctrl-C again to abort) ...", file=sys.stderr)
+            stream.stop()
+
+        previous = _install(on_signal)
+        try:
+            for item in stream:
+                outputs.handle(item)
+                bar.update(1)
+                if outputs.window.quit:
+                    stream.stop()
+        finally:
+            _install(previous)
+            bar.close()
+    finally:
+        stream.close()
+        try:
+            outputs.close()
+        finally:
+            det.close()
+    return _report_stream(a, stream, det, outputs, bool(interrupted))
+
+
+def _report_stream(a, stream, det, outputs: _Outputs, interrupted: bool) -> int:
     summary = stream.stats.to_dict()
-    summary.update(model=a.model, backend=det.backend, device=det.device, interrupted=bool(interrupted),
-                   outputs=[str(s.path) for s in videos if s is not None and s.frames] + ([str(jsonl.path)] if jsonl else []))
+    summary.update(model=a.model, backend=det.backend, device=det.device, interrupted=interrupted,
+                   outputs=outputs.written())
     if a.json:
         print(json.dumps(summary, indent=2))
     else:

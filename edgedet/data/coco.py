@@ -40,8 +40,7 @@ class CocoDataset:
         return "; ".join(parts)
 
 
-def load_coco(annotations: str | Path, images_dir: str | Path | None = None, strict: bool = False) -> CocoDataset:
-    ann = Path(annotations)
+def _read(ann: Path) -> dict:
     if not ann.is_file():
         raise InputError(f"annotation file not found: {ann}")
     try:
@@ -51,6 +50,36 @@ def load_coco(annotations: str | Path, images_dir: str | Path | None = None, str
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or \
             not isinstance(data.get("categories"), list):
         raise InputError(f"{ann} is not COCO format: needs 'images' and 'categories' lists")
+    return data
+
+
+def _boxes(anns: list, w: int, h: int, cat_index: dict, problems: dict):
+    """One image's annotations -> (boxes xyxy, class indices); faults are recorded in problems."""
+    boxes, labels = [], []
+    for a in anns:
+        if a.get("iscrowd", 0):
+            continue
+        if a.get("category_id") not in cat_index:
+            problems["annotations of unknown categories"].append(f"id {a.get('id')} category {a.get('category_id')}")
+            continue
+        x, y, bw, bh = (float(v) for v in a["bbox"])
+        x1, y1, x2, y2 = x, y, x + bw, y + bh
+        if w and h:
+            cx1, cy1, cx2, cy2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
+            if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
+                problems["boxes clipped to the image"].append(f"annotation {a.get('id')}")
+            x1, y1, x2, y2 = cx1, cy1, cx2, cy2
+        if x2 - x1 <= 0 or y2 - y1 <= 0:
+            problems["zero-area boxes dropped"].append(f"annotation {a.get('id')}")
+            continue
+        boxes.append((x1, y1, x2, y2))
+        labels.append(cat_index[a["category_id"]])
+    return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64)
+
+
+def load_coco(annotations: str | Path, images_dir: str | Path | None = None, strict: bool = False) -> CocoDataset:
+    ann = Path(annotations)
+    data = _read(ann)
     root = Path(images_dir) if images_dir else ann.parent / "images"
     if not root.is_dir():
         raise InputError(f"images folder not found: {root}")
@@ -62,8 +91,7 @@ def load_coco(annotations: str | Path, images_dir: str | Path | None = None, str
     by_image: dict[int, list] = {}
     for a in data.get("annotations", []):
         by_image.setdefault(a.get("image_id"), []).append(a)
-    images = []
-    known = set()
+    images, known = [], set()
     for im in data["images"]:
         known.add(im["id"])
         path = root / im["file_name"]
@@ -71,27 +99,7 @@ def load_coco(annotations: str | Path, images_dir: str | Path | None = None, str
             problems["missing image files"].append(im["file_name"])
             continue
         w, h = int(im.get("width", 0)), int(im.get("height", 0))
-        boxes, labels = [], []
-        for a in by_image.get(im["id"], []):
-            if a.get("iscrowd", 0):
-                continue
-            if a.get("category_id") not in cat_index:
-                problems["annotations of unknown categories"].append(f"id {a.get('id')} category {a.get('category_id')}")
-                continue
-            x, y, bw, bh = (float(v) for v in a["bbox"])
-            x1, y1, x2, y2 = x, y, x + bw, y + bh
-            if w and h:
-                cx1, cy1, cx2, cy2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
-                if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
-                    problems["boxes clipped to the image"].append(f"annotation {a.get('id')}")
-                x1, y1, x2, y2 = cx1, cy1, cx2, cy2
-            if x2 - x1 <= 0 or y2 - y1 <= 0:
-                problems["zero-area boxes dropped"].append(f"annotation {a.get('id')}")
-                continue
-            boxes.append((x1, y1, x2, y2))
-            labels.append(cat_index[a["category_id"]])
-        images.append(CocoImage(im["id"], path, w, h, np.asarray(boxes, np.float32).reshape(-1, 4),
-                                np.asarray(labels, np.int64)))
+        images.append(CocoImage(im["id"], path, w, h, *_boxes(by_image.get(im["id"], []), w, h, cat_index, problems)))
     problems["annotations of unknown images"] = [f"id {a.get('id')}" for iid, lst in by_image.items()
                                                  if iid not in known for a in lst]
     problems = {k: v for k, v in problems.items() if v}

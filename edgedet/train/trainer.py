@@ -129,89 +129,111 @@ def evaluate_model(model, ds: CocoDataset, batch: int = 8, score_threshold: floa
     return coco_eval(ds.annotation_file, results, [i.id for i in ds.images])
 
 
+class _Run:
+    """The state of one training run: data, model, EMA, optimiser, schedule, history."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.train_ds = load_coco(cfg.data, cfg.images)
+        self.val_ds = load_coco(cfg.val_data, cfg.val_images) if cfg.val_data else None
+        self.model = create_model(cfg.model, num_classes=len(self.train_ds.category_ids), weights=cfg.weights,
+                                  image_size=cfg.imgsz)
+        self.model.to(cfg.device).train()
+        self.dataset = DetectionDataset(self.train_ds, self.model.config, anchors_for(self.model.config), augment=True,
+                                        seed=cfg.seed)
+        self.loader = torch.utils.data.DataLoader(
+            self.dataset, batch_size=cfg.batch, shuffle=True, drop_last=len(self.dataset) > cfg.batch,
+            num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed), persistent_workers=False)
+        self.steps = min(len(self.loader), cfg.max_steps_per_epoch or len(self.loader))
+        total = cfg.epochs * self.steps
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) *
+            (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))))
+        self.ema = Ema(self.model, cfg.ema_decay)
+        self.start_epoch, self.history, self.best = 0, [], -1.0
+        self.last = self.out / "last.pth"
+        self.meta = {"class_names": self.train_ds.class_names, "category_ids": self.train_ds.category_ids,
+                     "model": cfg.model, "image_size": list(self.model.config.image_size), "train_config": asdict(cfg)}
+
+    def resume(self, log) -> None:
+        if not (self.cfg.resume and self.last.is_file()):
+            return
+        state = torch.load(self.last, map_location="cpu", weights_only=False)
+        self.model.load_state_dict(state["state_dict"])
+        self.ema.model.load_state_dict(state["ema"])
+        self.ema.updates = state["ema_updates"]
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.start_epoch, self.history, self.best = state["epoch"], state["history"], state.get("best", -1.0)
+        log(f"resumed from {self.last} at epoch {self.start_epoch + 1}")
+
+    def checkpoint(self, epoch_done: int) -> None:
+        _save(self.last, {"state_dict": self.model.state_dict(), "ema": self.ema.model.state_dict(),
+                          "ema_updates": self.ema.updates, "optimizer": self.opt.state_dict(),
+                          "scheduler": self.sched.state_dict(), "epoch": epoch_done, "history": self.history,
+                          "best": self.best, **self.meta})
+
+    def epoch(self, epoch: int, progress) -> dict:
+        """One epoch of optimisation; returns its loss row."""
+        cfg = self.cfg
+        self.dataset.epoch = epoch
+        self.model.train()
+        t0, losses = time.time(), []
+        it = iter(self.loader)
+        bar = progress(range(self.steps), desc=f"epoch {epoch + 1}/{cfg.epochs}") if progress else range(self.steps)
+        for _ in bar:
+            x, cls_t, box_t = (t.to(cfg.device) for t in next(it))
+            logits, deltas = FlatHeads(self.model)(x)
+            loss, lc, lb = detection_loss(logits, deltas, cls_t, box_t)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
+            self.opt.step()
+            self.sched.step()
+            self.ema.update(self.model)
+            losses.append((loss.item(), lc.item(), lb.item()))
+            if progress:
+                bar.set_postfix(loss=f"{np.mean([l[0] for l in losses[-20:]]):.3f}")
+        return {"epoch": epoch + 1, "loss": round(float(np.mean([l[0] for l in losses])), 4),
+                "cls_loss": round(float(np.mean([l[1] for l in losses])), 4),
+                "box_loss": round(float(np.mean([l[2] for l in losses])), 5),
+                "lr": round(self.sched.get_last_lr()[0], 6), "seconds": round(time.time() - t0, 1)}
+
+    def validate(self, row: dict) -> None:
+        """Precise BN on the EMA weights, then validation mAP; best.pth when it improves."""
+        precise_bn(self.ema.model, self.train_ds, self.cfg.precise_bn_images)
+        self.ema.model.eval()
+        if self.val_ds is None:
+            return
+        stats = evaluate_model(self.ema.model, self.val_ds)
+        row.update({"val_AP": stats["AP"], "val_AP50": stats["AP50"]})
+        if stats["AP"] > self.best:
+            self.best = stats["AP"]
+            _save(self.out / "best.pth", {"state_dict": self.ema.model.state_dict(), "val": stats, **self.meta})
+
+
 def train(cfg: TrainConfig, log=print, progress=None) -> dict:
     cfg.validate()
     torch.manual_seed(cfg.seed)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    train_ds = load_coco(cfg.data, cfg.images)
-    val_ds = load_coco(cfg.val_data, cfg.val_images) if cfg.val_data else None
-    num_classes = len(train_ds.category_ids)
-    model = create_model(cfg.model, num_classes=num_classes, weights=cfg.weights, image_size=cfg.imgsz)
-    model.to(cfg.device).train()
-    dataset = DetectionDataset(train_ds, model.config, anchors_for(model.config), augment=True, seed=cfg.seed)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch, shuffle=True, drop_last=len(dataset) > cfg.batch,
-                                         num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed),
-                                         persistent_workers=False)
-    steps_per_epoch = min(len(loader), cfg.max_steps_per_epoch or len(loader))
-    total = cfg.epochs * steps_per_epoch
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) *
-                                              (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))))
-    ema = Ema(model, cfg.ema_decay)
-    start_epoch, history, best = 0, [], -1.0
-    last = out / "last.pth"
-    if cfg.resume and last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["state_dict"])
-        ema.model.load_state_dict(state["ema"])
-        ema.updates = state["ema_updates"]
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start_epoch, history, best = state["epoch"], state["history"], state.get("best", -1.0)
-        log(f"resumed from {last} at epoch {start_epoch + 1}")
-    meta = {"class_names": train_ds.class_names, "category_ids": train_ds.category_ids, "model": cfg.model,
-            "image_size": list(model.config.image_size), "train_config": asdict(cfg)}
-
-    def checkpoint(epoch_done: int) -> None:
-        _save(last, {"state_dict": model.state_dict(), "ema": ema.model.state_dict(), "ema_updates": ema.updates,
-                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch_done,
-                     "history": history, "best": best, **meta})
-
-    epoch = start_epoch
+    run = _Run(cfg)
+    run.resume(log)
+    epoch = run.start_epoch
     try:
-        for epoch in range(start_epoch, cfg.epochs):
-            dataset.epoch = epoch
-            model.train()
-            t0, losses = time.time(), []
-            it = iter(loader)
-            bar = progress(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}") if progress else \
-                range(steps_per_epoch)
-            for _ in bar:
-                x, cls_t, box_t = next(it)
-                x, cls_t, box_t = x.to(cfg.device), cls_t.to(cfg.device), box_t.to(cfg.device)
-                logits, deltas = FlatHeads(model)(x)
-                loss, lc, lb = detection_loss(logits, deltas, cls_t, box_t)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-                opt.step()
-                sched.step()
-                ema.update(model)
-                losses.append((loss.item(), lc.item(), lb.item()))
-                if progress:
-                    bar.set_postfix(loss=f"{np.mean([l[0] for l in losses[-20:]]):.3f}")
-            row = {"epoch": epoch + 1, "loss": round(float(np.mean([l[0] for l in losses])), 4),
-                   "cls_loss": round(float(np.mean([l[1] for l in losses])), 4),
-                   "box_loss": round(float(np.mean([l[2] for l in losses])), 5),
-                   "lr": round(sched.get_last_lr()[0], 6), "seconds": round(time.time() - t0, 1)}
-            precise_bn(ema.model, train_ds, cfg.precise_bn_images)
-            ema.model.eval()
-            if val_ds is not None:
-                stats = evaluate_model(ema.model, val_ds)
-                row.update({"val_AP": stats["AP"], "val_AP50": stats["AP50"]})
-                if stats["AP"] > best:
-                    best = stats["AP"]
-                    _save(out / "best.pth", {"state_dict": ema.model.state_dict(), "val": stats, **meta})
-            history.append(row)
+        for epoch in range(run.start_epoch, cfg.epochs):
+            row = run.epoch(epoch, progress)
+            run.validate(row)
+            run.history.append(row)
             log("  ".join(f"{k} {v}" for k, v in row.items()))
-            checkpoint(epoch + 1)
-            write_json_atomic(out / "history.json", history)
+            run.checkpoint(epoch + 1)
+            write_json_atomic(run.out / "history.json", run.history)
     except KeyboardInterrupt:
-        checkpoint(epoch)  # weights so far; the interrupted epoch restarts on resume
-        log(f"interrupted: saved {last}; run the same command again to resume at epoch {epoch + 1}")
+        run.checkpoint(epoch)  # weights so far; the interrupted epoch restarts on resume
+        log(f"interrupted: saved {run.last}; run the same command again to resume at epoch {epoch + 1}")
         raise
-    _save(out / "final.pth", {"state_dict": ema.model.state_dict(), **meta})
-    if val_ds is None:
-        _save(out / "best.pth", {"state_dict": ema.model.state_dict(), **meta})
-    return {"history": history, "best_val_AP": best, "out": str(out)}
+    _save(run.out / "final.pth", {"state_dict": run.ema.model.state_dict(), **run.meta})
+    if run.val_ds is None:
+        _save(run.out / "best.pth", {"state_dict": run.ema.model.state_dict(), **run.meta})
+    return {"history": run.history, "best_val_AP": run.best, "out": str(run.out)}
