@@ -1,6 +1,7 @@
 """TensorRT path. CPU: the TRT-bound ONNX passes the static check and runs in ONNX Runtime; modules import
 without TensorRT. The `tensorrt` tests build and run engines wherever TensorRT and a GPU exist."""
 import importlib
+import json
 import sys
 
 import numpy as np
@@ -11,8 +12,9 @@ from onnx import TensorProto, helper, numpy_helper
 from edgedet.converters.pipeline import BuildRequest, export_artifact, get_artifact
 from edgedet.converters.trt_check import check_tensorrt_onnx
 from edgedet.errors import ArtifactError, BackendUnavailableError, InputError
-from edgedet.manifest import Manifest
+from edgedet.manifest import Manifest, manifest_path
 from edgedet.runtimes import Detector
+from edgedet.weights import file_sha256
 
 
 @pytest.fixture(scope="module")
@@ -117,13 +119,40 @@ def test_check_cli(trt_onnx, capsys):
     assert main(["check", str(trt_onnx) + ".missing"]) == 2
 
 
-def test_modules_import_without_tensorrt(monkeypatch):
-    monkeypatch.setitem(sys.modules, "tensorrt", None)
-    importlib.reload(importlib.import_module("edgedet.converters.tensorrt_engine"))
-    importlib.reload(importlib.import_module("edgedet.runtimes.tensorrt_runner"))
-    from edgedet.tensorrt_lib import import_tensorrt
-    with pytest.raises(BackendUnavailableError, match=r"edgedet\[tensorrt\]"):
-        import_tensorrt()
+def test_without_tensorrt_modules_import_and_loading_names_the_extra(artifacts, tmp_path):
+    """In a fresh process where `import tensorrt` fails: every TensorRT module imports, and loading an engine
+    or building one says which extra to install (BackendUnavailableError, exit 2 from the CLI), never ImportError."""
+    import shutil
+    import subprocess
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"not a real plan")
+    data = json.loads(manifest_path(artifacts["onnx"]).read_text())
+    data["artifact"].update(file="m.engine", format="tensorrt", sha256=file_sha256(engine), size=engine.stat().st_size)
+    manifest_path(engine).write_text(json.dumps(data))
+    code = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorrt" or name.startswith("tensorrt."):
+            raise ImportError("blocked")
+sys.meta_path.insert(0, Block())
+import importlib
+for m in ("edgedet.converters.tensorrt_engine", "edgedet.runtimes.tensorrt_runner", "edgedet.tensorrt_lib",
+          "edgedet.cuda", "edgedet.converters.trt_check"):
+    importlib.import_module(m)
+from edgedet.errors import BackendUnavailableError
+from edgedet.runtimes import Detector
+try:
+    Detector.load({str(engine)!r})
+except BackendUnavailableError as e:
+    print("LOAD:", e)
+from edgedet.cli import main
+print("BUILD rc", main(["build", "--model", "test", "--out", {str(tmp_path / "b")!r}]))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "LOAD: backend 'tensorrt' is not available: install it with  pip install 'edgedet[tensorrt]'" in r.stdout
+    assert "BUILD rc 2" in r.stdout and "Traceback" not in r.stderr
 
 
 def test_engine_for_another_gpu_is_refused():
