@@ -17,6 +17,7 @@ from pathlib import Path
 from edgedet.configs import get_config
 from edgedet.devices import parse_device
 from edgedet.errors import ArtifactError, EdgeDetError, InputError
+from edgedet.fileio import locked
 from edgedet.manifest import Manifest
 from edgedet.options import validate_options
 from edgedet.registry import FormatSpec, get_format, load_object
@@ -116,15 +117,16 @@ def get_artifact(req: BuildRequest, rebuild: bool = False, root: Path | None = N
     spec = req.spec
     folder = (root or cache_dir() / "artifacts") / f"{req.model}-{spec.name}-{req.precision}-{cache_key(req)}"
     path = folder / f"{req.model}{spec.suffix}"
-    if not rebuild and path.is_file():
-        try:
-            Manifest.read(path, verify=True)
-            return BuildResult(path, True, 0.0)
-        except EdgeDetError:
-            pass  # stale or damaged cache entry: rebuild below
-    t0 = time.perf_counter()
-    builder(spec)(req, path)
-    return BuildResult(path, False, time.perf_counter() - t0)
+    with locked(folder.with_name(folder.name + ".lock")):  # one builder per entry, across processes
+        if not rebuild and path.is_file():
+            try:
+                Manifest.read(path, verify=True)
+                return BuildResult(path, True, 0.0)
+            except EdgeDetError:
+                pass  # stale or damaged cache entry: rebuilt below (written aside, then put in place)
+        t0 = time.perf_counter()
+        builder(spec)(req, path)
+        return BuildResult(path, False, time.perf_counter() - t0)
 
 
 def export_artifact(req: BuildRequest, out_dir: str | Path, name: str | None = None) -> Path:

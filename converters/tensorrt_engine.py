@@ -9,17 +9,22 @@ type the ONNX gives it, so FP32 post-processing stays FP32 and Q/DQ INT8 needs n
 flags are deprecated in 10.12 and gone in 11). On 8.6 the network is weakly typed: the FP16 flag (and the INT8
 flag for Q/DQ) is set, and the post-processing layers (names pp_*) are pinned to FP32 with precision
 constraints. DLA (Jetson) exists up to TensorRT 10.7 and needs an FP16 or INT8 network.
-TensorRT is imported only when a build runs: this module imports cleanly without it.
+TensorRT is imported only when a build runs: this module imports cleanly without it (the module-level import
+is for mypy only; see edgedet.tensorrt_lib).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgedet.errors import ConversionError, InputError
 from edgedet.fileio import atomic_path, publish
 from edgedet.manifest import BatchSection, Manifest
 from edgedet.tensorrt_lib import import_tensorrt, trt_major
+
+if TYPE_CHECKING:
+    import tensorrt as trt
 
 DLA_LAST_VERSION = (10, 7)      # DLA is not in TensorRT releases after 10.7
 STRONGLY_TYPED_FROM = 10        # build strongly typed from this major on
@@ -67,7 +72,9 @@ class EngineOptions:
         return strongly
 
 
-def _network(trt, builder, onnx_path: Path, strongly_typed: bool, major: int, logger):
+def _network(builder: trt.Builder, onnx_path: Path, strongly_typed: bool, major: int,
+             logger: trt.ILogger) -> tuple[trt.INetworkDefinition, trt.OnnxParser]:
+    import tensorrt as trt
     flags = 0
     if major < 10:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
@@ -81,8 +88,9 @@ def _network(trt, builder, onnx_path: Path, strongly_typed: bool, major: int, lo
     return network, parser
 
 
-def _pin_postprocess_fp32(trt, network) -> int:
+def _pin_postprocess_fp32(network: trt.INetworkDefinition) -> int:
     """Weakly typed (8.6): keep the post-processing layers in FP32 so FP16 never reaches decode or NMS."""
+    import tensorrt as trt
     pinned = 0
     for i in range(network.num_layers):
         layer = network.get_layer(i)
@@ -95,7 +103,9 @@ def _pin_postprocess_fp32(trt, network) -> int:
     return pinned
 
 
-def _config(trt, builder, network, opts: EngineOptions, precision: str, strongly_typed: bool):
+def _config(builder: trt.Builder, network: trt.INetworkDefinition, opts: EngineOptions, precision: str,
+            strongly_typed: bool) -> trt.IBuilderConfig:
+    import tensorrt as trt
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, opts.workspace_mb << 20)
     config.builder_optimization_level = opts.optimization_level
@@ -104,7 +114,7 @@ def _config(trt, builder, network, opts: EngineOptions, precision: str, strongly
             config.set_flag(trt.BuilderFlag.FP16)
         if precision == "int8":
             config.set_flag(trt.BuilderFlag.INT8)
-        if _pin_postprocess_fp32(trt, network):
+        if _pin_postprocess_fp32(network):
             config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     if opts.dla_core is not None:
         config.default_device_type = trt.DeviceType.DLA
@@ -129,7 +139,7 @@ def _config(trt, builder, network, opts: EngineOptions, precision: str, strongly
     return config
 
 
-def _save_timing_cache(config, path: str) -> None:
+def _save_timing_cache(config: trt.IBuilderConfig, path: str) -> None:
     """After the engine is safe on disk: a failure here never loses the engine."""
     cache = config.get_timing_cache()
     if cache is None:
@@ -144,18 +154,20 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: Engine
     from edgedet.cuda import device_properties
     from edgedet.devices import parse_device
 
-    trt = import_tensorrt()
+    import_tensorrt()
+    import tensorrt as trt
     opts = options or EngineOptions()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     src = Manifest.read(onnx_path)
+    assert src.artifact is not None  # Manifest.read verified it
     strongly_typed = opts.resolve(trt.__version__, src.precision)
     # the device first: a driver that cannot run this CUDA fails here, before a long build
     device = device_properties(parse_device(opts.device, default="cuda").ordinal)
     major = trt_major(trt)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network, _parser = _network(trt, builder, onnx_path, strongly_typed, major, logger)
-    config = _config(trt, builder, network, opts, src.precision, strongly_typed)
+    network, _parser = _network(builder, onnx_path, strongly_typed, major, logger)
+    config = _config(builder, network, opts, src.precision, strongly_typed)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise ConversionError(f"TensorRT failed to build an engine from {onnx_path.name} (see the log above)")

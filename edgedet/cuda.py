@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,11 +16,14 @@ from edgedet.errors import BackendUnavailableError, EdgeDetError
 
 
 def _cudart():
+    """cuda.bindings.runtime, or cuda.cudart (the same API) on older cuda-python. Callers that want mypy to check
+    their calls bind the result as `if TYPE_CHECKING: from cuda.bindings import runtime as rt / else: rt = _cudart()`
+    (a function's return type cannot carry a module's attributes)."""
     try:
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
         return cudart
     except ImportError:
-        from cuda import cudart  # older cuda-python
+        from cuda import cudart  # type: ignore[no-redef]  # older cuda-python
         return cudart
 
 
@@ -34,7 +38,11 @@ class CudaPython:
     name = "cuda-python"
 
     def __init__(self, device: int = 0):
-        self.rt = _cudart()
+        if TYPE_CHECKING:
+            from cuda.bindings import runtime as rt
+        else:
+            rt = _cudart()
+        self.rt = rt
         self.device = int(device)
         _check(self.rt.cudaSetDevice(self.device))
         self.stream = _check(self.rt.cudaStreamCreateWithFlags(self.rt.cudaStreamNonBlocking))
@@ -136,7 +144,7 @@ class PyCuda:
         self.device = 0
         self.context = pycuda.autoinit.context
         self.stream = drv.Stream()
-        self._keep: dict[int, object] = {}
+        self._keep: dict[int, Any] = {}   # pycuda DeviceAllocation by address
 
     @contextlib.contextmanager
     def active(self):
@@ -219,7 +227,10 @@ def cuda_backend(device: int = 0):
 def device_properties(index: int = 0) -> dict:
     """GPU name, compute capability and CUDA runtime version, without creating a stream (nothing to close)."""
     try:
-        rt = _cudart()
+        if TYPE_CHECKING:
+            from cuda.bindings import runtime as rt
+        else:
+            rt = _cudart()
     except ImportError:
         backend = cuda_backend(index)   # pycuda: its context is process-wide anyway
         try:

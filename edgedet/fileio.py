@@ -92,3 +92,18 @@ def write_bytes_atomic(dest: str | Path, data: bytes) -> None:
             os.fsync(f.fileno())
         if os.path.getsize(tmp) != len(data):
             raise OSError(28, "short write (disk full?)", str(dest))
+
+
+@contextlib.contextmanager
+def locked(path: str | Path):
+    """An exclusive lock between processes (and threads) on `path` (created if missing), held for the block.
+    Two processes building the same cache entry: the second waits, then finds the first one's result."""
+    import fcntl
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import hashlib
 import json
 import platform
 import types
@@ -113,6 +114,7 @@ class Manifest:
     created: str = ""
     format_version: int = FORMAT_VERSION
     extra: dict = field(default_factory=dict)
+    content_sha256: str = ""             # SHA-256 of every other field: an edited manifest is detected
 
     # ------------------------------------------------------------------ derive / serialise
     def derive(self, **changes) -> "Manifest":
@@ -124,10 +126,14 @@ class Manifest:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise TypeError(f"Manifest has no field(s) {sorted(unknown)}")
-        return dataclasses.replace(self, **{"artifact": None, "created": "", **changes})
+        return dataclasses.replace(self, **{"artifact": None, "created": "", "content_sha256": "", **changes})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def content_hash(self) -> str:
+        body = {k: v for k, v in self.to_dict().items() if k != "content_sha256"}
+        return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     def write(self, artifact_path: str | Path, extra_files: tuple[str, ...] = ()) -> Path:
         """Hash the artifact (and its companion files) into the artifact section, then write the manifest
@@ -144,6 +150,7 @@ class Manifest:
         if not self.created:
             self.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         self.tools = {"python": platform.python_version(), **self.tools}
+        self.content_sha256 = self.content_hash()
         path = manifest_path(artifact_path)
         write_json_atomic(path, self.to_dict())
         return path
@@ -201,6 +208,9 @@ class Manifest:
     def verify_artifact(self, artifact_path: Path) -> None:
         art = self.artifact
         where = manifest_path(artifact_path).name
+        if self.content_sha256 and self.content_sha256 != self.content_hash():
+            raise ArtifactError(f"{where} was edited after it was written (its content hash differs): precision, "
+                                "tensor names or classes may no longer describe the artifact; re-export it")
         if art is None:
             raise ArtifactError(f"{where}: missing key 'artifact'")
         if art.file != artifact_path.name:

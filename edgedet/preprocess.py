@@ -18,12 +18,15 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as a uint8 BGR array (H, W, 3)."""
+    """Read an image file as a uint8 BGR array (H, W, 3), turned by its EXIF orientation as a viewer shows it
+    (phone photos), so boxes are in the displayed image's pixels. 16-bit images keep their depth until
+    to_bgr8 scales them."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image not found: {path}")
     data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    # IMREAD_COLOR applies the EXIF orientation (IMREAD_UNCHANGED would not); ANYDEPTH keeps 16-bit pixels
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
     if img is None:
         raise InputError(f"cannot read image {path}: not a supported image file or corrupt")
     return to_bgr8(img, str(path))

@@ -1,12 +1,18 @@
 """TensorRT facts both the engine builder (converters) and the runner (runtimes) need: importing the library
 with a clear error, its major version, and whether an engine's recorded device matches this one.
-TensorRT itself is imported only inside these functions."""
+TensorRT itself is imported only inside these functions.
+
+Typing (typecheck/run.sh): mypy cannot carry a module's attributes through a function's return type, so
+callers type-check TensorRT as `import_tensorrt()` (the clear error) followed by `import tensorrt as trt` (the
+module, typed by tensorrt-stubs; already loaded, so nothing more happens at run time)."""
 from __future__ import annotations
+
+from types import ModuleType
 
 from .errors import ArtifactError, BackendUnavailableError
 
 
-def import_tensorrt():
+def import_tensorrt() -> ModuleType:
     try:
         import tensorrt as trt
     except ImportError as e:
@@ -14,7 +20,7 @@ def import_tensorrt():
     return trt
 
 
-def trt_major(trt) -> int:
+def trt_major(trt: ModuleType) -> int:
     return int(trt.__version__.split(".")[0])
 
 

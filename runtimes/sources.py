@@ -94,7 +94,10 @@ class FolderSource(FrameSource):
 class CaptureOptions:
     open_timeout_s: float = 10.0
     read_timeout_s: float = 10.0
-    max_reconnects: int = 5         # live sources: reopen attempts after a drop (0 = never)
+    max_reconnects: int = 5         # live sources: reopen attempts after one drop (0 = never)
+    max_reconnects_total: int = 50  # live sources: successful reconnects over the whole run
+    reconnect_window_s: float = 300.0   # ... and at most max_reconnects_per_window within any such window,
+    max_reconnects_per_window: int = 10  # so a source that stalls again and again is given up
     backoff_s: float = 0.5          # first wait before reopening; doubles up to backoff_max_s
     backoff_max_s: float = 8.0
     max_bad_reads: int = 30         # files: consecutive undecodable frames before giving up
@@ -109,6 +112,7 @@ class CaptureSource(FrameSource):
         super().__init__(str(spec))
         self.spec = spec
         self.opt = options or CaptureOptions()
+        self._reconnected_at: list[float] = []
         self.cap = self._open()
         if self.cap is None:
             raise InputError(self._open_error())
@@ -180,6 +184,8 @@ class CaptureSource(FrameSource):
         if self.cap is not None:
             self.cap.release()
             self.cap = None
+        if self._over_budget():
+            return False
         wait = self.opt.backoff_s
         for attempt in range(1, self.opt.max_reconnects + 1):
             self.stats.note(f"source dropped; reconnect {attempt}/{self.opt.max_reconnects} in {wait:.1f}s")
@@ -189,11 +195,28 @@ class CaptureSource(FrameSource):
             self.cap = self._open()
             if self.cap is not None:
                 self.stats.reconnects += 1
+                self._reconnected_at.append(time.monotonic())
                 return True
             wait = min(wait * 2, self.opt.backoff_max_s)
         self.stats.ended = f"gave up after {self.opt.max_reconnects} reconnect attempts"
         self.stats.note(self.stats.ended)
         return False
+
+    def _over_budget(self) -> bool:
+        """A bounded total and a bounded rate of reconnects: a camera that delivers a few frames and stalls,
+        again and again, is given up rather than reconnected forever."""
+        now = time.monotonic()
+        recent = [t for t in self._reconnected_at if now - t <= self.opt.reconnect_window_s]
+        reason = None
+        if self.stats.reconnects >= self.opt.max_reconnects_total:
+            reason = f"gave up after {self.stats.reconnects} reconnects in total (max_reconnects_total)"
+        elif len(recent) >= self.opt.max_reconnects_per_window:
+            reason = (f"gave up: {len(recent)} reconnects within {self.opt.reconnect_window_s:g}s "
+                      "(max_reconnects_per_window)")
+        if reason:
+            self.stats.ended = reason
+            self.stats.note(reason)
+        return reason is not None
 
     def close(self) -> None:
         if self.cap is not None:

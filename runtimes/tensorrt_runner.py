@@ -32,7 +32,8 @@ class TensorRTRunner(Runner):
             raise InputError("cuda_graph cannot be used with in-graph NMS: NonMaxSuppression has a "
                              "data-dependent output shape, which CUDA graphs cannot capture; build the engine with "
                              "--postprocess host to use CUDA graphs")
-        trt = import_tensorrt()
+        import_tensorrt()
+        import tensorrt as trt   # loaded by import_tensorrt(); typed for mypy (see edgedet.tensorrt_lib)
         self.trt = trt
         self.cuda = cuda_backend(device.ordinal)
         check_engine_device(manifest.device, self.cuda.device_properties(device.ordinal), trt.__version__)
@@ -53,7 +54,7 @@ class TensorRTRunner(Runner):
 
     @property
     def device(self) -> str:
-        return f"cuda ({self.manifest.device.get('gpu', '?')})"
+        return f"cuda ({(self.manifest.device or {}).get('gpu', '?')})"
 
     @property
     def input_shape(self):
@@ -161,6 +162,6 @@ class TensorRTRunner(Runner):
     def close(self) -> None:
         if getattr(self, "_buffers", None) is not None and hasattr(self, "cuda"):
             self._free_buffers()
-            self.context = self.engine = None
+            self.context = self.engine = None  # type: ignore[assignment]  # released: unusable after close()
             self.cuda.close()
 

@@ -80,3 +80,25 @@ def artifacts(tmp_path_factory, test_weights):
         "openvino_graph": export_artifact(BuildRequest("test", "openvino", weights=w, postprocess="graph"), out / "ovg"),
     }
     return paths
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A real, nearly full filesystem: a size-limited tmpfs mounted for the test (needs root, as on the CI
+    machines). Yields (folder, fill) where fill(left_bytes) leaves about that many bytes free."""
+    import subprocess
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()}); the ENOSPC double tests cover this path")
+
+    def fill(left: int) -> None:
+        st = os.statvfs(mnt)
+        free = st.f_bavail * st.f_frsize
+        with open(mnt / "filler.bin", "wb") as f:
+            f.write(b"\0" * max(0, free - left))
+    try:
+        yield mnt, fill
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

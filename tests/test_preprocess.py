@@ -88,3 +88,21 @@ def test_batched_nms_matches_torchvision():
 def test_decode_identity_gives_anchor():
     anchors = np.array([[10, 20, 50, 100]], np.float32)  # y1 x1 y2 x2
     np.testing.assert_allclose(decode_boxes(np.zeros((1, 4), np.float32), anchors), [[20, 10, 100, 50]])
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    """Issue 16 #5: a phone photo stored landscape with EXIF orientation 6 (rotate 90 CW) is read as displayed,
+    portrait, as OpenCV's default imread and PIL's exif_transpose show it."""
+    from PIL import Image
+    stored = np.zeros((60, 100, 3), np.uint8)
+    stored[:, :50] = (0, 0, 255)                 # left half red (RGB) in the stored pixels
+    img = Image.fromarray(stored)
+    exif = img.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    img.save(path, exif=exif.tobytes(), quality=95)
+    got = read_image(path)
+    assert got.shape == (100, 60, 3)             # displayed: portrait
+    from PIL import ImageOps
+    shown = cv2.cvtColor(np.asarray(ImageOps.exif_transpose(Image.open(path))), cv2.COLOR_RGB2BGR)
+    assert np.abs(got.astype(int) - shown.astype(int)).mean() < 2

@@ -241,7 +241,7 @@ def detect_stream(a) -> int:
     except BaseException:
         det.close()
         raise
-    interrupted = []
+    interrupted, ok = [], False
     try:
         outputs.open(stream)
         total = sum(s.total or 0 for s in stream.sources) if all(s.total for s in stream.sources) else None
@@ -261,13 +261,14 @@ def detect_stream(a) -> int:
                 bar.update(1)
                 if outputs.window.quit:
                     stream.stop()
+            ok = True
         finally:
             _install(previous)
             bar.close()
     finally:
         stream.close()
         try:
-            outputs.close()
+            outputs.close() if ok else outputs.abort()   # a failed run publishes nothing
         finally:
             det.close()
     return _report_stream(a, stream, det, outputs, bool(interrupted))
@@ -290,6 +291,9 @@ def _report_stream(a, stream, det, outputs: _Outputs, interrupted: bool) -> int:
     if summary["frames"] == 0 and not interrupted:
         events = [e for s in summary["sources"] for e in s["events"]]
         raise InputError("no frame could be read" + (f": {events[-1]}" if events else ""))
+    given_up = [s for s in summary["sources"] if (s["ended"] or "").startswith("gave up")]
+    if given_up and not interrupted:   # outputs are written; the run still failed
+        raise EdgeDetError(f"source {given_up[0]['source']}: {given_up[0]['ended']}")
     return 130 if interrupted else 0
 
 

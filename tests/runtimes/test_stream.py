@@ -290,3 +290,16 @@ def test_soak_10k_frames_memory_flat(artifacts, tmp_path):
     res = run_soak(det, video, warmup=1000, every=500)
     assert res["frames"] == 10_000 and res["stream"]["sources"][0]["corrupt"] == 0
     assert res["rss_max_growth_pct"] < 5.0, res["samples"]
+
+
+def test_reconnects_are_bounded_in_total_and_rate(tmp_path):
+    """Issue 16 #10: a 'camera' that delivers a few frames and then drops, again and again (a short file opened
+    as a live URL), is given up after the total cap, and after the per-window cap."""
+    from edgedet.runtimes.sources import CaptureSource
+    clip = make_video(tmp_path / "short.mp4", 5, size=(64, 48))
+    src = CaptureSource(str(clip), "url", CaptureOptions(max_reconnects_total=3, backoff_s=0.01))
+    frames = sum(1 for _ in src)
+    assert src.stats.reconnects == 3 and frames == 4 * 5
+    assert src.stats.ended.startswith("gave up after 3 reconnects in total")
+    src = CaptureSource(str(clip), "url", CaptureOptions(max_reconnects_per_window=2, backoff_s=0.01))
+    assert sum(1 for _ in src) == 3 * 5 and src.stats.ended.startswith("gave up: 2 reconnects within")
