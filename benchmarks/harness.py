@@ -111,14 +111,13 @@ def bench_row(model: str, spec: BackendSpec, cfg: BenchConfig, images: list[np.n
 
 
 def _measure(det, built, t_load, model, backend, precision, cfg, images, cost) -> dict:
+    """Cold start, then end-to-end iterations; `net` is the inference call timed inside those same iterations
+    (so net <= e2e always holds), pre and post likewise."""
     det(images[0])
     cold_ms = (time.perf_counter() - t_load) * 1e3
-
     batch = det.preprocess([images[0]])[0].copy()
-    net = time_calls(lambda: det.infer(batch), cfg.iters, cfg.warmup)
     # GPU backends: compute alone (CUDA events, input already on the device), apart from copies and pre/post
     device_ms = det.runner.device_time_ms({det.input_name: batch}, cfg.iters, cfg.warmup)
-
     cycle = {"i": 0}
     stages = {"pre": [], "infer": [], "post": []}
 
@@ -126,31 +125,40 @@ def _measure(det, built, t_load, model, backend, precision, cfg, images, cost) -
         img = images[cycle["i"] % len(images)]
         cycle["i"] += 1
         det(img)
-        stages["pre"].append(det.timing.pre)
-        stages["infer"].append(det.timing.infer)
-        stages["post"].append(det.timing.post)
+        for k in stages:
+            stages[k].append(getattr(det.timing, k))
 
     e2e = time_calls(e2e_call, cfg.iters, cfg.warmup)
     for v in stages.values():
         del v[:cfg.warmup]
     n_det = len(det(images[0]))
-    device = det.device
+    device, executed = det.device, det.runner.execution_precision
+    accuracy = evaluate_row(det, cfg)
     det.close()
-
-    e2e_s, net_s = summarize(e2e), summarize(net)
+    e2e_s, net_s = summarize(e2e), summarize(stages["infer"])
     fps_b1 = 1000.0 / e2e_s["p50"]
+    achieved = cost.gflops / (net_s["p50"] / 1e3)
     return {
-        "model": model, "backend": backend, "precision": precision, "batch": 1, "device": device,
-        "input_size": list(det.image_size), "weights": cfg.weights or "random-init (timing only)",
+        "model": model, "backend": backend, "precision": precision, "executed_precision": executed, "batch": 1,
+        "device": device, "input_size": list(det.image_size), "weights": cfg.weights or "random-init (timing only)",
         "net_ms": net_s, "e2e_ms": e2e_s, "device_ms": summarize(device_ms) if device_ms else None,
         "stage_ms_p50": {k: round(float(np.median(v)), 3) for k, v in stages.items()},
         "fps_b1": round(fps_b1, 2), "net_fps_b1": round(1000.0 / net_s["p50"], 2),
         "throughput": None,
         "params": cost.params, "gmacs": round(cost.gmacs, 4), "gflops": round(cost.gflops, 4),
-        "fps_per_gflop": round(fps_b1 / cost.gflops, 3),
+        "fps_per_gflop": round(fps_b1 / cost.gflops, 3), "achieved_gflops_per_s": round(achieved, 2),
         "build_s": round(built.seconds, 2), "artifact_cached": built.cached, "cold_start_ms": round(cold_ms, 1),
-        "detections_on_first_image": n_det, "score_threshold": cfg.conf,
+        "detections_on_first_image": n_det, "score_threshold": cfg.conf, **accuracy,
     }
+
+
+def evaluate_row(det, cfg: BenchConfig) -> dict:
+    """With a COCO json as --data: AP and AP50 of this row's artifact, through the same code as `edgedet eval`."""
+    if not cfg.data or not str(cfg.data).endswith(".json"):
+        return {}
+    from edgedet.evaluation import evaluate_detector
+    stats = evaluate_detector(det, cfg.data)
+    return {"AP": stats["AP"], "AP50": stats["AP50"], "eval_images": stats["images"]}
 
 
 def measure_throughput(model: str, spec: BackendSpec, cfg: BenchConfig, images) -> dict:
@@ -247,7 +255,7 @@ def run_bench(cfg: BenchConfig, on_row=None, progress=None) -> dict:
     images = sample_images(cfg.data)
     report = {"config": {**{k: v for k, v in vars(cfg).items() if k != "backends"},
                          "backends": [b.name for b in cfg.backends]}, "environment": environment(),
-              "rows": [], "baselines": [], "interrupted": False}
+              "gemm_peak": gemm_peak(), "rows": [], "baselines": [], "interrupted": False}
     # (table, job): each job measures one row
     jobs = [("rows", lambda m=m, b=b: bench_row(m, b, cfg, images)) for m in models for b in cfg.backends]
     jobs += [("rows", lambda a=a: artifact_row(a, cfg, images)) for a in cfg.artifacts]
@@ -265,7 +273,22 @@ def run_bench(cfg: BenchConfig, on_row=None, progress=None) -> dict:
         report["interrupted"] = True
     report["seconds"] = round(time.time() - started, 1)
     report["ratios"] = ratios(report)
+    peak = report["gemm_peak"]["gflops_per_s"]
+    for row in report["rows"]:
+        if "achieved_gflops_per_s" in row:
+            row["fraction_of_gemm_peak"] = round(row["achieved_gflops_per_s"] / peak, 4)
     return report
+
+
+def gemm_peak(n: int = 1024, iters: int = 10) -> dict:
+    """This machine's FP32 GEMM rate now, measured in the same run (numpy's BLAS, all cores): the reference for
+    each row's achieved GFLOP/s."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), np.float32), rng.standard_normal((n, n), np.float32)
+    a @ b
+    times = time_calls(lambda: a @ b, iters, 2)
+    best = min(times) / 1e3
+    return {"gflops_per_s": round(2 * n ** 3 / best / 1e9, 1), "how": f"numpy float32 {n}x{n} matmul, best of {iters}"}
 
 
 def ratios(report: dict) -> list[dict]:

@@ -7,18 +7,24 @@ from pathlib import Path
 
 from edgedet.fileio import atomic_path, write_json_atomic
 
-COLUMNS = ["model", "backend", "precision", "GFLOPs", "gpu p50", "net p50", "e2e p50", "e2e p90", "e2e p99", "FPS b1",
-           "thr FPS", "FPS/GFLOP", "cold ms"]
+COLUMNS = ["model", "backend", "precision", "runs as", "GFLOPs", "gpu p50", "net p50", "e2e p50", "e2e p90",
+           "e2e p99", "FPS b1", "thr FPS", "FPS/GFLOP", "GFLOP/s", "%peak", "AP", "AP50", "cold ms"]
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def _cells(r: dict) -> list[str]:
     thr = r.get("throughput") or {}
-    gpu = r.get("device_ms")
-    return [r["model"], r["backend"], r["precision"], f"{r['gflops']:.2f}", f"{gpu['p50']:.2f}" if gpu else "-",
-            f"{r['net_ms']['p50']:.2f}",
-            f"{r['e2e_ms']['p50']:.2f}", f"{r['e2e_ms']['p90']:.2f}", f"{r['e2e_ms']['p99']:.2f}", f"{r['fps_b1']:.1f}",
+    gpu = r.get("device_ms") or {}
+    peak = r.get("fraction_of_gemm_peak")
+    return [r["model"], r["backend"], r["precision"], r.get("executed_precision", "-"), f"{r['gflops']:.2f}",
+            _fmt(gpu.get("p50"), ".2f"), f"{r['net_ms']['p50']:.2f}", f"{r['e2e_ms']['p50']:.2f}",
+            f"{r['e2e_ms']['p90']:.2f}", f"{r['e2e_ms']['p99']:.2f}", f"{r['fps_b1']:.1f}",
             f"{thr['fps']:.1f}@b{thr['batch']}" if thr else "-", f"{r['fps_per_gflop']:.2f}",
-            f"{r['cold_start_ms']:.0f}" if "cold_start_ms" in r else "-"]
+            _fmt(r.get("achieved_gflops_per_s"), ".1f"), _fmt(None if peak is None else 100 * peak, ".1f"),
+            _fmt(r.get("AP"), ".4f"), _fmt(r.get("AP50"), ".4f"), _fmt(r.get("cold_start_ms"), ".0f")]
 
 
 def table(report: dict) -> str:
@@ -27,12 +33,20 @@ def table(report: dict) -> str:
     fmt = lambda cells: "  ".join(c.rjust(w) if i > 2 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     lines = [fmt(COLUMNS), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
     env = report["environment"]
-    lines.append(f"latency in ms (p50/p90/p99 over per-iteration times; gpu = device compute by CUDA events, "
-                 f"net = inference call with copies, e2e = image in, detections out); GFLOPs = 2 x multiply-adds; "
-                 f"{env['cpu']}, {env['affinity_cores']} cores" + (f", {env['gpu']}" if env.get("gpu") else ""))
+    peak = report.get("gemm_peak") or {}
+    lines.append("latency in ms, p50/p90/p99 of per-iteration times; e2e = image in, detections out; net = the "
+                 "inference call (with copies) timed inside the same e2e iterations, so net <= e2e; gpu = device "
+                 "compute by CUDA events; GFLOPs = 2 x multiply-adds; GFLOP/s = GFLOPs / net p50; %peak = GFLOP/s "
+                 f"over this machine's FP32 GEMM rate measured in this run ({peak.get('gflops_per_s', '?')} GFLOP/s, "
+                 f"{peak.get('how', '')}); 'runs as' = the precision the backend executed")
+    lines.append(f"{env['cpu']}, {env['affinity_cores']} cores, ISA {' '.join(env.get('cpu_flags') or ['?'])}"
+                 + (f", {env['gpu']}" if env.get("gpu") else ""))
     for r in report.get("ratios", []):
+        where = "" if (r.get("best_device") or "CPU").startswith("CPU") == (r.get("baseline_device") or "CPU") \
+            .startswith("CPU") else f" (edgedet on {r.get('best_device')}, baseline on {r.get('baseline_device')})"
         lines.append(f"{r['model']}: best edgedet ({r['best_backend']} {r['best_precision']}) {r['best_e2e_p50_ms']:.2f} ms "
-                     f"vs effdet eager {r['baseline_e2e_p50_ms']:.2f} ms end-to-end: {r['speedup_vs_effdet_eager']:.2f}x")
+                     f"vs effdet eager {r['baseline_e2e_p50_ms']:.2f} ms end-to-end: {r['speedup_vs_effdet_eager']:.2f}x"
+                     + where)
     if report.get("interrupted"):
         lines.append("INTERRUPTED: rows above are the ones completed before Ctrl-C")
     return "\n".join(lines)
@@ -51,6 +65,8 @@ def flat_rows(report: dict) -> list[dict]:
             "e2e_p99_ms": r["e2e_ms"]["p99"], "fps_b1": r["fps_b1"], "throughput_fps": thr.get("fps"),
             "throughput_batch": thr.get("batch"), "fps_per_gflop": r["fps_per_gflop"],
             "build_s": r.get("build_s"), "cold_start_ms": r.get("cold_start_ms"),
+            "executed_precision": r.get("executed_precision"), "achieved_gflops_per_s": r.get("achieved_gflops_per_s"),
+            "fraction_of_gemm_peak": r.get("fraction_of_gemm_peak"), "AP": r.get("AP"), "AP50": r.get("AP50"),
         })
     return out
 
@@ -74,7 +90,47 @@ def write_outputs(report: dict, out_dir: str | Path, plot: bool = True) -> dict:
         p = plot_fps_vs_flops(report, out_dir / "fps_vs_flops.png")
         if p:
             paths["plot"] = p
+        p = plot_ap_vs_latency(report, out_dir / "ap_vs_latency.png")
+        if p:
+            paths["ap_plot"] = p
     return {k: str(v) for k, v in paths.items()}
+
+
+def pareto(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both latency (lower) and AP (higher)."""
+    return [i for i, (lat, ap) in enumerate(points)
+            if not any((l2 <= lat and a2 >= ap) and (l2 < lat or a2 > ap) for l2, a2 in points)]
+
+
+def plot_ap_vs_latency(report: dict, path: Path) -> Path | None:
+    """One point per model, backend and precision (rows evaluated with --data), the Pareto front marked."""
+    rows = [r for r in report["rows"] if r.get("AP") is not None]
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    if not rows:
+        return None
+    pts = [(r["e2e_ms"]["p50"], r["AP"]) for r in rows]
+    front = sorted(pareto(pts), key=lambda i: pts[i][0])
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    for r, (lat, ap) in zip(rows, pts):
+        ax.scatter(lat, ap, s=30)
+        ax.annotate(f"{r['model']} {r['backend']} {r.get('executed_precision') or r['precision']}", (lat, ap),
+                    textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", label="Pareto front")
+    ax.set_xlabel("end-to-end latency p50 at batch 1 (ms)")
+    ax.set_ylabel("AP (COCO, --data)")
+    ax.set_title(f"accuracy vs latency - {report['environment']['cpu']}", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
 
 
 def plot_fps_vs_flops(report: dict, path: Path) -> Path | None:

@@ -50,6 +50,11 @@ class Runner(ABC):
         """Run one batch synchronously."""
 
     @property
+    def execution_precision(self) -> str:
+        """The precision the backend actually runs (default: the artifact's own)."""
+        return self.manifest.precision
+
+    @property
     def input_shape(self) -> list:
         """The artifact's own input shape (ints, or a str/None for dynamic dims), to check the manifest."""
         return []

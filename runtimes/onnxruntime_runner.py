@@ -71,6 +71,11 @@ class OnnxRuntimeRunner(Runner):
     def input_shape(self):
         return list(self.session.get_inputs()[0].shape)
 
+    @property
+    def execution_precision(self) -> str:
+        """ONNX Runtime runs the graph's own types on its provider (no reduced-precision rewriting)."""
+        return f"{self.manifest.precision} ({self.session.get_providers()[0]})"
+
     def __call__(self, inputs):
         if self._io_binding:
             return self._run_bound(inputs)

@@ -67,7 +67,8 @@ class OpenVinoRunner(Runner):
         """The precision OpenVINO actually runs (its compiled INFERENCE_PRECISION_HINT on this device)."""
         try:
             value = self.compiled.get_property("INFERENCE_PRECISION_HINT")
-            return value.to_string() if hasattr(value, "to_string") else str(value)
+            value = value.to_string() if hasattr(value, "to_string") else str(value)
+            return value if self.manifest.precision != "int8" else f"int8 + {value}"
         except Exception:
             return "unknown"
 

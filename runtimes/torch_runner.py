@@ -69,6 +69,10 @@ class TorchRunner(Runner):
             return f"{self.torch_device} ({torch.cuda.get_device_name(self.torch_device)})"
         return "CPU"
 
+    @property
+    def execution_precision(self) -> str:
+        return {torch.float16: "fp16", torch.float32: "fp32"}[self.dtype]
+
     @torch.inference_mode()
     def run_tensor(self, x: torch.Tensor):
         if self.channels_last:

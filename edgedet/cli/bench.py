@@ -20,7 +20,8 @@ def add_arguments(p):
     p.add_argument("--iters", type=positive, default=50)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--mode", choices=["latency", "throughput"], default="latency")
-    p.add_argument("--data", help="image folder (or COCO json) for end-to-end timing")
+    p.add_argument("--data", help="image folder for end-to-end timing, or a COCO json: timing on its images and "
+                                  "AP/AP50 of every row on it (the same evaluation as edgedet eval)")
     p.add_argument("--weights", help="checkpoint to benchmark (default: random init; timing only)")
     p.add_argument("--conf", type=probability, default=0.25, help="deploy score threshold used end-to-end")
     p.add_argument("--device", help="cpu / cuda / cuda:N / gpu")

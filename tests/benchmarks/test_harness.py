@@ -85,3 +85,44 @@ def test_missing_backend_cli(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     assert main(["bench", "--model", "test", "--backend", "trt"]) == 2
     assert "pip install 'edgedet[tensorrt]'" in capsys.readouterr().err
+
+
+def test_honest_columns(report):
+    """net is timed inside the e2e iterations (net <= e2e); each row says what precision actually ran; achieved
+    GFLOP/s is set against this machine's GEMM rate measured in the same run; ISA flags are recorded."""
+    assert report["gemm_peak"]["gflops_per_s"] > 1
+    for r in report["rows"]:
+        assert r["net_ms"]["p50"] <= r["e2e_ms"]["p50"]
+        assert r["executed_precision"] and r["executed_precision"] != "-"
+        assert r["achieved_gflops_per_s"] == pytest.approx(r["gflops"] / (r["net_ms"]["p50"] / 1e3), rel=1e-2)
+        assert 0 < r["fraction_of_gemm_peak"] == pytest.approx(
+            r["achieved_gflops_per_s"] / report["gemm_peak"]["gflops_per_s"], rel=1e-2)
+    ov = next(r for r in report["rows"] if r["backend"] == "openvino")
+    assert ov["executed_precision"] in ("f32", "bf16", "f16")
+    assert isinstance(report["environment"]["cpu_flags"], list)
+
+
+def test_bench_with_coco_data_reports_ap_like_eval(tmp_path, capsys):
+    """--data val.json: AP/AP50 next to each row's latency, equal to `edgedet eval` on the same artifact; the
+    accuracy-vs-latency plot is written."""
+    from pathlib import Path
+
+    from edgedet.data.synthetic import generate
+    ref = Path(__file__).resolve().parents[2] / "tests" / "assets" / "reference_d0_shapes_fp16.pth"
+    val = generate(tmp_path / "shapes", "val", 8, size=256, seed=3)
+    assert main(["bench", "--model", "d0", "--weights", str(ref), "--imgsz", "256", "--backend", "onnxruntime",
+                 "--iters", "3", "--warmup", "1", "--data", str(val), "--no-baseline", "--out",
+                 str(tmp_path / "out"), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["rows"][0]
+    assert 0 < row["AP"] <= 1 and row["AP50"] >= row["AP"]
+    assert main(["eval", "--model", "d0", "--weights", str(ref), "--imgsz", "256", "--backend", "onnxruntime",
+                 "--data", str(val), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert abs(stats["AP"] - row["AP"]) <= 1e-4 and abs(stats["AP50"] - row["AP50"]) <= 1e-4
+    assert (tmp_path / "out" / "ap_vs_latency.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_pareto_front():
+    from benchmarks.report import pareto
+    pts = [(10, 0.5), (20, 0.6), (15, 0.45), (30, 0.6), (5, 0.3)]
+    assert sorted(pareto(pts)) == [0, 1, 4]
