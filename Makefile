@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: bench test venv clean
+.PHONY: bench test typecheck venv clean
 
 venv: $(VENV)/.installed
 
@@ -26,6 +26,11 @@ bench: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# Static checks of the TensorRT/CUDA code: mypy against tensorrt-stubs and cuda-python, and the names the code
+# uses checked against what the real TensorRT 8.6 / 10 / 11 bindings define (typecheck/trt_names.json).
+typecheck: venv
+	PROJECT_PY=$(BIN)/python PY=$(PY) bash typecheck/run.sh
 
 clean:
 	rm -rf $(VENV) $(OUT) build dist *.egg-info

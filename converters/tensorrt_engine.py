@@ -62,6 +62,9 @@ class EngineOptions:
         strongly = major >= STRONGLY_TYPED_FROM if self.strongly_typed is None else self.strongly_typed
         if major >= 11 and not strongly:
             raise InputError(f"TensorRT {trt_version} builds strongly typed networks only: drop strongly_typed=False")
+        if strongly and major < STRONGLY_TYPED_FROM:
+            raise InputError(f"TensorRT {trt_version} has no strongly typed networks (from 10 on): drop "
+                             "strongly_typed=True")
         if self.dla_core is not None:
             if _version_tuple(trt_version) > DLA_LAST_VERSION:
                 raise InputError(f"DLA is not supported by TensorRT {trt_version} (last in "

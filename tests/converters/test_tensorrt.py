@@ -220,6 +220,7 @@ def test_trtexec_command_for_int8_dla():
     ("10.13.0", {"dla_core": 0}, "DLA is not supported by TensorRT 10.13.0"),
     ("10.3.0", {"dla_core": 0}, "DLA runs FP16 or INT8 layers only"),            # with an FP32 ONNX
     ("11.4.0", {"strongly_typed": False}, "builds strongly typed networks only"),
+    ("8.6.1", {"strongly_typed": True}, "has no strongly typed networks"),
 ])
 def test_engine_options_refused_for_the_version(version, options, message):
     from edgedet.converters.tensorrt_engine import EngineOptions
