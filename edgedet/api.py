@@ -13,15 +13,45 @@ from .registry import BACKENDS, BackendSpec, get_backend
 # keyword arguments of load() that describe the artifact to build for a model name (the rest are runtime options)
 BUILD_KEYS = ("weights", "imgsz", "precision", "batch", "max_batch", "postprocess", "num_classes", "class_names",
               "build_options")
-DEFAULT_ORDER = ("openvino", "onnxruntime", "torch")
 
 
-def default_backend() -> BackendSpec:
-    """The first installed CPU backend, in DEFAULT_ORDER."""
-    for name in DEFAULT_ORDER:
-        if BACKENDS[name].available():
-            return BACKENDS[name]
-    return BACKENDS["onnxruntime"]
+def choose_backend(model: str, **build_kw):
+    """The measured default backend for a model name on this machine (edgedet.auto_backend): a Choice with the
+    spec and the reason."""
+    from .auto_backend import choose
+
+    def load_on(spec):
+        from .runtimes import Detector
+        built = build(model, spec, **build_kw)
+        return Detector.load(built.path, backend=spec, **spec.options_for("latency"))
+    return choose(model, build_kw.get("imgsz"), load_on, _probe_image())
+
+
+def default_backend(model: str | None = None, **build_kw) -> BackendSpec:
+    """The measured fastest installed CPU backend for `model` (cached per machine); without a model, the first
+    installed candidate."""
+    from .auto_backend import candidates
+    if model is None:
+        specs = candidates()
+        return specs[0] if specs else BACKENDS["onnxruntime"]
+    return choose_backend(model, **build_kw).backend
+
+
+def _probe_image():
+    """A real photograph (scikit-image) or a textured frame: what the timing runs on."""
+    import numpy as np
+    try:
+        import cv2
+        from skimage import data
+        return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    except ImportError:
+        rng = np.random.default_rng(0)
+        return rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+
+
+def _timing_keys(build: dict) -> dict:
+    """The build keywords that change what the default-backend measurement times."""
+    return {k: build[k] for k in ("weights", "imgsz", "num_classes", "postprocess") if build.get(k) is not None}
 
 
 def is_model_name(source) -> bool:
@@ -33,7 +63,7 @@ def build(model: str, backend: "str | BackendSpec | None" = None, device: str | 
           **build):
     """The cached artifact of `model` for a backend (its first format); returns a converters BuildResult."""
     from .converters.pipeline import BuildRequest, get_artifact
-    spec = get_backend(backend) if backend is not None else default_backend()
+    spec = get_backend(backend) if backend is not None else default_backend(model, **_timing_keys(build))
     options = dict(build.pop("build_options", None) or {})
     names = build.pop("class_names", None)
     req = BuildRequest(model=str(model), format=spec.build_format.name, device=device, options=options,
@@ -56,8 +86,8 @@ def load(source, backend: "str | BackendSpec | None" = None, device: str | None 
             raise InputError(f"{', '.join(build_kw)} applies to model names only; '{source}' is an artifact "
                              "(its manifest fixes how it was built)")
         return Detector.load(source, backend=backend, device=device, **kwargs)
-    spec = get_backend(backend) if backend is not None else default_backend()
     if build_kw.get("weights") is not None:
         build_kw["weights"] = str(build_kw["weights"])
+    spec = get_backend(backend) if backend is not None else default_backend(str(source), **_timing_keys(build_kw))
     built = build(str(source), spec, device if spec.build_format.device_specific else None, rebuild, **build_kw)
     return Detector.load(built.path, backend=spec, device=device, **kwargs)

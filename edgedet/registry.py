@@ -54,6 +54,7 @@ class BackendSpec:
     static_check: str = ""             # "module:function"(onnx, min_batch, max_batch) -> report, runs without it
     # runtime options for exact FP32 arithmetic (parity tests, accuracy gates): no reduced-precision hints
     exact_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    auto: bool = False                 # a candidate when no backend is named (measured on this machine)
     description: str = ""
 
     @property
@@ -100,10 +101,10 @@ FORMATS: dict[str, FormatSpec] = {f.name: f for f in (
 
 BACKENDS: dict[str, BackendSpec] = {b.name: b for b in (
     BackendSpec("onnxruntime", "edgedet.runtimes.onnxruntime_runner:OnnxRuntimeRunner", "onnxruntime",
-                "onnxruntime", ("onnx",), ("cpu", "cuda"), aliases=("ort",),
+                "onnxruntime", ("onnx",), ("cpu", "cuda"), aliases=("ort",), auto=True,
                 run_options=_ro({"latency": {"hint": "LATENCY"}, "throughput": {"hint": "THROUGHPUT"}})),
     BackendSpec("openvino", "edgedet.runtimes.openvino_runner:OpenVinoRunner", "openvino", "openvino",
-                ("openvino", "onnx"), ("cpu", "gpu", "npu", "auto"), aliases=("ov",),
+                ("openvino", "onnx"), ("cpu", "gpu", "npu", "auto"), aliases=("ov",), auto=True,
                 exact_options=MappingProxyType({"inference_precision": "f32"}),
                 run_options=_ro({"latency": {"hint": "LATENCY"}, "throughput": {"hint": "THROUGHPUT"}})),
     BackendSpec("tensorrt", "edgedet.runtimes.tensorrt_runner:TensorRTRunner", "tensorrt", "tensorrt",

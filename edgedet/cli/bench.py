@@ -13,7 +13,8 @@ HELP = "benchmark latency, FPS and FPS/FLOP of models on backends"
 
 def add_arguments(p):
     p.add_argument("--model", type=models, default=[], help="comma list, e.g. d0,d1,d2 (or only --artifact)")
-    p.add_argument("--backend", default="openvino", help="comma list: openvino,onnxruntime,torch,trt")
+    p.add_argument("--backend", default="auto", help="comma list: openvino,onnxruntime,torch,trt, or auto (the "
+                                                     "backend measured fastest here for the first model)")
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32")
     p.add_argument("--batch", type=positive, default=1, help="batch of the throughput measurement")
     p.add_argument("--imgsz", type=positive)
@@ -32,18 +33,34 @@ def add_arguments(p):
     p.add_argument("--json", action="store_true")
 
 
+def _backends(a) -> list:
+    """Parse --backend once; 'auto' resolves to the measured default for the first model, said with why."""
+    from edgedet.api import choose_backend
+    from edgedet.registry import parse_backends
+    names = [n.strip() for n in a.backend.split(",") if n.strip()]
+    specs = []
+    for name in names:
+        if name.lower() == "auto":
+            build = {k: v for k, v in (("weights", a.weights), ("imgsz", a.imgsz)) if v}
+            choice = choose_backend(a.model[0], **build)
+            print(f"backend auto -> {choice.backend.name} ({choice.reason})", file=sys.stderr)
+            specs.append(choice.backend)
+        else:
+            specs += parse_backends(name)
+    return list(dict.fromkeys(specs))
+
+
 def run(a) -> int:
     from edgedet.benchmarks.harness import BenchConfig, run_bench
     from edgedet.benchmarks.report import table, write_outputs
     from edgedet.progress import progress
-    from edgedet.registry import parse_backends
 
     if a.precision == "int8":
         raise InputError("INT8 artifacts come from 'edgedet calibrate'; time them with --artifact PATH[,PATH]")
     artifacts = [s.strip() for s in a.artifact.split(",") if s.strip()]
     if not a.model and not artifacts:
         raise InputError("give --model NAMES and/or --artifact PATHS")
-    backends = parse_backends(a.backend) if a.model else []
+    backends = _backends(a) if a.model else []
     cfg = BenchConfig(models=a.model, backends=backends, precision=a.precision, batch=a.batch,
                       imgsz=a.imgsz, iters=a.iters, warmup=a.warmup, mode=a.mode, data=a.data, weights=a.weights,
                       conf=a.conf, device=a.device, baseline=not a.no_baseline, artifacts=artifacts)

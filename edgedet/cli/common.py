@@ -48,8 +48,25 @@ def emit(obj, as_json: bool, text: str) -> None:
     print(json.dumps(obj, indent=2) if as_json else text)
 
 
+def resolve_backend(a):
+    """--backend as given, or for a model name the measured default (said on stderr, with why)."""
+    import sys
+
+    from edgedet.api import choose_backend, is_model_name
+    if a.backend or not is_model_name(a.model):
+        return a.backend
+    choice = choose_backend(a.model, **build_keywords(a))
+    print(f"backend: {choice.backend.name} ({choice.reason})", file=sys.stderr)
+    return choice.backend
+
+
+def build_keywords(a) -> dict:
+    return {k: v for k, v in (("weights", getattr(a, "weights", None)), ("imgsz", getattr(a, "imgsz", None))) if v}
+
+
 def load_detector(a, **options):
     """The Detector of --model/--backend/--device/--conf (+ --weights/--imgsz for a model name)."""
-    from edgedet.api import load
-    build = {k: v for k, v in (("weights", getattr(a, "weights", None)), ("imgsz", getattr(a, "imgsz", None))) if v}
+    from edgedet.api import load, is_model_name
+    a.backend = resolve_backend(a)
+    build = build_keywords(a) if is_model_name(a.model) else {}
     return load(a.model, backend=a.backend, device=a.device, score_threshold=a.conf, **build, **options)

@@ -52,15 +52,11 @@ def run(a) -> int:
 
 def _hint(a) -> dict:
     """The stream's performance hint, for backends that declare one."""
-    from edgedet.api import is_model_name
     from edgedet.registry import backend_for, get_backend
-    if a.backend:
-        spec = get_backend(a.backend)
-    elif is_model_name(a.model):
-        from edgedet.api import default_backend
-        spec = default_backend()
-    else:
-        spec = backend_for(a.model)
+
+    from .common import resolve_backend
+    a.backend = resolve_backend(a)
+    spec = get_backend(a.backend) if a.backend else backend_for(a.model)
     return {"hint": a.hint.upper()} if "hint" in spec.runner_class().OPTIONS else {}
 
 

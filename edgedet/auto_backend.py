@@ -1,0 +1,110 @@
+"""The default backend, measured: when no backend is named, the installed CPU candidates (BACKENDS rows with
+auto=True) are timed end to end on this machine for this model and input size, and the fastest is chosen.
+
+The result is cached in the artifact cache, keyed by CPU model and ISA flags, model, input size and library
+versions, so the measurement runs once per machine and model. Which CPU wins differs by machine (AVX2-only vs
+AVX-512/VNNI/BF16); nothing here assumes a winner."""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import dataclass
+from importlib import metadata
+
+import numpy as np
+
+from .fileio import locked, write_json_atomic
+from .registry import BACKENDS, BackendSpec
+from .weights import cache_dir
+
+ROUNDS, CALLS = 3, 5       # interleaved rounds, so a drift of the machine hits every candidate alike
+
+
+@dataclass
+class Choice:
+    backend: BackendSpec
+    reason: str
+    medians_ms: dict
+    cached: bool
+
+
+def candidates() -> list[BackendSpec]:
+    return [b for b in BACKENDS.values() if b.auto and "cpu" in b.devices and b.available()]
+
+
+def cpu_identity() -> dict:
+    model, flags = platform.processor() or platform.machine(), []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
+                    model = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = sorted(f for f in line.split(":", 1)[1].split()
+                                   if f.startswith(("avx", "amx", "fma", "sse4", "f16c")))
+                    break
+    except OSError:
+        pass
+    return {"cpu": model, "flags": flags}
+
+
+def _versions(specs) -> dict:
+    out = {}
+    for s in specs:
+        try:
+            out[s.library] = metadata.version(s.library)
+        except metadata.PackageNotFoundError:
+            out[s.library] = "?"
+    return out
+
+
+def _key(model: str, imgsz, specs) -> str:
+    ident = {**cpu_identity(), "model": model, "imgsz": imgsz, "versions": _versions(specs)}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def measure(detectors: dict, image: np.ndarray) -> dict:
+    """Median end-to-end ms per backend, interleaved rounds."""
+    times = {name: [] for name in detectors}
+    for det in detectors.values():
+        for _ in range(2):
+            det(image)
+    for _ in range(ROUNDS):
+        for name, det in detectors.items():
+            for _ in range(CALLS):
+                t0 = time.perf_counter()
+                det(image)
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: round(float(np.median(t)), 3) for name, t in times.items()}
+
+
+def choose(model: str, imgsz: int | None, load, image: np.ndarray) -> Choice:
+    """`load(spec)` returns a Detector of `model` on that backend (latency options)."""
+    specs = candidates()
+    if len(specs) <= 1:
+        spec = specs[0] if specs else BACKENDS["onnxruntime"]
+        return Choice(spec, "the only installed CPU backend", {}, False)
+    key = _key(model, imgsz, specs)
+    path = cache_dir() / "default_backend.json"
+    with locked(path.with_suffix(".lock")):
+        table = json.loads(path.read_text()) if path.is_file() else {}
+        hit = table.get(key)
+        if hit and hit["backend"] in BACKENDS:
+            return Choice(BACKENDS[hit["backend"]], hit["reason"] + " (cached)", hit["medians_ms"], True)
+        detectors = {s.name: load(s) for s in specs}
+        try:
+            medians = measure(detectors, image)
+        finally:
+            for d in detectors.values():
+                d.close()
+        best = min(medians, key=medians.get)
+        ident = cpu_identity()
+        reason = ("measured fastest here: " + ", ".join(f"{n} {m:.1f} ms" for n, m in sorted(medians.items(),
+                                                                                             key=lambda kv: kv[1]))
+                  + f" end to end ({ident['cpu']}; {' '.join(ident['flags'])})")
+        table[key] = {"backend": best, "reason": reason, "medians_ms": medians, "model": model, "imgsz": imgsz,
+                      "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+        write_json_atomic(path, table)
+    return Choice(BACKENDS[best], reason, medians, False)

@@ -1,0 +1,40 @@
+"""The measured default backend: the fastest installed CPU candidate for this model on this machine, cached by
+CPU identity, model, input size and library versions."""
+import json
+
+import pytest
+
+import edgedet
+from edgedet import auto_backend
+from edgedet.api import choose_backend
+from edgedet.weights import cache_dir
+
+
+def test_choice_is_the_measured_fastest_and_cached(test_weights, monkeypatch):
+    first = choose_backend("test", weights=str(test_weights))
+    assert not first.cached and set(first.medians_ms) == {s.name for s in auto_backend.candidates()}
+    assert first.backend.name == min(first.medians_ms, key=first.medians_ms.get)
+    assert "measured fastest here" in first.reason and "avx" in first.reason
+    again = choose_backend("test", weights=str(test_weights))
+    assert again.cached and again.backend == first.backend
+    table = json.loads((cache_dir() / "default_backend.json").read_text())
+    assert any(v["model"] == "test" for v in table.values())
+    other = choose_backend("test", weights=str(test_weights), imgsz=160)   # another input size: measured anew
+    assert not other.cached
+    det = edgedet.load("test", weights=test_weights)                      # the facade uses it
+    assert det.backend == first.backend.name
+
+
+def test_measurement_picks_the_lower_median(monkeypatch):
+    class Slow:
+        def __init__(self, delay):
+            self.delay = delay
+
+        def __call__(self, image):
+            import time
+            time.sleep(self.delay)
+
+        def close(self):
+            pass
+    medians = auto_backend.measure({"a": Slow(0.004), "b": Slow(0.001)}, None)
+    assert medians["b"] < medians["a"]
