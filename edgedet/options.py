@@ -42,7 +42,8 @@ def _coerce(owner: str, name: str, spec: Option, value):
     elif spec.type is str:
         if not isinstance(value, str):
             raise InputError(f"{owner} option {name} must be a string, got {value!r}")
-        value = value.upper() if spec.upper else value.lower()
+        if spec.choices:   # names are case-insensitive; free text (paths) is kept as given
+            value = value.upper() if spec.upper else value.lower()
     if spec.choices and value not in spec.choices:
         raise InputError(f"{owner} option {name} must be one of {', '.join(map(str, spec.choices))}, got {value!r}")
     return value

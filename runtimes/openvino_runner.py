@@ -28,7 +28,7 @@ class OpenVinoRunner(Runner):
         "hint": Option(str, "LATENCY", ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"), upper=True),
         "inference_precision": Option(str, None, ("f32", "bf16", "f16"),
                                       help="runtime precision hint (default: OpenVINO's choice for the device)"),
-        "cache_dir": Option(str, help="OpenVINO model cache (compiled blobs) folder"),
+        "cache_dir": Option(str, help="OpenVINO model cache folder (default: in the edgedet cache; '' disables)"),
         "streams": Option(int, help="NUM_STREAMS (default: from the hint)"),
         "threads": Option(int, help="INFERENCE_NUM_THREADS"),
     }
@@ -39,7 +39,10 @@ class OpenVinoRunner(Runner):
         self.core = ov.Core()
         dev = _ov_device(device)
         config = {"PERFORMANCE_HINT": hint}
-        optional = {"INFERENCE_PRECISION_HINT": inference_precision, "CACHE_DIR": cache_dir,
+        if cache_dir is None:   # compiled blobs are reused across processes: a second start skips the compile
+            from edgedet.weights import cache_dir as edgedet_cache
+            cache_dir = str(edgedet_cache() / "openvino-model-cache")
+        optional = {"INFERENCE_PRECISION_HINT": inference_precision, "CACHE_DIR": cache_dir or None,
                     "NUM_STREAMS": None if streams is None else str(streams), "INFERENCE_NUM_THREADS": threads}
         config.update({k: v for k, v in optional.items() if v is not None})
         try:

@@ -67,3 +67,14 @@ def test_facade_builds_a_model_name_through_the_cache(test_weights, images):
     assert det.runner.path == again.runner.path and det.backend == "onnxruntime"
     a, b = det(images[0]), again(images[0])
     assert len(a) == len(b) > 0
+
+
+def test_openvino_compiles_through_its_model_cache(artifacts, tmp_path):
+    """Issue 15: the compiled blob is kept (default: in the edgedet cache), so a second start skips the compile;
+    a path option keeps its case."""
+    cache = tmp_path / "OV-Cache"
+    Detector.load(artifacts["openvino"], cache_dir=str(cache)).close()
+    assert cache.is_dir() and any(cache.iterdir())
+    from edgedet.weights import cache_dir
+    Detector.load(artifacts["openvino"]).close()
+    assert any((cache_dir() / "openvino-model-cache").iterdir())
