@@ -20,9 +20,10 @@ EXTRAS = {
     "eval": ["pycocotools>=2.0.7"],
     "plot": ["matplotlib>=3.7"],
     "supervision": ["supervision>=0.20"],
+    "triton": ["tritonclient[grpc]>=2.40"],
 }
 EXTRAS["cpu"] = EXPORT + ONNXRUNTIME + OPENVINO + EXTRAS["eval"] + EXTRAS["plot"] + ["psutil", "scikit-image"]
-EXTRAS["dev"] = EXTRAS["cpu"] + ["pytest>=7", "effdet==0.4.1", "build", "wheel"]
+EXTRAS["dev"] = EXTRAS["cpu"] + EXTRAS["triton"] + ["pytest>=7", "effdet==0.4.1", "build", "wheel"]
 
 setup(
     name="edgedet",

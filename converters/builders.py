@@ -85,3 +85,31 @@ def engine_options(onnx_path: Path, options: dict):
 def tensorrt_from_onnx(onnx_path: Path, path: Path, options: dict) -> Path:
     from .tensorrt_engine import build_engine
     return build_engine(onnx_path, path, engine_options(onnx_path, options))
+
+
+@declares(backend=Option(str, "onnxruntime", help="our backend whose format Triton serves: onnxruntime, openvino, trt"),
+          instances=Option(int, 1), queue_delay_us=Option(int, 100))
+def build_triton(req: BuildRequest, path: Path) -> Path:
+    """`path` is `<repo>/<name>.pbtxt`: the model folder `<repo>/<name>/` is written, its config.pbtxt returned.
+    The inner artifact (in-graph NMS, dynamic batch up to max_batch) comes through the cache; without TensorRT
+    the tensorrt form keeps the checked ONNX and the trtexec line that builds 1/model.plan."""
+    from edgedet.registry import get_backend, load_object
+
+    from edgedet.errors import InputError
+
+    from .triton_repo import TRITON, write_repository
+    opts = dict(req.options)
+    spec = get_backend(opts.pop("backend"))
+    if spec.name not in TRITON:
+        raise InputError(f"Triton has no backend for '{spec.name}'; choose one of {', '.join(TRITON)}")
+    inner_req = req.replace(format=spec.build_format.name, postprocess="graph", batch="dynamic", options={},
+                            device=req.device if spec.build_format.device_specific else None)
+    config = path.parent / path.stem / "config.pbtxt"
+    fmt = spec.build_format
+    if fmt.offline_command and not spec.available():
+        onnx = get_artifact(inner_req.replace(format="onnx", device=None)).path
+        line = load_object(fmt.offline_command)(onnx, Path("1") / "model.plan", {"max_batch": req.max_batch})
+        return write_repository(onnx, "tensorrt", config, model_file="model.onnx", **opts,
+                                offline_note="TensorRT was not installed where this repository was written. "
+                                             "Build 1/model.plan from 1/model.onnx:\n  " + line)
+    return write_repository(get_artifact(inner_req).path, spec.name, config, **opts)

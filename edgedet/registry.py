@@ -97,6 +97,8 @@ FORMATS: dict[str, FormatSpec] = {f.name: f for f in (
                description="serialized TensorRT plan"),
     FormatSpec("torch", (".pth", ".pt"), "edgedet.converters.builders:build_torch", "torch", "export",
                ("fp32", "fp16"), description="effdet-layout state dict"),
+    FormatSpec("triton", (".pbtxt",), "edgedet.converters.builders:build_triton", "tritonclient", "triton",
+               ("fp32", "fp16"), description="Triton model repository <repo>/<name>/{config.pbtxt,labels.txt,1/}"),
 )}
 
 BACKENDS: dict[str, BackendSpec] = {b.name: b for b in (

@@ -5,7 +5,7 @@ from edgedet.registry import FORMATS
 
 from .common import batch, emit, positive
 
-HELP = "export a model to ONNX, OpenVINO IR or a torch artifact, with its manifest"
+HELP = "export a model to ONNX, OpenVINO IR, a torch artifact or a Triton model repository, with its manifest"
 # formats that run anywhere; device-specific ones (TensorRT engines) come from 'edgedet build'
 EXPORT_FORMATS = [f.name for f in FORMATS.values() if not f.device_specific]
 
@@ -22,6 +22,7 @@ def add_arguments(p):
     p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
     p.add_argument("--u8-input", action="store_true", help="OpenVINO: bake u8 NHWC BGR input preprocessing into the IR")
     p.add_argument("--exporter", choices=["torchscript", "dynamo"], help="ONNX exporter (default torchscript)")
+    p.add_argument("--backend", help="triton: the Triton backend of the model (onnxruntime, openvino, tensorrt)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--json", action="store_true")
 
@@ -30,7 +31,8 @@ def run(a) -> int:
     from edgedet.converters.pipeline import BuildRequest, export_artifact
     from edgedet.manifest import manifest_path
     from edgedet.progress import spinner
-    options = {k: v for k, v in (("u8_bgr_input", a.u8_input or None), ("exporter", a.exporter)) if v is not None}
+    options = {k: v for k, v in (("u8_bgr_input", a.u8_input or None), ("exporter", a.exporter),
+                                 ("backend", a.backend)) if v is not None}
     req = BuildRequest(model=a.model, format=a.format, precision=a.precision, weights=a.weights,
                        num_classes=a.num_classes, imgsz=a.imgsz, batch=a.batch, max_batch=a.max_batch,
                        postprocess=a.postprocess, options=options)
