@@ -39,8 +39,8 @@ def bare_openvino(path, x):
 BARE = {"onnxruntime": bare_onnxruntime, "openvino": bare_openvino}
 
 
-def measure(model: str, backend: str, iters: int, warmup: int, images, postprocess: str) -> dict:
-    path = build(model, backend, postprocess=postprocess).path
+def measure(model: str, backend: str, iters: int, warmup: int, images, postprocess: str, **build_kw) -> dict:
+    path = build(model, backend, postprocess=postprocess, **build_kw).path
     det = Detector.load(path, backend=backend)
     x = det.preprocess([images[0]])[0].copy()
     bare = BARE[backend](path, x)
@@ -68,10 +68,14 @@ def main(argv=None) -> int:
     ap.add_argument("--postprocess", default="host,graph")
     ap.add_argument("--iters", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--weights", help="real weights give real detections, so a real NMS load")
+    ap.add_argument("--imgsz", type=int)
+    ap.add_argument("--data", help="image folder to time on (default: scikit-image photos)")
     ap.add_argument("--out")
     a = ap.parse_args(argv)
-    images = sample_images()
-    rows = [measure(a.model, b, a.iters, a.warmup, images, pp)
+    images = sample_images(a.data)
+    build_kw = {k: v for k, v in (("weights", a.weights), ("imgsz", a.imgsz)) if v}
+    rows = [measure(a.model, b, a.iters, a.warmup, images, pp, **build_kw)
             for b in a.backends.split(",") for pp in a.postprocess.split(",")]
     for r in rows:
         print(f"{r['model']} {r['backend']:<12} {r['postprocess']:<5} bare {r['bare_ms']['p50']:7.2f} ms "

@@ -121,6 +121,55 @@ def throughput(a) -> dict:
             "repeats": a.repeats, "rows": rows}
 
 
+def cameras(a) -> dict:
+    """Multi-camera throughput: N sources through Detector.stream on the THROUGHPUT hint (several requests in
+    flight) vs the batch-1 LATENCY-hint loop over the same frames, detection only, one run, interleaved."""
+    from edgedet.runtimes import Detector
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        w, h = map(int, a.size.split("x"))
+        videos = [make_video(Path(tmp) / f"cam{i}.mp4", a.frames, (w, h)) for i in range(a.sources)]
+        frames = [f for v in videos for f in _frames(v)]
+        for backend in a.backend.split(","):
+            path = build_artifact_path(a.model, backend, a.weights, a.imgsz)
+            latency = Detector.load(path, score_threshold=a.conf, hint="LATENCY")
+            thr = Detector.load(path, score_threshold=a.conf, hint="THROUGHPUT")
+            latency(frames[0]), thr(frames[0])
+            runs = {"latency b1 loop": [], f"stream {a.sources} sources (throughput)": []}
+            for _ in range(a.repeats):
+                t0 = time.perf_counter()
+                for f in frames:
+                    latency(f)
+                runs["latency b1 loop"].append(len(frames) / (time.perf_counter() - t0))
+                t0 = time.perf_counter()
+                with thr.stream([str(v) for v in videos]) as s:
+                    n = sum(1 for _ in s)
+                runs[f"stream {a.sources} sources (throughput)"].append(n / (time.perf_counter() - t0))
+            med = {k: statistics.median(v) for k, v in runs.items()}
+            base = med["latency b1 loop"]
+            for k, v in runs.items():
+                rows.append({"backend": backend, "mode": k, "fps_median": round(med[k], 2),
+                             "fps_runs": [round(x, 2) for x in v], "vs_latency_loop": round(med[k] / base, 3),
+                             "requests_in_flight": thr.runner.async_queue().capacity if "stream" in k else 1})
+                print(f"{backend:12s} {k:34s} {med[k]:7.1f} FPS ({med[k] / base:.2f}x)", file=sys.stderr)
+            latency.close()
+            thr.close()
+    return {"model": a.model, "weights": a.weights, "imgsz": a.imgsz, "sources": a.sources,
+            "video": f"{a.frames} frames {a.size} per source", "repeats": a.repeats, "rows": rows}
+
+
+def _frames(video: Path) -> list:
+    cap = cv2.VideoCapture(str(video))
+    out = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        out.append(frame)
+    cap.release()
+    return out
+
+
 def soak(a) -> dict:
     from edgedet.runtimes import Detector
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,7 +205,8 @@ def run_soak(det, video, warmup: int = 1000, every: int = 250) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name, frames, size in (("throughput", 300, "1280x720"), ("soak", 10000, "320x240")):
+    for name, frames, size in (("throughput", 300, "1280x720"), ("soak", 10000, "320x240"),
+                               ("cameras", 60, "640x480")):
         p = sub.add_parser(name)
         p.add_argument("--model", default="d0")
         p.add_argument("--weights")
@@ -166,20 +216,22 @@ def main(argv=None) -> int:
         p.add_argument("--size", default=size, help="video WxH")
         p.add_argument("--conf", type=float, default=0.25)
         p.add_argument("--out", help="folder for result.json")
-        if name == "throughput":
+        if name in ("throughput", "cameras"):
             p.add_argument("--repeats", type=int, default=3)
+        if name == "cameras":
+            p.add_argument("--sources", type=int, default=2)
         else:
             p.add_argument("--warmup", type=int, default=1000)
             p.add_argument("--every", type=int, default=250)
             p.add_argument("--hint", default="THROUGHPUT", choices=("LATENCY", "THROUGHPUT"))
     a = ap.parse_args(argv)
-    res = throughput(a) if a.cmd == "throughput" else soak(a)
+    res = {"throughput": throughput, "cameras": cameras, "soak": soak}[a.cmd](a)
     import json
     from .environment import environment
     res.update(command="python -m edgedet.benchmarks.streaming " + " ".join(sys.argv[1:] if argv is None else argv),
                environment=environment(), date=time.strftime("%Y-%m-%d %H:%M:%S"))
     text = json.dumps(res, indent=2)
-    print(text if a.cmd == "throughput" else json.dumps({k: v for k, v in res.items() if k != "samples"}, indent=2))
+    print(text if a.cmd != "soak" else json.dumps({k: v for k, v in res.items() if k != "samples"}, indent=2))
     if a.out:
         from edgedet.fileio import write_json_atomic
         Path(a.out).mkdir(parents=True, exist_ok=True)
