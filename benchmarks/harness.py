@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from edgedet.errors import InputError
+from edgedet.manifest import Manifest
 from edgedet.registry import BackendSpec, backend_for
 
 from .environment import environment
@@ -251,6 +253,11 @@ def run_bench(cfg: BenchConfig, on_row=None, progress=None) -> dict:
     cfg.validate()
     for spec in cfg.backends:
         spec.runner_class()  # fail fast, naming the extra, before any work
+    for path in cfg.artifacts:  # and on a missing or damaged artifact, before timing anything
+        if not Path(path).is_file():
+            raise InputError(f"--artifact {path}: file not found")
+        backend_for(path).runner_class()
+        Manifest.read(path)
     models = [get_config(m, image_size=cfg.imgsz).name for m in cfg.models]
     images = sample_images(cfg.data)
     report = {"config": {**{k: v for k, v in vars(cfg).items() if k != "backends"},

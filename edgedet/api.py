@@ -24,13 +24,20 @@ def choose_backend(model: str, **build_kw):
         from .runtimes import Detector
         built = build(model, spec, **build_kw)
         return Detector.load(built.path, backend=spec, **spec.options_for("latency"))
-    return choose(model, build_kw.get("imgsz"), load_on, _probe_image())
+    return choose(model, {k: str(v) for k, v in build_kw.items()}, load_on, _probe_image())
 
 
-def default_backend(model: str | None = None, **build_kw) -> BackendSpec:
+def default_backend(model: str | None = None, device: str | None = None, **build_kw) -> BackendSpec:
     """The measured fastest installed CPU backend for `model` (cached per machine); without a model, the first
-    installed candidate."""
+    installed candidate. For a device other than the CPU, the first installed backend that runs on it."""
     from .auto_backend import candidates
+    from .devices import parse_device
+    kind = parse_device(device).kind
+    if kind != "cpu":
+        on_device = [b for b in BACKENDS.values() if kind in b.devices and b.available()]
+        if not on_device:
+            raise InputError(f"no installed backend runs on device '{device}'")
+        return on_device[0]
     if model is None:
         specs = candidates()
         return specs[0] if specs else BACKENDS["onnxruntime"]
@@ -88,6 +95,7 @@ def load(source, backend: "str | BackendSpec | None" = None, device: str | None 
         return Detector.load(source, backend=backend, device=device, **kwargs)
     if build_kw.get("weights") is not None:
         build_kw["weights"] = str(build_kw["weights"])
-    spec = get_backend(backend) if backend is not None else default_backend(str(source), **_timing_keys(build_kw))
+    spec = get_backend(backend) if backend is not None else \
+        default_backend(str(source), device=device, **_timing_keys(build_kw))
     built = build(str(source), spec, device if spec.build_format.device_specific else None, rebuild, **build_kw)
     return Detector.load(built.path, backend=spec, device=device, **kwargs)

@@ -60,8 +60,9 @@ def _versions(specs) -> dict:
     return out
 
 
-def _key(model: str, imgsz, specs) -> str:
-    ident = {**cpu_identity(), "model": model, "imgsz": imgsz, "versions": _versions(specs)}
+def _key(model: str, build: dict, specs) -> str:
+    ident = {**cpu_identity(), "model": model, "build": {k: str(v) for k, v in sorted(build.items())},
+             "versions": _versions(specs)}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -80,20 +81,43 @@ def measure(detectors: dict, image: np.ndarray) -> dict:
     return {name: round(float(np.median(t)), 3) for name, t in times.items()}
 
 
-def choose(model: str, imgsz: int | None, load, image: np.ndarray) -> Choice:
-    """`load(spec)` returns a Detector of `model` on that backend (latency options)."""
+def _read_table(path) -> dict:
+    try:
+        table = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}            # a damaged cache is measured again and rewritten
+    return table if isinstance(table, dict) else {}
+
+
+def _load_all(specs, load) -> dict:
+    """A Detector per candidate; a candidate that cannot build or load here is left out, not fatal."""
+    detectors = {}
+    for s in specs:
+        try:
+            detectors[s.name] = load(s)
+        except Exception as e:   # noqa: BLE001 - reported in the reason, the others still compete
+            import warnings
+            warnings.warn(f"default-backend candidate {s.name} left out: {e}", stacklevel=3)
+    return detectors
+
+
+def choose(model: str, build: dict, load, image: np.ndarray) -> Choice:
+    """`load(spec)` returns a Detector of `model` on that backend (latency options); `build` holds the build
+    keywords that change what is timed (part of the cache key)."""
     specs = candidates()
     if len(specs) <= 1:
         spec = specs[0] if specs else BACKENDS["onnxruntime"]
         return Choice(spec, "the only installed CPU backend", {}, False)
-    key = _key(model, imgsz, specs)
+    key = _key(model, build, specs)
     path = cache_dir() / "default_backend.json"
     with locked(path.with_suffix(".lock")):
-        table = json.loads(path.read_text()) if path.is_file() else {}
+        table = _read_table(path)
         hit = table.get(key)
-        if hit and hit["backend"] in BACKENDS:
+        if isinstance(hit, dict) and hit.get("backend") in BACKENDS:
             return Choice(BACKENDS[hit["backend"]], hit["reason"] + " (cached)", hit["medians_ms"], True)
-        detectors = {s.name: load(s) for s in specs}
+        detectors = _load_all(specs, load)
+        if not detectors:
+            return Choice(specs[0], "no candidate could be measured here", {}, False)
         try:
             medians = measure(detectors, image)
         finally:
@@ -104,7 +128,7 @@ def choose(model: str, imgsz: int | None, load, image: np.ndarray) -> Choice:
         reason = ("measured fastest here: " + ", ".join(f"{n} {m:.1f} ms" for n, m in sorted(medians.items(),
                                                                                              key=lambda kv: kv[1]))
                   + f" end to end ({ident['cpu']}; {' '.join(ident['flags'])})")
-        table[key] = {"backend": best, "reason": reason, "medians_ms": medians, "model": model, "imgsz": imgsz,
+        table[key] = {"backend": best, "reason": reason, "medians_ms": medians, "model": model, "build": build,
                       "date": time.strftime("%Y-%m-%d %H:%M:%S")}
         write_json_atomic(path, table)
     return Choice(BACKENDS[best], reason, medians, False)

@@ -174,14 +174,40 @@ class Manifest:
             else:
                 _check_type(value, hints[f.name], f.name, where)
             kwargs[f.name] = value
-        extra_keys = set(data) - set(kwargs) - {f.name for f in dataclasses.fields(cls)}
+        extra_keys = set(data) - {f.name for f in dataclasses.fields(cls)}
         if extra_keys:
             raise ArtifactError(f"{where}: unknown key '{sorted(extra_keys)[0]}' (written by a newer edgedet?)")
         for k, t in MODEL_KEYS.items():
             if k not in kwargs["model"]:
                 raise ArtifactError(f"{where}: missing key 'model.{k}'")
             _check_type(kwargs["model"][k], t, f"model.{k}", where)
-        return cls(**kwargs)
+        m = cls(**kwargs)
+        m._check_values(where)
+        return m
+
+    def _check_values(self, where: str) -> None:
+        """Values a runtime relies on, beyond their types."""
+        def bad(key: str, why: str):
+            raise ArtifactError(f"{where}: key '{key}' {why}")
+        size = self.model["image_size"]
+        if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+            bad("model.image_size", f"must be two positive integers, got {size!r:.60}")
+        for key in ("mean", "std"):
+            v = getattr(self.input, key)
+            if len(v) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+                bad(f"input.{key}", f"must be three numbers, got {v!r:.60}")
+        if any(x == 0 for x in self.input.std):
+            bad("input.std", "must not contain 0")
+        if not 1 <= self.batch.min <= self.batch.max:
+            bad("batch", f"must satisfy 1 <= min <= max, got {self.batch.min}..{self.batch.max}")
+        if not self.class_names or not all(isinstance(c, str) for c in self.class_names):
+            bad("class_names", "must be a non-empty list of strings")
+        if not self.outputs or not all(isinstance(o, str) and o for o in self.outputs):
+            bad("outputs", "must be a non-empty list of tensor names")
+        files = [] if self.artifact is None else [self.artifact.file, *self.artifact.extra_files,
+                                                  *self.artifact.files_sha256]
+        if any(not isinstance(f, str) or not f or f != Path(f).name for f in files):
+            bad("artifact", "names a file outside the artifact's folder")
 
     @classmethod
     def read(cls, artifact_path: str | Path, verify: bool = True) -> "Manifest":
@@ -198,8 +224,7 @@ class Manifest:
         if isinstance(version, int) and version > FORMAT_VERSION:
             raise ArtifactError(f"manifest {path} has format {version}; this edgedet reads up to "
                                 f"{FORMAT_VERSION}: upgrade edgedet")
-        if version == 1 and isinstance(data.get("artifact"), dict):
-            data = {**data, "format_version": FORMAT_VERSION}  # v1 had the same sections, untyped
+        # version 1 (untyped, no content hash) reads into the same sections; only v2+ must carry the hash
         m = cls.from_dict(data, where=f"manifest {path}")
         if verify:
             m.verify_artifact(artifact_path)
@@ -208,6 +233,8 @@ class Manifest:
     def verify_artifact(self, artifact_path: Path) -> None:
         art = self.artifact
         where = manifest_path(artifact_path).name
+        if not self.content_sha256 and self.format_version >= 2:
+            raise ArtifactError(f"{where} has no content hash (edited, or not written by edgedet): re-export it")
         if self.content_sha256 and self.content_sha256 != self.content_hash():
             raise ArtifactError(f"{where} was edited after it was written (its content hash differs): precision, "
                                 "tensor names or classes may no longer describe the artifact; re-export it")
@@ -262,8 +289,6 @@ def _is_instance(value, hint) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if base is int:
         return isinstance(value, int) and not isinstance(value, bool)
-    if base in _SECTIONS.values():
-        return isinstance(value, base)
     return isinstance(value, base)
 
 

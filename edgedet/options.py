@@ -17,6 +17,7 @@ class Option:
     choices: tuple = ()
     help: str = ""
     upper: bool = False     # normalise strings to upper case before checking choices
+    minimum: float | None = None   # numbers: the smallest accepted value
 
 
 def _coerce(owner: str, name: str, spec: Option, value):
@@ -44,6 +45,8 @@ def _coerce(owner: str, name: str, spec: Option, value):
             raise InputError(f"{owner} option {name} must be a string, got {value!r}")
         if spec.choices:   # names are case-insensitive; free text (paths) is kept as given
             value = value.upper() if spec.upper else value.lower()
+    if spec.minimum is not None and isinstance(value, (int, float)) and value < spec.minimum:
+        raise InputError(f"{owner} option {name} must be >= {spec.minimum:g}, got {value!r}")
     if spec.choices and value not in spec.choices:
         raise InputError(f"{owner} option {name} must be one of {', '.join(map(str, spec.choices))}, got {value!r}")
     return value

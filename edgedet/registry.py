@@ -172,6 +172,9 @@ def format_of(path: "str | Path") -> FormatSpec:
 
 
 def default_backend(fmt: FormatSpec) -> BackendSpec:
+    if fmt.name not in _DEFAULT_BACKEND:
+        raise ArtifactError(f"no backend here runs the {fmt.name} format ({fmt.description}): serve it with its "
+                            "server, or load the artifact inside it")
     return BACKENDS[_DEFAULT_BACKEND[fmt.name]]
 
 

@@ -81,9 +81,11 @@ Callback = Callable[[dict], None]
 
 class AsyncQueue(ABC):
     """Submit batches without waiting; each finished batch's outputs go to its callback (in a worker thread),
-    valid only during the callback. `submit` blocks while `capacity` requests are in flight."""
+    valid only during the callback. `submit` blocks while `capacity` requests are in flight. A request that
+    fails is never dropped silently: `on_error` (if set) hears of it at once and `wait_all` raises it."""
 
     capacity: int = 1
+    on_error = None
 
     @abstractmethod
     def submit(self, inputs: dict[str, np.ndarray], callback: Callback) -> None:
@@ -104,6 +106,7 @@ class ThreadedQueue(AsyncQueue):
         self._pool = ThreadPoolExecutor(self.capacity, thread_name_prefix=f"edgedet-{runner.name}")
         self._slots = threading.BoundedSemaphore(self.capacity)
         self._pending: set = set()
+        self._errors: list[BaseException] = []
         self._lock = threading.Lock()
 
     def submit(self, inputs, callback):
@@ -115,7 +118,15 @@ class ThreadedQueue(AsyncQueue):
 
     def _run(self, inputs, callback):
         try:
-            callback(self._runner(inputs))
+            outputs = self._runner(inputs)
+        except BaseException as e:   # the request failed: remember it, so wait_all raises instead of losing it
+            with self._lock:
+                self._errors.append(e)
+            if self.on_error is not None:
+                self.on_error(e)
+            raise
+        else:
+            callback(outputs)
         finally:
             self._slots.release()
 
@@ -128,6 +139,10 @@ class ThreadedQueue(AsyncQueue):
             pending = list(self._pending)
         for fut in pending:
             fut.exception()  # waits; the callback reports its own errors
+        with self._lock:
+            errors, self._errors = self._errors, []
+        if errors:
+            raise errors[0]
 
     def close(self):
         self.wait_all()

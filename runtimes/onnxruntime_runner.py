@@ -36,7 +36,7 @@ class OnnxRuntimeRunner(Runner):
 
     name = "onnxruntime"
     OPTIONS = {
-        "threads": Option(int, help="intra-op threads (default: all cores; THROUGHPUT: 1)"),
+        "threads": Option(int, minimum=1, help="intra-op threads (default: all cores; THROUGHPUT: 1)"),
         "graph_optimization": Option(str, "all", tuple(_LEVELS)),
         "hint": Option(str, "LATENCY", ("LATENCY", "THROUGHPUT"), upper=True),
     }

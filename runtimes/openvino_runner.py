@@ -29,8 +29,8 @@ class OpenVinoRunner(Runner):
         "inference_precision": Option(str, None, ("f32", "bf16", "f16"),
                                       help="runtime precision hint (default: OpenVINO's choice for the device)"),
         "cache_dir": Option(str, help="OpenVINO model cache folder (default: in the edgedet cache; '' disables)"),
-        "streams": Option(int, help="NUM_STREAMS (default: from the hint)"),
-        "threads": Option(int, help="INFERENCE_NUM_THREADS"),
+        "streams": Option(int, minimum=1, help="NUM_STREAMS (default: from the hint)"),
+        "threads": Option(int, minimum=1, help="INFERENCE_NUM_THREADS"),
     }
 
     def __init__(self, path, manifest, device, hint="LATENCY", inference_precision=None, cache_dir=None,
@@ -40,8 +40,7 @@ class OpenVinoRunner(Runner):
         dev = _ov_device(device)
         config = {"PERFORMANCE_HINT": hint}
         if cache_dir is None:   # compiled blobs are reused across processes: a second start skips the compile
-            from edgedet.weights import cache_dir as edgedet_cache
-            cache_dir = str(edgedet_cache() / "openvino-model-cache")
+            cache_dir = _default_model_cache()
         optional = {"INFERENCE_PRECISION_HINT": inference_precision, "CACHE_DIR": cache_dir or None,
                     "NUM_STREAMS": None if streams is None else str(streams), "INFERENCE_NUM_THREADS": threads}
         config.update({k: v for k, v in optional.items() if v is not None})
@@ -98,6 +97,24 @@ class OpenVinoRunner(Runner):
         """As many requests as the compiled model's hint asks for (THROUGHPUT: one per stream) and at least two,
         so one request's post-processing overlaps the next one's inference; or `jobs`."""
         return OpenVinoAsyncQueue(self.compiled, self.output_names, jobs or max(2, self.optimal_requests()))
+
+
+def _default_model_cache() -> str:
+    """OpenVINO's model cache inside the edgedet cache, or none (with a warning) where it cannot be written:
+    a read-only cache slows the start, it does not stop the artifact from loading."""
+    import os
+    import warnings
+
+    from edgedet.weights import cache_dir
+    folder = cache_dir() / "openvino-model-cache"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return str(folder)
+    except OSError:
+        pass
+    warnings.warn(f"OpenVINO model cache {folder} is not writable: compiling without a cache", stacklevel=4)
+    return ""
 
 
 def _first_line(e: BaseException) -> str:

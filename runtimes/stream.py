@@ -89,7 +89,8 @@ class DetectionStream:
                 src.close()
             raise
         self.realtime = realtime
-        self.thr = detector.score_threshold if score_threshold is None else float(score_threshold)
+        from .detector import _threshold
+        self.thr = detector.score_threshold if score_threshold is None else _threshold(score_threshold)
         cap = detector.static_batch or detector.max_batch
         self.batch = max(1, min(int(batch or len(self.sources)), cap))
         self.stats = StreamStats(sources=[s.stats for s in self.sources])
@@ -103,6 +104,7 @@ class DetectionStream:
         self._pending: list[StreamItem] = []
         self._done = False
         self._aq = detector.runner.async_queue(jobs)
+        self._aq.on_error = self._fail      # a failed request stops the stream and is raised to the caller
         self._readers = [threading.Thread(target=self._read, args=(i, s), daemon=True, name=f"edgedet-read-{i}")
                          for i, s in enumerate(self.sources)]
         self._live_readers = len(self._readers)

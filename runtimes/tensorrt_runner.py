@@ -36,14 +36,11 @@ class TensorRTRunner(Runner):
         import tensorrt as trt   # loaded by import_tensorrt(); typed for mypy (see edgedet.tensorrt_lib)
         self.trt = trt
         self.cuda = cuda_backend(device.ordinal)
-        check_engine_device(manifest.device, self.cuda.device_properties(device.ordinal), trt.__version__)
-        data = self.path.read_bytes()
-        self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = self.runtime.deserialize_cuda_engine(data)
-        if self.engine is None:
-            raise ArtifactError(f"TensorRT {trt.__version__} cannot deserialize {self.path.name}: truncated, "
-                                "or built by another TensorRT version; rebuild it with 'edgedet build'")
-        self.context = self.engine.create_execution_context()
+        try:
+            self._open_engine(trt, manifest, device)
+        except BaseException:
+            self.cuda.close()    # the stream (and context) made above is released on a failed load
+            raise
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if n not in self.inputs]
@@ -52,9 +49,18 @@ class TensorRTRunner(Runner):
         self._graph = None
         self._buffers: dict[str, tuple[np.ndarray, int]] = {}
 
+    def _open_engine(self, trt, manifest, device) -> None:
+        check_engine_device(manifest.device, self.cuda.device_properties(device.ordinal), trt.__version__)
+        self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if self.engine is None:
+            raise ArtifactError(f"TensorRT {trt.__version__} cannot deserialize {self.path.name}: truncated, "
+                                "or built by another TensorRT version; rebuild it with 'edgedet build'")
+        self.context = self.engine.create_execution_context()
+
     @property
     def device(self) -> str:
-        return f"cuda ({(self.manifest.device or {}).get('gpu', '?')})"
+        return f"cuda:{self.device_spec.ordinal} ({(self.manifest.device or {}).get('gpu', '?')})"
 
     @property
     def input_shape(self):

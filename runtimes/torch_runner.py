@@ -20,7 +20,7 @@ class TorchRunner(Runner):
         "half": Option(bool, help="fp16 (CUDA only; default: on for CUDA)"),
         "channels_last": Option(bool, help="default: on for CUDA"),
         "compile": Option(bool, False, help="torch.compile"),
-        "threads": Option(int, help="torch intra-op threads"),
+        "threads": Option(int, minimum=1, help="torch intra-op threads"),
         "cuda_graph": Option(bool, False, help="replay a CUDA graph for a fixed input shape"),
     }
 

@@ -130,9 +130,11 @@ def full_disk(work: Path, model: Path, video: Path, rng) -> str | None:
 
 
 def shared_detector(model_paths: dict, images, rng) -> str | None:
+    from edgedet.registry import get_backend
     from edgedet.runtimes import Detector
     for key, path in model_paths.items():
-        det = Detector.load(path, **({"inference_precision": "f32"} if key == "openvino" else {}))
+        spec = get_backend(key)
+        det = Detector.load(path, backend=spec, **spec.exact_options)
         frames = [np.roll(images[i % len(images)], int(rng.integers(0, 200)), axis=1) for i in range(8)]
         want = [det(f, score_threshold=0.3) for f in frames]
         with ThreadPoolExecutor(4) as pool:

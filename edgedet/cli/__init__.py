@@ -22,6 +22,7 @@ COMMANDS = {
     "eval": "evaluate",
     "train": "train",
     "bench": "bench",
+    "batch": "batch",
 }
 
 

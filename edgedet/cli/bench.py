@@ -47,7 +47,7 @@ def _backends(a) -> list:
             specs.append(choice.backend)
         else:
             specs += parse_backends(name)
-    return list(dict.fromkeys(specs))
+    return list({s.name: s for s in specs}.values())
 
 
 def run(a) -> int:

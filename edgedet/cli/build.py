@@ -22,8 +22,8 @@ def add_arguments(p):
     p.add_argument("--device", help="GPU to build for (cuda, cuda:N)")
     p.add_argument("--weights", help="weights for a model name")
     p.add_argument("--imgsz", type=positive)
-    p.add_argument("--precision", choices=["fp32", "fp16"], default="fp16",
-                   help="for a model name (an ONNX keeps its own precision)")
+    p.add_argument("--precision", choices=["fp32", "fp16"],
+                   help="for a model name (default fp16); an ONNX keeps its own precision")
     p.add_argument("--batch", type=batch, default=1, help="static batch or 'dynamic'")
     p.add_argument("--min-batch", type=positive, default=1)
     p.add_argument("--opt-batch", type=positive, help="default: the min batch (static: the batch)")
@@ -40,30 +40,40 @@ def add_arguments(p):
 
 def _onnx(a, out: Path) -> Path:
     from edgedet.converters.pipeline import BuildRequest, export_artifact
-    from edgedet.manifest import manifest_path
+    from edgedet.fileio import publish
+    from edgedet.manifest import Manifest, manifest_path
     from edgedet.progress import spinner
     src = Path(a.model)
     if src.suffix.lower() == ".onnx":
         if not src.is_file():
             raise InputError(f"ONNX not found: {src}")
+        Manifest.read(src, verify=False)   # no manifest: refused before anything in --out is touched
         onnx_path = out / src.name
         if onnx_path.resolve() != src.resolve():
-            shutil.copyfile(src, onnx_path)
-            if manifest_path(src).is_file():
-                shutil.copyfile(manifest_path(src), manifest_path(onnx_path))
+            with publish(onnx_path) as tmp:           # an artifact already in --out is replaced only as a pair
+                shutil.copyfile(src, tmp)
+                shutil.copyfile(manifest_path(src), manifest_path(tmp))
         return onnx_path
     if src.suffix:
         raise InputError(f"--model takes a model name or an .onnx file, got {src}")
-    req = BuildRequest(model=a.model, format="onnx", precision=a.precision, weights=a.weights, imgsz=a.imgsz,
+    precision = a.precision or "fp16"
+    req = BuildRequest(model=a.model, format="onnx", precision=precision, weights=a.weights, imgsz=a.imgsz,
                        batch=a.batch, max_batch=a.max_batch, postprocess=a.postprocess)
-    with spinner(f"exporting {a.model} to ONNX ({a.precision})"):
-        return export_artifact(req, out, name=f"{a.model}_{a.precision}")
+    with spinner(f"exporting {a.model} to ONNX ({precision})"):
+        return export_artifact(req, out, name=f"{a.model}_{precision}")
 
 
-def _options(a, fmt) -> dict:
-    """The from_onnx options of the format: engines take the batch profile and builder settings."""
+ENGINE_FLAGS = ("device", "dla_core", "timing_cache", "opt_batch")
+
+
+def _options(a, fmt, onnx_precision: str) -> dict:
+    """The from_onnx options of the format: engines take the batch profile and builder settings; others take
+    the ONNX's own precision, and refuse engine-only flags."""
     if not fmt.device_specific:
-        return {"precision": a.precision}
+        given = [f"--{f.replace('_', '-')}" for f in ENGINE_FLAGS if getattr(a, f) is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} apply to device-specific formats (TensorRT engines), not {fmt.name}")
+        return {"precision": onnx_precision if onnx_precision in fmt.precisions else "fp32"}
     return {"min_batch": a.min_batch, "opt_batch": a.opt_batch, "max_batch": a.max_batch,
             "workspace_mb": a.workspace_mb, "optimization_level": a.opt_level, "timing_cache": a.timing_cache,
             "dla_core": a.dla_core, "device": a.device}
@@ -84,12 +94,14 @@ def run(a) -> int:
         if not rep.ok:
             print(f"FAIL: {onnx_path} does not pass the {spec.name} check; nothing built", file=sys.stderr)
             return 1
-    Manifest.read(onnx_path)
-    if not fmt.from_onnx:  # the ONNX is the artifact
+    if fmt.name == Manifest.read(onnx_path).artifact.format:  # the checked ONNX is the artifact
         emit({"artifact": str(onnx_path), "manifest": str(manifest_path(onnx_path))}, a.json, f"wrote {onnx_path}")
         return 0
+    if not fmt.from_onnx:
+        raise InputError(f"backend '{spec.name}' runs {fmt.name} artifacts, which are not built from an ONNX: "
+                         f"use 'edgedet export --format {fmt.name}'")
     target = onnx_path.with_suffix(fmt.suffix)
-    options = _options(a, fmt)
+    options = _options(a, fmt, Manifest.read(onnx_path).precision)
     if not spec.available() and fmt.offline_command:
         line = load_object(fmt.offline_command)(onnx_path, target, options)
         print(f"{onnx_path} passes the {spec.name} check. To build where {spec.name}'s tools exist:\n  {line}",

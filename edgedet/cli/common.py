@@ -34,6 +34,16 @@ def positive(value: str) -> int:
     return v
 
 
+def nonnegative(value: str) -> int:
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {v}")
+    return v
+
+
 def probability(value: str) -> float:
     try:
         v = float(value)
@@ -41,6 +51,16 @@ def probability(value: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value!r}") from None
     if not 0.0 <= v <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {v}")
+    return v
+
+
+def positive_float(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {v}")
     return v
 
 
@@ -52,9 +72,12 @@ def resolve_backend(a):
     """--backend as given, or for a model name the measured default (said on stderr, with why)."""
     import sys
 
-    from edgedet.api import choose_backend, is_model_name
+    from edgedet.api import choose_backend, default_backend, is_model_name
+    from edgedet.devices import parse_device
     if a.backend or not is_model_name(a.model):
         return a.backend
+    if parse_device(getattr(a, "device", None)).kind != "cpu":
+        return default_backend(a.model, device=a.device)
     choice = choose_backend(a.model, **build_keywords(a))
     print(f"backend: {choice.backend.name} ({choice.reason})", file=sys.stderr)
     return choice.backend
@@ -66,7 +89,6 @@ def build_keywords(a) -> dict:
 
 def load_detector(a, **options):
     """The Detector of --model/--backend/--device/--conf (+ --weights/--imgsz for a model name)."""
-    from edgedet.api import load, is_model_name
+    from edgedet.api import load
     a.backend = resolve_backend(a)
-    build = build_keywords(a) if is_model_name(a.model) else {}
-    return load(a.model, backend=a.backend, device=a.device, score_threshold=a.conf, **build, **options)
+    return load(a.model, backend=a.backend, device=a.device, score_threshold=a.conf, **build_keywords(a), **options)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from edgedet.errors import EdgeDetError, InputError
 
-from .common import load_detector, positive, probability
+from .common import load_detector, nonnegative, positive, positive_float, probability
 
 HELP = "run detection on images, a folder, a video, a camera or a stream URL"
 STILL = ("image", "folder")   # source kinds detected image by image
@@ -36,8 +36,8 @@ def add_arguments(p):
     g = p.add_argument_group("video and streams")
     g.add_argument("--show", action="store_true", help="show the annotated stream in a window (q quits)")
     g.add_argument("--realtime", action="store_true", help="drop frames to stay current instead of queueing")
-    g.add_argument("--reconnect", type=int, default=5, help="reconnect attempts when a live source drops")
-    g.add_argument("--timeout", type=float, default=10.0, help="seconds to open or read a network source")
+    g.add_argument("--reconnect", type=nonnegative, default=5, help="reconnect attempts when a live source drops")
+    g.add_argument("--timeout", type=positive_float, default=10.0, help="seconds to open or read a network source")
     g.add_argument("--hint", choices=("latency", "throughput"), default="throughput",
                    help="performance hint for streams (throughput keeps several requests in flight)")
 
@@ -81,7 +81,7 @@ def _output_names(files: list[Path], out_dir: Path) -> dict[Path, Path]:
 def detect_images(a, kind: str) -> int:
     from edgedet.preprocess import read_image
     from edgedet.progress import progress
-    from edgedet.runtimes.sinks import JsonLines
+    from edgedet.runtimes.sinks import JsonLines, check_writable
     from edgedet.runtimes.sources import FolderSource
     src = Path(a.source[0])
     files = FolderSource(src).files if kind == "folder" else [src]
@@ -91,9 +91,11 @@ def detect_images(a, kind: str) -> int:
         raise InputError(f"--save {out_dir} is the source folder: annotated images would sit among (or over) the "
                          "user's images; choose another folder")
     targets = _output_names(files, out_dir) if out_dir is not None else {}
-    jsonl = JsonLines(a.jsonl) if a.jsonl else None
+    if a.jsonl:
+        check_writable(a.jsonl, "--jsonl")
     results, failures = [], []
     with load_detector(a) as det:
+        jsonl = JsonLines(a.jsonl) if a.jsonl else None   # opened once the model loaded: nothing left behind
         try:
             for f in progress(files, desc="detect", disable=len(files) < 5):
                 try:
