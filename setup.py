@@ -24,7 +24,7 @@ EXTRAS = {
     "ray": ["ray[data]>=2.40"],
 }
 EXTRAS["cpu"] = EXPORT + ONNXRUNTIME + OPENVINO + EXTRAS["eval"] + EXTRAS["plot"] + ["psutil", "scikit-image"]
-EXTRAS["dev"] = EXTRAS["cpu"] + EXTRAS["triton"] + EXTRAS["ray"] + ["pytest>=7", "effdet==0.4.1", "build", "wheel"]
+EXTRAS["dev"] = EXTRAS["cpu"] + EXTRAS["triton"] + EXTRAS["ray"] + ["pytest>=7", "pytest-timeout>=2.2", "effdet==0.4.1", "build", "wheel"]
 
 setup(
     name="edgedet",

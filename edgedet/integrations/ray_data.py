@@ -91,7 +91,9 @@ def detect_dataset(ds, artifact: str | Path, actors: int = 2, batch_size: int = 
         DetectActor, fn_constructor_kwargs={"artifact": artifact, "backend": backend, "device": device,
                                             "score_threshold": score_threshold, "options": opts},
         batch_size=batch_size, batch_format="pandas", concurrency=actors, num_gpus=num_gpus or None,
-        num_cpus=1 if not num_gpus else None, max_restarts=max_restarts, max_task_retries=max_restarts)
+        # a fractional CPU reservation per actor: actors never hold every CPU, so Ray's read tasks can still run
+        # (the actors' real thread count is set by the runner's `threads` option above)
+        num_cpus=0.5, max_restarts=max_restarts, max_task_retries=max_restarts)
 
 
 def image_dataset(sources: list[str]):

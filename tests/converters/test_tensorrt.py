@@ -302,3 +302,19 @@ def test_build_cli_and_shape_changes(trt, test_weights, images, tmp_path):
             np.testing.assert_allclose(a.scores, b.scores, atol=1e-3)
         det(images[0])
     det.close()
+
+
+def test_cuda_graph_with_in_graph_nms_is_refused_before_any_cuda_work(artifacts):
+    """Issue 13 #2: data-dependent NMS shapes cannot be captured; refused with a clear message up front."""
+    from edgedet.devices import Device
+    from edgedet.runtimes.tensorrt_runner import TensorRTRunner
+    m = Manifest.read(artifacts["onnx_graph"])
+    with pytest.raises(InputError, match="cuda_graph cannot be used with in-graph NMS"):
+        TensorRTRunner(artifacts["onnx_graph"], m, Device("cuda"), cuda_graph=True)
+
+
+def test_tensorrt_extra_pins_the_cuda_major():
+    """Issue 13 #4: cuda-python 13 needs a CUDA 13 driver; the extra pins the TensorRT wheels' CUDA 12."""
+    from pathlib import Path
+    setup = (Path(__file__).resolve().parents[2] / "setup.py").read_text()
+    assert '"cuda-python>=12.3,<13"' in setup and '"tensorrt-cu12' in setup

@@ -36,7 +36,7 @@ def folder(tmp_path_factory, images):
 def test_two_actors_give_the_local_detections(local_ray, folder, artifacts):
     rows = detect_dataset(image_dataset([str(folder)]), artifacts["onnx"], actors=2, batch_size=8,
                           score_threshold=0.3).to_pandas()
-    assert len(rows) == 200 and rows["path"].is_unique and not rows["error"].any()
+    assert len(rows) == 200 and rows["path"].is_unique and (rows["error"] == "").all()
     det = Detector.load(artifacts["onnx"], score_threshold=0.3)
     for _, r in rows.iterrows():
         d = det(r["path"])
@@ -72,7 +72,7 @@ def test_killed_actor_is_retried_and_each_input_appears_once(local_ray, folder, 
     marker = str(tmp_path / "died")
     ds = image_dataset([str(folder)]).map_batches(
         _DiesOnce, fn_constructor_kwargs={"marker": marker, "artifact": str(artifacts["onnx"])}, batch_size=8,
-        batch_format="pandas", concurrency=2, num_cpus=1, max_restarts=3, max_task_retries=3)
+        batch_format="pandas", concurrency=2, num_cpus=0.5, max_restarts=3, max_task_retries=3)
     rows = ds.to_pandas()
     assert Path(marker).exists()                     # an actor did die
     assert len(rows) == 200 and rows["path"].is_unique
