@@ -168,6 +168,6 @@ class TensorRTRunner(Runner):
     def close(self) -> None:
         if getattr(self, "_buffers", None) is not None and hasattr(self, "cuda"):
             self._free_buffers()
-            self.context = self.engine = None  # type: ignore[assignment]  # released: unusable after close()
+            self.context = self.engine = None  # released: unusable after close()
             self.cuda.close()
 
