@@ -96,6 +96,25 @@ def write_outputs(report: dict, out_dir: str | Path, plot: bool = True) -> dict:
     return {k: str(v) for k, v in paths.items()}
 
 
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend, or None where matplotlib is not installed (plots are skipped)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
 def pareto(points: list[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point beats on both latency (lower) and AP (higher)."""
     return [i for i, (lat, ap) in enumerate(points)
@@ -105,11 +124,8 @@ def pareto(points: list[tuple[float, float]]) -> list[int]:
 def plot_ap_vs_latency(report: dict, path: Path) -> Path | None:
     """One point per model, backend and precision (rows evaluated with --data), the Pareto front marked."""
     rows = [r for r in report["rows"] if r.get("AP") is not None]
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = _pyplot()
+    if plt is None:
         return None
     if not rows:
         return None
@@ -126,19 +142,12 @@ def plot_ap_vs_latency(report: dict, path: Path) -> Path | None:
     ax.set_title(f"accuracy vs latency - {report['environment']['cpu']}", fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_fps_vs_flops(report: dict, path: Path) -> Path | None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = _pyplot()
+    if plt is None:
         return None
     series: dict[str, list[dict]] = {}
     for r in report["rows"] + report["baselines"]:
@@ -160,8 +169,4 @@ def plot_fps_vs_flops(report: dict, path: Path) -> Path | None:
                  fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

@@ -119,8 +119,7 @@ def _trace(model, opts: ExportOptions):
 def model_cost_section(cfg) -> CostSection:
     """Params and multiply-adds, counted once at export and recorded in the manifest (runtimes need no torch)."""
     from edgedet.model.cost import model_cost
-    cost = model_cost(cfg)
-    return CostSection(params=cost.params, macs=cost.macs)
+    return model_cost(cfg)
 
 
 def onnx_manifest(cfg, opts: ExportOptions, class_names, weights_info, proto) -> Manifest:

@@ -160,20 +160,7 @@ class Manifest:
     def from_dict(cls, data: dict, where: str = "manifest") -> "Manifest":
         if not isinstance(data, dict):
             raise ArtifactError(f"{where}: not a JSON object")
-        hints = typing.get_type_hints(cls)
-        kwargs = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in data:
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                    raise ArtifactError(f"{where}: missing key '{f.name}'")
-                continue
-            value = data[f.name]
-            section = _SECTIONS.get(f.name)
-            if section is not None and value is not None:
-                value = _section(section, value, f.name, where)
-            else:
-                _check_type(value, hints[f.name], f.name, where)
-            kwargs[f.name] = value
+        kwargs = _typed_fields(cls, data, "", where)
         extra_keys = set(data) - {f.name for f in dataclasses.fields(cls)}
         if extra_keys:
             raise ArtifactError(f"{where}: unknown key '{sorted(extra_keys)[0]}' (written by a newer edgedet?)")
@@ -258,19 +245,27 @@ class Manifest:
         return tuple(self.model["image_size"])
 
 
-def _section(cls, value, key: str, where: str):
-    if not isinstance(value, dict):
-        raise ArtifactError(f"{where}: key '{key}' must be an object, got {type(value).__name__}")
+def _typed_fields(cls, data: dict, prefix: str, where: str) -> dict:
+    """The fields of dataclass `cls` found in `data`, each type-checked; a top-level field that is a section
+    (input, batch, ...) becomes its dataclass. A missing required key is named as `prefix + name`."""
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):
-        if f.name not in value:
+        key = prefix + f.name
+        if f.name not in data:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ArtifactError(f"{where}: missing key '{key}.{f.name}'")
+                raise ArtifactError(f"{where}: missing key '{key}'")
             continue
-        _check_type(value[f.name], hints[f.name], f"{key}.{f.name}", where)
-        kwargs[f.name] = value[f.name]
-    return cls(**kwargs)
+        value = data[f.name]
+        section = None if prefix else _SECTIONS.get(f.name)
+        if section is not None and value is not None:
+            if not isinstance(value, dict):
+                raise ArtifactError(f"{where}: key '{key}' must be an object, got {type(value).__name__}")
+            value = section(**_typed_fields(section, value, f"{key}.", where))
+        else:
+            _check_type(value, hints[f.name], key, where)
+        kwargs[f.name] = value
+    return kwargs
 
 
 def _check_type(value, hint, key: str, where: str) -> None:

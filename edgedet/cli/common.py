@@ -24,44 +24,23 @@ def batch(value: str):
     return b
 
 
-def positive(value: str) -> int:
-    try:
-        v = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
+def _number(kind: type, accept, expected: str):
+    """An argparse type: `kind(value)` that `accept` admits, else one line saying what was expected."""
+    def parse(value: str):
+        try:
+            v = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
+        if not accept(v):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {v}")
+        return v
+    return parse
 
 
-def nonnegative(value: str) -> int:
-    try:
-        v = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {v}")
-    return v
-
-
-def probability(value: str) -> float:
-    try:
-        v = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value!r}") from None
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {v}")
-    return v
-
-
-def positive_float(value: str) -> float:
-    try:
-        v = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {v}")
-    return v
+positive = _number(int, lambda v: v >= 1, "a positive integer")
+nonnegative = _number(int, lambda v: v >= 0, "a whole number >= 0")
+probability = _number(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
+positive_float = _number(float, lambda v: v > 0, "a positive number")
 
 
 def emit(obj, as_json: bool, text: str) -> None:

@@ -6,26 +6,11 @@ counted, as in the paper.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn as nn
 
 from edgedet.configs import ModelConfig
-
-
-@dataclass(frozen=True)
-class ModelCost:
-    params: int
-    macs: int
-
-    @property
-    def gmacs(self) -> float:
-        return self.macs / 1e9
-
-    @property
-    def gflops(self) -> float:
-        return 2 * self.macs / 1e9
+from edgedet.manifest import CostSection
 
 
 def count_macs(model: nn.Module, x: torch.Tensor) -> int:
@@ -55,7 +40,7 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> int:
     return total
 
 
-def model_cost(cfg: ModelConfig, batch: int = 1) -> ModelCost:
+def model_cost(cfg: ModelConfig, batch: int = 1) -> CostSection:
     """Params and MACs per image of the model described by cfg, at cfg.image_size."""
     from edgedet.model import EfficientDet
 
@@ -63,4 +48,4 @@ def model_cost(cfg: ModelConfig, batch: int = 1) -> ModelCost:
         model = EfficientDet(cfg).eval()
         x = torch.empty(batch, 3, *cfg.image_size)
     params = sum(p.numel() for p in model.parameters())
-    return ModelCost(params=params, macs=count_macs(model, x) // batch)
+    return CostSection(params=params, macs=count_macs(model, x) // batch)
