@@ -21,7 +21,7 @@ EXTRAS = {
     "plot": ["matplotlib>=3.7"],
     "supervision": ["supervision>=0.20"],
     "triton": ["tritonclient[grpc]>=2.40"],
-    "ray": ["ray[data]>=2.40"],
+    "ray": ["ray[data,serve]>=2.40"],
 }
 EXTRAS["cpu"] = EXPORT + ONNXRUNTIME + OPENVINO + EXTRAS["eval"] + EXTRAS["plot"] + ["psutil", "scikit-image"]
 EXTRAS["dev"] = EXTRAS["cpu"] + EXTRAS["triton"] + EXTRAS["ray"] + ["pytest>=7", "pytest-timeout>=2.2", "effdet==0.4.1", "build", "wheel"]

@@ -24,12 +24,18 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image not found: {path}")
-    data = np.fromfile(str(path), dtype=np.uint8)
+    return decode_image(np.fromfile(str(path), dtype=np.uint8), str(path))
+
+
+def decode_image(data, name: str = "image") -> np.ndarray:
+    """Decode an encoded image (JPEG, PNG, ... as bytes or a uint8 array) to uint8 BGR; InputError if it is not
+    one."""
+    buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
     # IMREAD_COLOR applies the EXIF orientation (IMREAD_UNCHANGED would not); ANYDEPTH keeps 16-bit pixels
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if buf.size else None
     if img is None:
-        raise InputError(f"cannot read image {path}: not a supported image file or corrupt")
-    return to_bgr8(img, str(path))
+        raise InputError(f"cannot read image {name}: not a supported image file or corrupt")
+    return to_bgr8(img, name)
 
 
 def to_bgr8(img, name: str = "image") -> np.ndarray:

@@ -23,6 +23,7 @@ COMMANDS = {
     "train": "train",
     "bench": "bench",
     "batch": "batch",
+    "serve": "serve",
 }
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edgedet.errors import InputError
 
-from .common import positive, probability
+from .common import artifact_of, positive, probability
 
 HELP = "batch detection over folders, globs, buckets and videos on Ray Data (local or a cluster)"
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -32,17 +32,6 @@ def add_arguments(p):
     p.add_argument("--json", action="store_true")
 
 
-def _artifact(a) -> str:
-    from edgedet.api import build, is_model_name
-    from edgedet.manifest import Manifest
-    if is_model_name(a.model):
-        from .common import resolve_backend
-        return str(build(a.model, resolve_backend(a), **{k: v for k, v in (("weights", a.weights),
-                                                                          ("imgsz", a.imgsz)) if v}).path)
-    Manifest.read(a.model)   # a bad artifact fails here, in one line, before Ray starts
-    return a.model
-
-
 def run(a) -> int:
     from edgedet.integrations import ray_data
     out = Path(a.out)
@@ -51,7 +40,7 @@ def run(a) -> int:
         raise InputError(f"--out must end in {', '.join(WRITERS)}, got {out.name}")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
-    artifact = _artifact(a)
+    artifact = artifact_of(a)
     ray = ray_data._ray()
     videos = [s for s in a.source if s.lower().endswith(VIDEO_SUFFIXES)]
     images = [s for s in a.source if s not in videos]

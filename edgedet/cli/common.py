@@ -71,3 +71,14 @@ def load_detector(a, **options):
     from edgedet.api import load
     a.backend = resolve_backend(a)
     return load(a.model, backend=a.backend, device=a.device, score_threshold=a.conf, **build_keywords(a), **options)
+
+
+def artifact_of(a) -> str:
+    """--model as an artifact path: a model name is built (cached) for --backend; a given artifact's manifest is
+    read here, so a bad one fails in one line before any engine (Ray) starts."""
+    from edgedet.api import build, is_model_name
+    from edgedet.manifest import Manifest
+    if is_model_name(a.model):
+        return str(build(a.model, resolve_backend(a), **build_keywords(a)).path)
+    Manifest.read(a.model)
+    return a.model

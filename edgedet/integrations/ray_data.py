@@ -11,23 +11,19 @@ that die are restarted by Ray and their batches retried, so every input appears 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from edgedet.errors import BackendUnavailableError, EdgeDetError, InputError
+from edgedet.errors import EdgeDetError, InputError
+
+from .common import import_ray, threads_per_worker
 
 COLUMNS = ("path", "frame", "boxes", "scores", "class_ids", "labels", "error")
 
 
 def _ray():
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError as e:
-        raise BackendUnavailableError("ray", "ray", e) from e
-    return ray
+    return import_ray("data")
 
 
 class DetectActor:
@@ -60,25 +56,11 @@ class DetectActor:
 
     @staticmethod
     def _image(batch, i) -> np.ndarray:
-        import cv2
-
-        from edgedet.preprocess import to_bgr8
+        from edgedet.preprocess import decode_image, to_bgr8
+        name = str(batch["path"].iloc[i])
         if "image" in batch:
-            return to_bgr8(np.asarray(batch["image"].iloc[i]), str(batch["path"].iloc[i]))
-        data = np.frombuffer(batch["bytes"].iloc[i], np.uint8)
-        img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
-        if img is None:
-            raise InputError(f"cannot decode image {batch['path'].iloc[i]}")
-        return to_bgr8(img, str(batch["path"].iloc[i]))
-
-
-def _threads_per_actor(artifact: str, backend, actors: int, options: dict) -> dict:
-    """Split the cores between actors, for runners that take a thread count (no oversubscription)."""
-    from edgedet.registry import backend_for
-    spec = backend_for(artifact, backend)
-    if "threads" in spec.runner_class().OPTIONS and "threads" not in options:
-        options = {**options, "threads": max(1, (os.cpu_count() or 1) // max(1, actors))}
-    return options
+            return to_bgr8(np.asarray(batch["image"].iloc[i]), name)
+        return decode_image(batch["bytes"].iloc[i], name)
 
 
 def detect_dataset(ds, artifact: str | Path, actors: int = 2, batch_size: int = 8, backend=None, device=None,
@@ -86,7 +68,7 @@ def detect_dataset(ds, artifact: str | Path, actors: int = 2, batch_size: int = 
     """Map a Ray Dataset of images/frames through one Detector per actor (see the module docstring)."""
     _ray()
     artifact = str(artifact)
-    opts = _threads_per_actor(artifact, backend, actors, options)
+    opts = threads_per_worker(artifact, backend, actors, options)
     return ds.map_batches(
         DetectActor, fn_constructor_kwargs={"artifact": artifact, "backend": backend, "device": device,
                                             "score_threshold": score_threshold, "options": opts},

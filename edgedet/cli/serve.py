@@ -1,0 +1,69 @@
+"""`edgedet serve`: the Detector as a Ray Serve deployment (POST /detect, GET /health, GET /metadata)."""
+from __future__ import annotations
+
+import socket
+import sys
+import time
+
+from edgedet.errors import InputError
+
+from .common import positive, positive_float, probability
+
+HELP = "serve detection over HTTP on Ray Serve (POST /detect, GET /health, GET /metadata)"
+
+
+def add_arguments(p):
+    p.add_argument("--model", required=True, help="artifact (.onnx, .xml, ...) or model name")
+    p.add_argument("--replicas", type=positive, default=1, help="replicas, each with its own Detector")
+    p.add_argument("--max-batch", type=positive, default=8,
+                   help="requests batched into one Detector call by @serve.batch (1: no batching)")
+    p.add_argument("--batch-wait-ms", type=positive_float, default=5.0, help="how long a batch waits to fill")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 behind a load balancer)")
+    p.add_argument("--port", type=positive, default=8000)
+    p.add_argument("--address", help="Ray cluster address ('auto' joins a running cluster; default: a local one)")
+    p.add_argument("--backend")
+    p.add_argument("--device")
+    p.add_argument("--weights", help="weights for a model name")
+    p.add_argument("--imgsz", type=positive)
+    p.add_argument("--conf", type=probability, default=0.25)
+    p.add_argument("--cpus-per-replica", type=positive_float, default=1.0)
+    p.add_argument("--gpus-per-replica", type=float, default=0.0)
+    p.add_argument("--max-mb", type=positive_float, default=20.0, help="largest image body accepted (413 above)")
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise InputError(f"cannot listen on {host}:{port}: {e.strerror}; choose another --port") from None
+
+
+def run(a) -> int:
+    from edgedet.integrations import ray_serve
+    from edgedet.integrations.common import import_ray
+
+    from .common import artifact_of
+    artifact = artifact_of(a)
+    _check_port(a.host, a.port)
+    ray = import_ray("serve")
+    serve = ray.serve
+    ray.init(address=a.address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+    try:
+        serve.start(http_options={"host": a.host, "port": a.port})
+        app = ray_serve.detector_app(artifact, replicas=a.replicas, max_batch=a.max_batch,
+                                     batch_wait_s=a.batch_wait_ms / 1000, backend=a.backend, device=a.device,
+                                     score_threshold=a.conf, cpus_per_replica=a.cpus_per_replica,
+                                     num_gpus=a.gpus_per_replica, max_bytes=int(a.max_mb * 1024 * 1024))
+        serve.run(app, name="edgedet", route_prefix="/")
+        url = f"http://{a.host}:{a.port}"
+        print(f"serving {artifact} on {url} with {a.replicas} replica(s), batches of up to {a.max_batch}: "
+              f"POST {url}/detect, GET {url}/health, GET {url}/metadata (Ctrl-C stops)", file=sys.stderr)
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:   # Ctrl-C or SIGTERM: the normal way to stop a server
+        print("edgedet serve: stopping", file=sys.stderr)
+        return 0
+    finally:
+        serve.shutdown()
+        ray.shutdown()
