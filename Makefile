@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: bench test typecheck venv clean
+.PHONY: bench test typecheck venv triton-server clean
 
 venv: $(VENV)/.installed
 
@@ -24,7 +24,18 @@ bench: venv
 	$(BIN)/edgedet detect --model d0 --weights tests/assets/reference_d0_shapes_fp16.pth --imgsz 256 \
 		--source $(OUT)/shapes/images --conf 0.4 --save $(OUT)/detect
 
-test: venv
+# A real Triton Inference Server for the Triton client tests: nvidia-pytriton bundles the tritonserver binary
+# (CPU, python backend) but pins numpy < 2, so it lives in its own environment (~370 MB, ~30 s).
+TRITON_VENV ?= .venv-triton
+triton-server: $(TRITON_VENV)/.installed
+
+$(TRITON_VENV)/.installed:
+	$(PY) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install -q --upgrade pip
+	$(TRITON_VENV)/bin/python -m pip install -q 'nvidia-pytriton==0.7.0' 'onnxruntime>=1.17'
+	touch $@
+
+test: venv triton-server
 	$(BIN)/python -m pytest -q
 
 # Static checks of the TensorRT/CUDA code: mypy against tensorrt-stubs and cuda-python, and the names the code
@@ -33,4 +44,4 @@ typecheck: venv
 	PROJECT_PY=$(BIN)/python PY=$(PY) bash typecheck/run.sh
 
 clean:
-	rm -rf $(VENV) $(OUT) build dist *.egg-info
+	rm -rf $(VENV) $(TRITON_VENV) $(OUT) build dist *.egg-info

@@ -20,7 +20,7 @@ EXTRAS = {
     "eval": ["pycocotools>=2.0.7"],
     "plot": ["matplotlib>=3.7"],
     "supervision": ["supervision>=0.20"],
-    "triton": ["tritonclient[grpc]>=2.40"],
+    "triton": ["tritonclient[grpc,http]>=2.40"],
     "ray": ["ray[data,serve]>=2.40"],
 }
 EXTRAS["cpu"] = EXPORT + ONNXRUNTIME + OPENVINO + EXTRAS["eval"] + EXTRAS["plot"] + ["psutil", "scikit-image"]

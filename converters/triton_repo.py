@@ -9,6 +9,7 @@ manifest describes). Every written config.pbtxt is parsed with Triton's own Mode
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from edgedet.errors import BackendUnavailableError, ConversionError
 from edgedet.fileio import clean_stale
+from edgedet.manifest import TRITON_MANIFEST_PARAMETER as MANIFEST_PARAMETER
 from edgedet.manifest import Manifest
 
 DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "uint8": "TYPE_UINT8", "int64": "TYPE_INT64"}
@@ -43,7 +45,12 @@ def _dims(shape) -> list[int]:
     return [int(d) for d in shape]
 
 
+def _pbtxt_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def config_text(name: str, m: Manifest, triton: TritonBackend, instances: int, queue_delay_us: int) -> str:
+    """config.pbtxt; it carries the manifest (parameter edgedet_manifest), so a client needs only the URL."""
     inp = m.input
     d = m.postprocess.max_det
     outputs = {"num_detections": ([1], True), "boxes": ([d, 4], False), "scores": ([d], False),
@@ -63,7 +70,9 @@ def config_text(name: str, m: Manifest, triton: TritonBackend, instances: int, q
         f"dynamic_batching {{ preferred_batch_size: {preferred} max_queue_delay_microseconds: {queue_delay_us} }}",
         f"instance_group [ {{ count: {instances} kind: {triton.kind} }} ]",
         f'model_warmup [ {{ name: "zeros" batch_size: 1 inputs {{ key: "{inp.name}" value {{ '
-        f'data_type: {DTYPES[inp.dtype]} dims: {dims} zero_data: true }} }} }} ]', ""])
+        f'data_type: {DTYPES[inp.dtype]} dims: {dims} zero_data: true }} }} }} ]',
+        f'parameters {{ key: "{MANIFEST_PARAMETER}" value {{ string_value: '
+        f'{_pbtxt_string(json.dumps(m.to_dict(), separators=(",", ":"), ensure_ascii=True))} }} }}', ""])
 
 
 def validate_config(text: str, m: Manifest):
@@ -85,6 +94,9 @@ def validate_config(text: str, m: Manifest):
     want_out = {n: DTYPES[OUTPUT_DTYPES[n]] for n in m.outputs}
     if got_out != want_out:
         raise ConversionError(f"config.pbtxt outputs {got_out} do not match the artifact's {want_out}")
+    carried = cfg.parameters[MANIFEST_PARAMETER].string_value if MANIFEST_PARAMETER in cfg.parameters else ""
+    if not carried or json.loads(carried) != json.loads(json.dumps(m.to_dict())):
+        raise ConversionError(f"config.pbtxt parameter {MANIFEST_PARAMETER} does not carry the artifact's manifest")
     return cfg
 
 
@@ -110,8 +122,9 @@ def write_repository(inner: Path, backend: str, config_path: Path, instances: in
         for src in [inner] + [inner.with_name(f) for f in m.artifact.extra_files]:
             shutil.copyfile(src, version / (target.stem + src.suffix if src != inner else target.name))
         m.derive().write(target)     # the copy under Triton's file name gets its own manifest
-        text = config_text(name, m, triton, instances, queue_delay_us)
-        validate_config(text, m)
+        served = Manifest.read(target)
+        text = config_text(name, served, triton, instances, queue_delay_us)
+        validate_config(text, served)
         (tmp / "config.pbtxt").write_text(text)
         (tmp / "labels.txt").write_text("\n".join(m.class_names) + "\n")
         if offline_note:

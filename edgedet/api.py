@@ -63,7 +63,7 @@ def _timing_keys(build: dict) -> dict:
 
 def is_model_name(source) -> bool:
     p = Path(str(source))
-    return not p.suffix and not p.exists()
+    return "://" not in str(source) and not p.suffix and not p.exists()
 
 
 def build(model: str, backend: "str | BackendSpec | None" = None, device: str | None = None, rebuild: bool = False,

@@ -21,6 +21,9 @@ from .errors import ArtifactError
 from .fileio import write_json_atomic
 from .weights import file_sha256
 
+# the Triton model config parameter that carries the manifest (written by converters/triton_repo.py, read by
+# runtimes/triton_runner.py): a client of the server needs only the model URL
+TRITON_MANIFEST_PARAMETER = "edgedet_manifest"
 FORMAT_VERSION = 2
 
 # Tensor names written by the exporters; everything downstream reads them from the manifest.

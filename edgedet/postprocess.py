@@ -108,7 +108,7 @@ class Postprocessor:
         """Image i of the batch: boxes (network-input pixels), scores, classes."""
         if self.in_graph:
             num, boxes, scores, classes = (outputs[n] for n in self.names)
-            n = int(num[i])
+            n = int(np.ravel(num[i])[0])   # (B,) or (B, 1) (Triton's dims [1])
             boxes, scores, classes = boxes[i, :n], scores[i, :n], classes[i, :n]
             keep = scores >= thr
             return boxes[keep], scores[keep], classes[keep].astype(np.int64)

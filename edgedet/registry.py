@@ -55,6 +55,7 @@ class BackendSpec:
     # runtime options for exact FP32 arithmetic (parity tests, accuracy gates): no reduced-precision hints
     exact_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     auto: bool = False                 # a candidate when no backend is named (measured on this machine)
+    schemes: tuple[str, ...] = ()      # URL schemes of a remote server it speaks to (source grpc://host/model)
     description: str = ""
 
     @property
@@ -114,9 +115,14 @@ BACKENDS: dict[str, BackendSpec] = {b.name: b for b in (
                 static_check="edgedet.converters.trt_check:check_tensorrt_onnx"),
     BackendSpec("torch", "edgedet.runtimes.torch_runner:TorchRunner", "torch", "export", ("torch",),
                 ("cpu", "cuda"), aliases=("pytorch",)),
+    # a client of a Triton (KServe v2) server: the device is the server's ("auto": its instance_group decides)
+    BackendSpec("triton", "edgedet.runtimes.triton_runner:TritonRunner", "tritonclient", "triton", ("triton",),
+                ("auto",), aliases=("tritonclient",), schemes=("grpc", "http", "https"),
+                description="inference on a Triton Inference Server, pre/post-processing on the client"),
 )}
 
 _BACKEND_NAMES = {a: b.name for b in BACKENDS.values() for a in (b.name, *b.aliases)}
+_BACKEND_BY_SCHEME = {s: b.name for b in BACKENDS.values() for s in b.schemes}
 _FORMAT_BY_SUFFIX = {s: f.name for f in FORMATS.values() for s in f.suffixes}
 # the backend an artifact runs on when none is named: the first backend whose own format it is
 _DEFAULT_BACKEND = {}
@@ -161,6 +167,16 @@ def parse_backends(value: "str | list[str]") -> list[BackendSpec]:
     if not specs:
         raise InputError("give at least one backend")
     return specs
+
+
+def remote_backend(source) -> "BackendSpec | None":
+    """The backend of a server URL source (grpc://host:port/model, http://...), or None for a local path."""
+    scheme, sep, _ = str(source).partition("://")
+    if not sep:
+        return None
+    if scheme.lower() not in _BACKEND_BY_SCHEME:
+        raise InputError(f"no backend speaks {scheme}:// ; remote sources use {', '.join(_BACKEND_BY_SCHEME)}://")
+    return BACKENDS[_BACKEND_BY_SCHEME[scheme.lower()]]
 
 
 def format_of(path: "str | Path") -> FormatSpec:

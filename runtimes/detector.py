@@ -18,7 +18,7 @@ from edgedet.errors import ArtifactError, InputError
 from edgedet.manifest import Manifest
 from edgedet.postprocess import Postprocessor
 from edgedet.preprocess import Preprocessor, read_image, to_bgr8
-from edgedet.registry import backend_for
+from edgedet.registry import backend_for, get_backend, remote_backend
 
 DEFAULT_SCORE_THRESHOLD = 0.25
 
@@ -78,10 +78,17 @@ class Detector:
     @classmethod
     def load(cls, source: str | Path, backend=None, device=None, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
              verify: bool = True, **options) -> "Detector":
-        """Load an artifact (.onnx, .xml, .engine, .pth) and its manifest on a backend (default: by format).
+        """Load an artifact (.onnx, .xml, .engine, .pth) and its manifest on a backend (default: by format), or
+        a model on a server by URL (grpc://host:8001/d0, http://host:8000/d0: Triton, see triton_runner).
 
         `options` are the backend's runtime options (its runner's OPTIONS); an unknown one is an InputError.
         A model name ('d0') is built by the facade: `edgedet.load('d0', ...)`."""
+        remote = remote_backend(source)
+        if remote is not None:       # a model on a server (grpc://host:port/model): the runner brings the manifest
+            if backend is not None and get_backend(backend) is not remote:
+                raise InputError(f"{source} is served by a {remote.name} server; backend '{backend}' cannot run it")
+            runner = remote.runner_class().create(remote, source, None, device, **options)
+            return cls._with_runner(runner, runner.manifest, score_threshold)
         path = Path(source)
         if not path.exists():
             if not path.suffix:
@@ -93,7 +100,10 @@ class Detector:
         spec = backend_for(path, backend)
         runner_cls = spec.runner_class()
         manifest = Manifest.read(path, verify=verify)
-        runner = runner_cls.create(spec, path, manifest, device, **options)
+        return cls._with_runner(runner_cls.create(spec, path, manifest, device, **options), manifest, score_threshold)
+
+    @classmethod
+    def _with_runner(cls, runner, manifest: Manifest, score_threshold) -> "Detector":
         try:
             return cls(runner, manifest, score_threshold)
         except BaseException:

@@ -1,0 +1,219 @@
+"""Triton client runner: the Detector's inference runs on an NVIDIA Triton Inference Server (any KServe v2 server)
+through tritonclient, over gRPC or HTTP. Chosen by the source URL:
+
+    Detector.load("grpc://host:8001/d0")          # or http://host:8000/d0, grpc://host:8001/d0/2 (version 2)
+
+Pre- and post-processing stay on the client (letterbox to the artifact's uint8 NHWC input; the server's graph has
+in-graph post-processing), so the client keeps the same Detections API. The manifest comes from the server: the
+repository `edgedet export --format triton` writes carries it in config.pbtxt (parameter `edgedet_manifest`). For a
+model served from elsewhere, give `manifest_path=` (the repository's model folder, its config.pbtxt or an artifact whose
+manifest describes the served graph); its tensors are checked against the server's model metadata.
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgedet.errors import ArtifactError, InputError
+from edgedet.manifest import TRITON_MANIFEST_PARAMETER as MANIFEST_PARAMETER
+from edgedet.manifest import Manifest
+from edgedet.options import Option
+
+from .base import Runner
+
+_URL = re.compile(r"^(?P<scheme>grpc|https?)://(?P<host>[^/]+)/(?P<model>[^/]+)(?:/(?P<version>\d+))?/?$")
+# KServe v2 datatype names <-> numpy
+V2_DTYPES = {"uint8": "UINT8", "float32": "FP32", "float16": "FP16", "int64": "INT64", "int32": "INT32"}
+
+
+@dataclass(frozen=True)
+class TritonURL:
+    scheme: str
+    host: str
+    model: str
+    version: str
+
+    @classmethod
+    def parse(cls, url: str) -> "TritonURL":
+        m = _URL.match(str(url))
+        if not m:
+            raise InputError(f"'{url}' is not a Triton model URL: serve the repository with tritonserver "
+                             "--model-repository <repo>, then load grpc://host:port/model[/version] or "
+                             "http://host:port/model[/version]")
+        return cls(m["scheme"], m["host"], m["model"], m["version"] or "")
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.host}/{self.model}" + (f"/{self.version}" if self.version else "")
+
+
+class _Protocol:
+    """gRPC or HTTP: the client module and how its answers read (a table, one row per scheme)."""
+
+    def __init__(self, url: TritonURL, timeout: float):
+        from edgedet.errors import BackendUnavailableError
+        module = "tritonclient.grpc" if url.scheme == "grpc" else "tritonclient.http"
+        try:
+            import importlib
+            self.lib = importlib.import_module(module)
+        except (ImportError, RuntimeError) as e:
+            raise BackendUnavailableError(f"triton ({url.scheme})", "triton", e) from e
+        self.grpc = url.scheme == "grpc"
+        self._kw = {} if self.grpc else {"connection_timeout": timeout, "network_timeout": timeout,
+                                         "ssl": url.scheme == "https"}
+        self.url, self.timeout = url, timeout
+        self._local = threading.local()
+        self._clients: list = []
+        self._shared = self.lib.InferenceServerClient(url.host, **self._kw) if self.grpc else None
+
+    @property
+    def client(self):
+        """gRPC: one client shared by all threads (it is thread-safe). HTTP: one client per thread (its gevent
+        connection pool cannot be touched from another thread, even under a lock)."""
+        if self._shared is not None:
+            return self._shared
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self.lib.InferenceServerClient(self.url.host, **self._kw)
+            self._clients.append(client)
+        return client
+
+    def close(self) -> None:
+        for client in [self._shared, *self._clients]:
+            if client is not None:
+                client.close()
+
+    def config(self, model: str, version: str) -> dict:
+        if self.grpc:
+            return self.client.get_model_config(model, version, as_json=True,
+                                                client_timeout=self.timeout).get("config", {})
+        return self.client.get_model_config(model, version)
+
+    def metadata(self, model: str, version: str) -> dict:
+        if self.grpc:
+            return self.client.get_model_metadata(model, version, as_json=True, client_timeout=self.timeout)
+        return self.client.get_model_metadata(model, version)
+
+    def server_version(self) -> str:
+        meta = self.client.get_server_metadata(**({"as_json": True} if self.grpc else {}))
+        return f"{meta.get('name', 'server')} {meta.get('version', '')}".strip()
+
+    def infer(self, model: str, version: str, inputs, outputs):
+        kw = {"client_timeout": self.timeout} if self.grpc else {"timeout": int(self.timeout * 1e6)}
+        return self.client.infer(model, inputs, model_version=version, outputs=outputs, **kw)
+
+
+def manifest_from_config(config: dict, where: str) -> Manifest | None:
+    """The manifest an edgedet repository put in config.pbtxt's parameters, or None if there is none."""
+    param = (config.get("parameters") or {}).get(MANIFEST_PARAMETER)
+    if not param:
+        return None
+    try:
+        data = json.loads(param.get("string_value", "") if isinstance(param, dict) else param)
+    except ValueError as e:
+        raise ArtifactError(f"{where}: parameter {MANIFEST_PARAMETER} is not valid JSON: {e}") from None
+    return Manifest.from_dict(data, where=f"{where} ({MANIFEST_PARAMETER})")
+
+
+def manifest_from_path(path: str) -> Manifest:
+    """A local manifest for a served model: a repository model folder, its config.pbtxt, or an artifact."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "config.pbtxt"
+    return Manifest.read(p, verify=False)
+
+
+class TritonRunner(Runner):
+    """One Triton model on a server; several requests may be in flight (threads), each a blocking infer call."""
+
+    name = "triton"
+    OPTIONS = {
+        "manifest_path": Option(str, help="local manifest (repository model folder, config.pbtxt or artifact) for a "
+                                     "model whose server config does not carry one"),
+        "timeout": Option(float, 60.0, minimum=0.001, help="seconds per request"),
+        "jobs": Option(int, 4, minimum=1, help="requests in flight when streaming"),
+    }
+
+    def __init__(self, path, manifest, device, manifest_path=None, timeout=60.0, jobs=4):
+        self.url = TritonURL.parse(str(path))
+        self.proto = _Protocol(self.url, timeout)
+        self._connect_check()
+        config = self.proto.config(self.url.model, self.url.version)
+        manifest = (manifest_from_path(manifest_path) if manifest_path else
+                    manifest or manifest_from_config(config, str(self.url)))
+        if manifest is None:
+            raise ArtifactError(f"{self.url}: the server's config carries no {MANIFEST_PARAMETER} parameter (not "
+                                "a repository written by 'edgedet export --format triton'); give manifest_path=<the "
+                                "repository's model folder or the artifact it serves>")
+        super().__init__(Path(self.url.model), manifest, device)
+        self.meta = self.proto.metadata(self.url.model, self.url.version)
+        self._check_tensors()
+        self.stream_jobs = int(jobs)
+        self._server = self.proto.server_version()
+
+    def _connect_check(self) -> None:
+        from tritonclient.utils import InferenceServerException
+        try:
+            ready = self.proto.client.is_model_ready(self.url.model, self.url.version)
+        except (InferenceServerException, OSError, ConnectionError) as e:
+            raise ArtifactError(f"cannot reach Triton at {self.url.host} ({self.url.scheme}): "
+                                f"{str(e).splitlines()[0][:200]}") from None
+        if not ready:
+            raise ArtifactError(f"model '{self.url.model}' is not ready on the Triton server at {self.url.host}")
+
+    def _check_tensors(self) -> None:
+        """The served model's input must be the manifest's tensor (name, dtype, per-image dims)."""
+        inputs = {t["name"]: t for t in self.meta.get("inputs", [])}
+        want = self.manifest.input
+        got = inputs.get(want.name)
+        if got is None:
+            raise ArtifactError(f"{self.url}: the served model has inputs {sorted(inputs)}, the manifest says "
+                                f"'{want.name}'")
+        dims = [int(d) for d in got.get("shape", [])]
+        per_image = [int(d) for d in want.shape[1:]]
+        if got.get("datatype") != V2_DTYPES.get(want.dtype) or dims[-len(per_image):] != per_image:
+            raise ArtifactError(f"{self.url}: served input {want.name} is {got.get('datatype')} {dims}, the "
+                                f"manifest says {V2_DTYPES.get(want.dtype)} {per_image}")
+        served = {t["name"] for t in self.meta.get("outputs", [])}
+        missing = [o for o in self.output_names if o not in served]
+        if missing:
+            raise ArtifactError(f"{self.url}: the served model lacks outputs {missing} (it has {sorted(served)})")
+
+    @property
+    def device(self) -> str:
+        return f"{self._server} at {self.url.host}"
+
+    @property
+    def execution_precision(self) -> str:
+        return f"{self.manifest.precision} (server side)"
+
+    @property
+    def input_shape(self):
+        return []
+
+    def __call__(self, inputs):
+        lib = self.proto.lib
+        requests = []
+        for name, value in inputs.items():
+            value = np.ascontiguousarray(value)
+            inp = lib.InferInput(name, list(value.shape), V2_DTYPES[str(value.dtype)])
+            inp.set_data_from_numpy(value)
+            requests.append(inp)
+        outputs = [lib.InferRequestedOutput(n) for n in self.output_names]
+        from tritonclient.utils import InferenceServerException
+        try:
+            result = self.proto.infer(self.url.model, self.url.version, requests, outputs)
+        except InferenceServerException as e:
+            raise ArtifactError(f"Triton request to {self.url} failed: {str(e).splitlines()[0][:300]}") from None
+        return {n: result.as_numpy(n) for n in self.output_names}
+
+    def versions(self):
+        import importlib.metadata
+        return {"tritonclient": importlib.metadata.version("tritonclient"), "server": self._server}
+
+    def close(self) -> None:
+        self.proto.close()
