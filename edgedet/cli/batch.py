@@ -22,7 +22,7 @@ def add_arguments(p):
     p.add_argument("--out", required=True, help="results.parquet or results.jsonl (a folder of Ray's part files)")
     p.add_argument("--address", help="Ray cluster address ('auto' joins a running cluster; default: start a local one)")
     p.add_argument("--actors", type=positive, default=2, help="actors, each with its own Detector")
-    p.add_argument("--batch", type=positive, default=8, help="images per Ray batch")
+    p.add_argument("--batch", type=positive, default=32, help="images per Ray batch (larger: less per-batch overhead)")
     p.add_argument("--backend")
     p.add_argument("--device")
     p.add_argument("--weights", help="weights for a model name")

@@ -63,19 +63,21 @@ class DetectActor:
         return decode_image(batch["bytes"].iloc[i], name)
 
 
-def detect_dataset(ds, artifact: str | Path, actors: int = 2, batch_size: int = 8, backend=None, device=None,
-                   score_threshold: float = 0.25, num_gpus: float = 0, max_restarts: int = 3, **options):
-    """Map a Ray Dataset of images/frames through one Detector per actor (see the module docstring)."""
-    _ray()
+def detect_dataset(ds, artifact: str | Path, actors: int = 2, batch_size: int = 32, backend=None, device=None,
+                   score_threshold: float = 0.25, num_gpus: float = 0, **options):
+    """Map a Ray Dataset of images/frames through one Detector per actor (see the module docstring). Ray Data
+    restarts a dead actor and retries its batches (unlimited by default), so each input appears once."""
+    ray = _ray()
     artifact = str(artifact)
     opts = threads_per_worker(artifact, backend, actors, options)
     return ds.map_batches(
         DetectActor, fn_constructor_kwargs={"artifact": artifact, "backend": backend, "device": device,
                                             "score_threshold": score_threshold, "options": opts},
-        batch_size=batch_size, batch_format="pandas", concurrency=actors, num_gpus=num_gpus or None,
+        batch_size=batch_size, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=actors),
+        num_gpus=num_gpus or None,
         # a fractional CPU reservation per actor: actors never hold every CPU, so Ray's read tasks can still run
         # (the actors' real thread count is set by the runner's `threads` option above)
-        num_cpus=0.5, max_restarts=max_restarts, max_task_retries=max_restarts)
+        num_cpus=0.5)
 
 
 def image_dataset(sources: list[str]):

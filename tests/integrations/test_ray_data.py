@@ -65,7 +65,7 @@ def test_killed_actor_is_retried_and_each_input_appears_once(local_ray, folder, 
     marker = str(tmp_path / "died")
     ds = image_dataset([str(folder)]).map_batches(
         _DiesOnce, fn_constructor_kwargs={"marker": marker, "artifact": str(artifacts["onnx"])}, batch_size=8,
-        batch_format="pandas", concurrency=2, num_cpus=0.5, max_restarts=3, max_task_retries=3)
+        batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=2), num_cpus=0.5)   # Ray's default retries
     rows = ds.to_pandas()
     assert Path(marker).exists()                     # an actor did die
     assert len(rows) == 200 and rows["path"].is_unique
