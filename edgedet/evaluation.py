@@ -7,6 +7,7 @@ COCO id i + 1 for 90-class COCO models.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def coco_eval(annotation_file: str | Path, results: list[dict], image_ids: list[
     except ImportError as e:
         raise BackendUnavailableError("pycocotools", "eval", e) from e
     with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(annotation_file))
+        gt = _ground_truth(str(annotation_file), Path(annotation_file).stat().st_mtime_ns, COCO)
         if not results:
             return {k: 0.0 for k in STAT_NAMES} | {"num_detections": 0}
         dt = gt.loadRes(results)
@@ -52,6 +53,13 @@ def coco_eval(annotation_file: str | Path, results: list[dict], image_ids: list[
     return stats
 
 
+@functools.lru_cache(maxsize=4)
+def _ground_truth(path: str, mtime_ns: int, coco_cls):
+    """The parsed annotation file, kept while it is unchanged: evaluating many subsets of one set (NNCF's
+    per-item accuracy control) parses it once. COCOeval only reads it."""
+    return coco_cls(path)
+
+
 def coco_results(image_id: int, xyxy, scores, class_ids, category_ids: list[int]) -> list[dict]:
     """Detections of one image as COCO result entries (bbox as x, y, w, h)."""
     return [{"image_id": image_id, "category_id": category_ids[c],
@@ -63,13 +71,19 @@ def coco_results(image_id: int, xyxy, scores, class_ids, category_ids: list[int]
 def evaluate_detector(detector, annotation_file: str | Path, images_dir: str | Path | None = None,
                       score_threshold: float = EVAL_SCORE_THRESHOLD, progress=None) -> dict:
     ds = load_coco(annotation_file, images_dir)
+    stats = evaluate_images(detector, ds, ds.images, score_threshold, progress)
+    stats["problems"] = {k: len(v) for k, v in ds.problems.items()}
+    return stats
+
+
+def evaluate_images(detector, ds: CocoDataset, images: list, score_threshold: float = EVAL_SCORE_THRESHOLD,
+                    progress=None) -> dict:
+    """COCO metrics of the detector on `images` (CocoImages of `ds`, all or a subset)."""
     cats = category_map(len(detector.class_names), ds)
     results = []
-    iterator = progress(ds.images) if progress else ds.images
-    for im in iterator:
+    for im in progress(images) if progress else images:
         d = detector(str(im.path), score_threshold=score_threshold)
         results += coco_results(im.id, d.xyxy, d.scores, d.class_ids, cats)
-    stats = coco_eval(ds.annotation_file, results, [im.id for im in ds.images])
-    stats["images"] = len(ds.images)
-    stats["problems"] = {k: len(v) for k, v in ds.problems.items()}
+    stats = coco_eval(ds.annotation_file, results, [im.id for im in images])
+    stats["images"] = len(images)
     return stats

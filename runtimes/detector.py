@@ -98,6 +98,9 @@ class Detector:
         if not path.is_file():
             raise ArtifactError(f"not an artifact file: {path}")
         spec = backend_for(path, backend)
+        if spec.schemes:         # a server's client: the artifact is served, not loaded (a Triton repository)
+            raise InputError(f"{path.name} is served by a server, not loaded here: start it (tritonserver "
+                             f"--model-repository <repo>) and load {spec.schemes[0]}://host:port/<model>")
         runner_cls = spec.runner_class()
         manifest = Manifest.read(path, verify=verify)
         return cls._with_runner(runner_cls.create(spec, path, manifest, device, **options), manifest, score_threshold)

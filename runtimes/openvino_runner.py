@@ -56,6 +56,20 @@ class OpenVinoRunner(Runner):
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]
         self._device = dev
 
+    @classmethod
+    def from_compiled(cls, compiled, manifest, label: str = "compiled model") -> "OpenVinoRunner":
+        """A runner around a model OpenVINO already compiled (NNCF's accuracy control hands its candidates to the
+        accuracy gate this way, without writing them to disk)."""
+        from pathlib import Path
+
+        from edgedet.devices import parse_device
+        self = cls.__new__(cls)
+        Runner.__init__(self, Path(label), manifest, parse_device("cpu"))
+        self.core, self.compiled, self._device = None, compiled, "CPU"
+        self._requests = threading.local()
+        self.output_names = [o.get_any_name() for o in compiled.outputs]
+        return self
+
     @property
     def device(self) -> str:
         return self._device

@@ -16,6 +16,7 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -51,60 +52,78 @@ class TritonURL:
         return f"{self.scheme}://{self.host}/{self.model}" + (f"/{self.version}" if self.version else "")
 
 
+@dataclass(frozen=True)
+class _Scheme:
+    """How one protocol's client is made and called (tritonclient's gRPC and HTTP clients differ in both)."""
+    module: str
+    shared: bool        # one client for all threads (gRPC); else one per thread (HTTP: gevent is per thread)
+    client_kwargs: Callable[[TritonURL, float], dict]
+    json_kwargs: dict   # how to get plain dicts back from metadata/config calls
+    call_kwargs: Callable[[float], dict]    # a client-side deadline per call
+    infer_kwargs: Callable[[float], dict]
+    config_key: str     # the config's key inside get_model_config's answer ("" = the answer itself)
+
+
+_GRPC = _Scheme("tritonclient.grpc", True, lambda url, t: {}, {"as_json": True},
+                lambda t: {"client_timeout": t}, lambda t: {"client_timeout": t}, "config")
+_HTTP = _Scheme("tritonclient.http", False,
+                lambda url, t: {"connection_timeout": t, "network_timeout": t, "ssl": url.scheme == "https"},
+                {}, lambda t: {}, lambda t: {}, "")
+SCHEMES = {"grpc": _GRPC, "http": _HTTP, "https": _HTTP}
+
+
 class _Protocol:
-    """gRPC or HTTP: the client module and how its answers read (a table, one row per scheme)."""
+    """The client of one server, by scheme (SCHEMES)."""
 
     def __init__(self, url: TritonURL, timeout: float):
         from edgedet.errors import BackendUnavailableError
-        module = "tritonclient.grpc" if url.scheme == "grpc" else "tritonclient.http"
+        self.scheme = SCHEMES[url.scheme]
         try:
             import importlib
-            self.lib = importlib.import_module(module)
+            self.lib = importlib.import_module(self.scheme.module)
         except (ImportError, RuntimeError) as e:
             raise BackendUnavailableError(f"triton ({url.scheme})", "triton", e) from e
-        self.grpc = url.scheme == "grpc"
-        self._kw = {} if self.grpc else {"connection_timeout": timeout, "network_timeout": timeout,
-                                         "ssl": url.scheme == "https"}
         self.url, self.timeout = url, timeout
+        self._kw = self.scheme.client_kwargs(url, timeout)
         self._local = threading.local()
-        self._clients: list = []
-        self._shared = self.lib.InferenceServerClient(url.host, **self._kw) if self.grpc else None
+        self._shared = self.lib.InferenceServerClient(url.host, **self._kw) if self.scheme.shared else None
 
     @property
     def client(self):
         """gRPC: one client shared by all threads (it is thread-safe). HTTP: one client per thread (its gevent
-        connection pool cannot be touched from another thread, even under a lock)."""
+        connection pool cannot be touched from another thread, even under a lock); a thread's client goes
+        with the thread."""
         if self._shared is not None:
             return self._shared
         client = getattr(self._local, "client", None)
         if client is None:
             client = self._local.client = self.lib.InferenceServerClient(self.url.host, **self._kw)
-            self._clients.append(client)
         return client
 
-    def close(self) -> None:
-        for client in [self._shared, *self._clients]:
-            if client is not None:
-                client.close()
+    def call(self, method: str, *args, plain: bool = False):
+        """A metadata/config/health call with the client-side deadline (and plain dicts where asked)."""
+        kw = {**self.scheme.call_kwargs(self.timeout), **(self.scheme.json_kwargs if plain else {})}
+        return getattr(self.client, method)(*args, **kw)
 
     def config(self, model: str, version: str) -> dict:
-        if self.grpc:
-            return self.client.get_model_config(model, version, as_json=True,
-                                                client_timeout=self.timeout).get("config", {})
-        return self.client.get_model_config(model, version)
+        answer = self.call("get_model_config", model, version, plain=True)
+        return answer.get(self.scheme.config_key, {}) if self.scheme.config_key else answer
 
     def metadata(self, model: str, version: str) -> dict:
-        if self.grpc:
-            return self.client.get_model_metadata(model, version, as_json=True, client_timeout=self.timeout)
-        return self.client.get_model_metadata(model, version)
+        return self.call("get_model_metadata", model, version, plain=True)
 
     def server_version(self) -> str:
-        meta = self.client.get_server_metadata(**({"as_json": True} if self.grpc else {}))
+        meta = self.call("get_server_metadata", plain=True)
         return f"{meta.get('name', 'server')} {meta.get('version', '')}".strip()
 
     def infer(self, model: str, version: str, inputs, outputs):
-        kw = {"client_timeout": self.timeout} if self.grpc else {"timeout": int(self.timeout * 1e6)}
-        return self.client.infer(model, inputs, model_version=version, outputs=outputs, **kw)
+        return self.client.infer(model, inputs, model_version=version, outputs=outputs,
+                                 **self.scheme.infer_kwargs(self.timeout))
+
+    def close(self) -> None:
+        client = self._shared or getattr(self._local, "client", None)
+        if client is not None:
+            client.close()
 
 
 def manifest_from_config(config: dict, where: str) -> Manifest | None:
@@ -141,24 +160,35 @@ class TritonRunner(Runner):
     def __init__(self, path, manifest, device, manifest_path=None, timeout=60.0, jobs=4):
         self.url = TritonURL.parse(str(path))
         self.proto = _Protocol(self.url, timeout)
-        self._connect_check()
-        config = self.proto.config(self.url.model, self.url.version)
-        manifest = (manifest_from_path(manifest_path) if manifest_path else
-                    manifest or manifest_from_config(config, str(self.url)))
-        if manifest is None:
-            raise ArtifactError(f"{self.url}: the server's config carries no {MANIFEST_PARAMETER} parameter (not "
-                                "a repository written by 'edgedet export --format triton'); give manifest_path=<the "
-                                "repository's model folder or the artifact it serves>")
-        super().__init__(Path(self.url.model), manifest, device)
-        self.meta = self.proto.metadata(self.url.model, self.url.version)
-        self._check_tensors()
+        try:
+            self._connect(manifest, manifest_path, device)
+        except BaseException:
+            self.proto.close()
+            raise
         self.stream_jobs = int(jobs)
-        self._server = self.proto.server_version()
+
+    def _connect(self, manifest, manifest_path, device) -> None:
+        from tritonclient.utils import InferenceServerException
+        try:
+            self._connect_check()
+            config = self.proto.config(self.url.model, self.url.version)
+            manifest = (manifest_from_path(manifest_path) if manifest_path else
+                        manifest or manifest_from_config(config, str(self.url)))
+            if manifest is None:
+                raise ArtifactError(f"{self.url}: the server's config carries no {MANIFEST_PARAMETER} parameter "
+                                    "(not a repository written by 'edgedet export --format triton'); give "
+                                    "manifest_path=<the repository's model folder or the artifact it serves>")
+            super().__init__(Path(self.url.model), manifest, device)
+            self.meta = self.proto.metadata(self.url.model, self.url.version)
+            self._check_tensors()
+            self._server = self.proto.server_version()
+        except (InferenceServerException, OSError) as e:
+            raise ArtifactError(f"Triton at {self.url.host}: {str(e).splitlines()[0][:300]}") from None
 
     def _connect_check(self) -> None:
         from tritonclient.utils import InferenceServerException
         try:
-            ready = self.proto.client.is_model_ready(self.url.model, self.url.version)
+            ready = self.proto.call("is_model_ready", self.url.model, self.url.version)
         except (InferenceServerException, OSError, ConnectionError) as e:
             raise ArtifactError(f"cannot reach Triton at {self.url.host} ({self.url.scheme}): "
                                 f"{str(e).splitlines()[0][:200]}") from None
@@ -207,7 +237,7 @@ class TritonRunner(Runner):
         from tritonclient.utils import InferenceServerException
         try:
             result = self.proto.infer(self.url.model, self.url.version, requests, outputs)
-        except InferenceServerException as e:
+        except (InferenceServerException, OSError) as e:
             raise ArtifactError(f"Triton request to {self.url} failed: {str(e).splitlines()[0][:300]}") from None
         return {n: result.as_numpy(n) for n in self.output_names}
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,11 @@ class BuildContext:
     ranges: Path                    # range cache shared by the Q/DQ forms
     float_patterns: list[str]       # node-name regexes kept in float
     preset: str
+    validation: tuple | None = None  # (items, transform, metric) for accuracy-aware builders (gate.py)
+    max_drop: float = 0.01
+    float_ops: list[str] = field(default_factory=list)   # what an accuracy-aware builder reverted to float
+    quantized_ops: int | None = None
+    fake_quantize_nodes: int | None = None
 
 
 def matching(names: list[str], patterns: list[str]) -> list[str]:
@@ -34,6 +39,22 @@ def build_nncf(fp32: Path, out: Path, ctx: BuildContext) -> Path:
     names = [op.get_friendly_name() for op in model.get_ordered_ops()]
     q = quantize_nncf(model, [{ctx.input_name: t} for t in ctx.tensors], ctx.preset,
                       matching(names, ctx.float_patterns))
+    save_ir(q, out, Manifest.read(fp32).derive(precision="int8"), compress_to_fp16=False)
+    return out
+
+
+def build_nncf_accuracy_control(fp32: Path, out: Path, ctx: BuildContext) -> Path:
+    """NNCF's accuracy-aware quantization against the validation metric: NNCF chooses what stays float."""
+    import openvino as ov
+
+    from edgedet.manifest import Manifest
+
+    from ..openvino_ir import save_ir
+    from .openvino_nncf import quantize_accuracy_control
+    items, transform, metric = ctx.validation
+    q, ctx.float_ops, ctx.quantized_ops, ctx.fake_quantize_nodes = quantize_accuracy_control(
+        ov.convert_model(str(fp32)), [{ctx.input_name: t} for t in ctx.tensors], items, transform, metric,
+        ctx.max_drop, ctx.preset)
     save_ir(q, out, Manifest.read(fp32).derive(precision="int8"), compress_to_fp16=False)
     return out
 

@@ -14,3 +14,60 @@ def evaluate(path: Path, val: str, val_images: str | None, backend: str | None =
     spec = backend_for(path, backend)
     with Detector.load(path, backend=spec, **spec.exact_options) as det:
         return evaluate_detector(det, val, val_images)["AP"]
+
+
+def openvino_validation(manifest, val: str, val_images: str | None):
+    """NNCF's accuracy-control inputs for the validation set: the items (COCO images), the transform that makes
+    an item the model's input, and the metric: the COCO AP of a compiled OpenVINO model on a list of items,
+    measured through the same Detector as `evaluate`."""
+    from edgedet.data.coco import load_coco
+    from edgedet.evaluation import evaluate_images
+    from edgedet.preprocess import Preprocessor, read_image
+    from edgedet.runtimes import Detector
+    from edgedet.runtimes.openvino_runner import OpenVinoRunner
+    ds = load_coco(val, val_images)
+    pre = Preprocessor(manifest.image_size, manifest.input.mean, manifest.input.std)
+
+    def transform(item):
+        return {manifest.input.name: pre([read_image(item.path)])[0].copy()}
+
+    if manifest.input.normalize == "in_graph":
+        from edgedet.errors import ConversionError
+        raise ConversionError("NNCF accuracy control needs the FP32 ONNX with float input (normalisation on the "
+                              "host), as calibration does")
+
+    def metric(compiled, items) -> float:
+        det = Detector(OpenVinoRunner.from_compiled(compiled, manifest), manifest)
+        return float(evaluate_images(det, ds, list(items))["AP"])
+    return ds.images, transform, metric
+
+
+def median_latency(entries: dict, frames: list, iters: int, rounds: int = 3) -> tuple[dict, dict]:
+    """Median end-to-end ms of one Detector call on one frame, for each label -> (artifact, backend), measured in
+    interleaved rounds in this one process, so that the ratios between them are comparable; and the precision
+    each backend actually executed. Runtime defaults (what a user gets), so the executed precision is reported:
+    OpenVINO may run FP32 artifacts in bf16 on CPUs that have it."""
+    import time
+
+    import numpy as np
+
+    from edgedet.runtimes import Detector
+    dets = {}
+    try:
+        for label, (path, backend) in entries.items():
+            dets[label] = Detector.load(path, backend=backend)
+            for f in frames[:3]:
+                dets[label](f)                      # warm-up
+        times: dict[str, list[float]] = {k: [] for k in dets}
+        per_round = max(1, iters // rounds)
+        for _ in range(rounds):
+            for label, det in dets.items():
+                for i in range(per_round):
+                    t0 = time.perf_counter()
+                    det(frames[i % len(frames)])
+                    times[label].append((time.perf_counter() - t0) * 1e3)
+        return ({k: float(np.median(v)) for k, v in times.items()},
+                {k: det.runner.execution_precision for k, det in dets.items()})
+    finally:
+        for det in dets.values():
+            det.close()

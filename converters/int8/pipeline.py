@@ -1,9 +1,12 @@
 """`edgedet calibrate`: calibrate once, write the INT8 artifact each backend runs fastest, gate on mAP.
 
-Gate: with a validation set, FP32 and INT8 mAP are measured through the Detector. While the drop exceeds the
-budget, the next group of sensitive layers is kept in float and the artifact is rebuilt: head predict convs,
-then the stem and first backbone blocks, then every head conv. The report says which layers stayed float,
-the final drop, and whether the gate passed; an artifact that failed is marked so in its manifest.
+Gate: with a validation set, FP32 and INT8 mAP are measured through the Detector. OpenVINO's form uses NNCF's
+accuracy-aware quantization, with the validation AP as its metric: NNCF ranks the quantized layers by their
+effect and reverts the fewest. The Q/DQ forms, which NNCF cannot build, use the gate's own fallback: while the
+drop exceeds the budget, the next group of sensitive layers is kept in float and the artifact is rebuilt (head
+predict convs, then the stem and first backbone blocks, then every head conv). Every final artifact is
+re-measured by the same gate; the report says which layers stayed float, the final drop, and whether the gate
+passed; an artifact that failed is marked so in its manifest.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from pathlib import Path
 from edgedet.errors import InputError
 from edgedet.fileio import write_json_atomic
 from edgedet.manifest import Manifest, manifest_path, tool_versions
-from edgedet.registry import format_of, load_object
+from edgedet.registry import backend_for, format_of, load_object
 from edgedet.weights import cache_dir
 
 from . import gate
@@ -46,6 +49,7 @@ class CalibrateRequest:
     val_images: str | None = None
     max_map_drop: float = 0.01
     presets: tuple[str, ...] = ("performance", "mixed")
+    speed_iters: int = 30           # end-to-end calls per artifact for the INT8 vs FP32 timing (0: skip)
     report: dict = field(default_factory=dict)
 
 
@@ -64,6 +68,15 @@ def _evaluate(path: Path, req: CalibrateRequest, strategy: Strategy | None = Non
     return gate.evaluate(path, req.val, req.val_images, strategy.evaluate_backend or strategy.backend)
 
 
+def _fp32_ap(fp32: Path, req: CalibrateRequest, strategy: Strategy, cache: dict) -> float:
+    """FP32 AP on the backend that evaluates the strategy's INT8 artifact, so a drop compares like with like
+    (and NNCF's own FP32 baseline, measured on OpenVINO, is the gate's too)."""
+    backend = strategy.evaluate_backend or strategy.backend
+    if backend not in cache:
+        cache[backend] = _evaluate(fp32, req, strategy)
+    return cache[backend]
+
+
 def _final_manifest(src: Manifest, path: Path, strategy: Strategy, calib: dict) -> None:
     m = src.derive(precision="int8", calibration=calib, tools=tool_versions("onnxruntime", "openvino", "nncf"),
                    extra={"int8_form": strategy.backend, "int8_strategy": strategy.name,
@@ -78,35 +91,80 @@ def _log_row(row: dict, log) -> None:
         + gated)
 
 
+class _Best:
+    """The best candidate so far (highest AP), copied aside because the next attempt overwrites the output."""
+
+    def __init__(self, strategy: Strategy, out: Path, req, fp32_ap, log):
+        self.strategy, self.req, self.fp32_ap, self.log = strategy, req, fp32_ap, log
+        self.path = strategy.path(out, Path(req.model).stem)
+        self.keep = out / f".best_{strategy.backend}"
+        self.row: dict | None = None
+        self.attempts = 0
+
+    def attempt(self, build, fp32: Path, ctx: BuildContext, preset: str, float_layers, **extra) -> dict:
+        """One build + gate measurement. `float_layers`: a list, or a callable giving (list, extra fields) read
+        after the build (an accuracy-aware builder reports what it reverted)."""
+        tb = time.perf_counter()
+        ctx.preset = preset
+        build(fp32, self.path, ctx)
+        if callable(float_layers):
+            float_layers, more = float_layers()
+            extra = {**extra, **more}
+        ap = _evaluate(self.path, self.req, self.strategy) if self.req.val else None
+        row = {"backend": self.strategy.backend, "strategy": self.strategy.name, "artifact": str(self.path),
+               "preset": preset, "float_layers": float_layers, "AP": ap,
+               "drop": None if ap is None else round(self.fp32_ap - ap, 5),
+               "build_s": round(time.perf_counter() - tb, 1), "round": self.attempts, **extra}
+        row["passed"] = None if ap is None else row["drop"] <= self.req.max_map_drop
+        self.attempts += 1
+        _log_row(row, self.log)
+        if self.row is None or (ap is not None and ap > self.row["AP"]):
+            self.row = row
+            _stash(self.path, self.keep)
+        return row
+
+    def result(self) -> dict:
+        self.row["artifact"] = str(_unstash(self.keep))
+        self.row["rounds"] = self.attempts
+        return self.row
+
+
 def _gate_strategy(strategy: Strategy, fp32: Path, out: Path, ctx: BuildContext, req, fp32_ap, log) -> dict:
     """Build, evaluate and, while the drop is over budget, keep the next layer group in float; the best
-    candidate is kept in `out`."""
+    candidate is kept in `out`. A strategy with an accuracy-aware builder (NNCF) chooses its float layers
+    itself when there is a validation set."""
+    if req.val and strategy.accuracy_control:
+        return _accuracy_control(strategy, fp32, out, ctx, req, fp32_ap, log)
     presets = strategy.presets if req.val else strategy.presets[:1]  # presets are compared by mAP
-    path = strategy.path(out, Path(req.model).stem)
     build = load_object(strategy.build)
-    keep = out / f".best_{strategy.backend}"
-    best = None
+    best = _Best(strategy, out, req, fp32_ap, log)
     for rounds in range(len(FLOAT_GROUPS) + 1):
         groups = FLOAT_GROUPS[:rounds]
+        ctx.float_patterns = [p for _, ps in groups for p in ps]
         for preset in presets:
-            tb = time.perf_counter()
-            ctx.float_patterns, ctx.preset = [p for _, ps in groups for p in ps], preset
-            build(fp32, path, ctx)
-            ap = _evaluate(path, req, strategy) if req.val else None
-            row = {"backend": strategy.backend, "strategy": strategy.name, "artifact": str(path), "preset": preset,
-                   "float_layers": [g for g, _ in groups], "AP": ap,
-                   "drop": None if ap is None else round(fp32_ap - ap, 5), "build_s": round(time.perf_counter() - tb, 1),
-                   "round": rounds}
-            row["passed"] = None if ap is None else row["drop"] <= req.max_map_drop
-            _log_row(row, log)
-            if best is None or (ap is not None and ap > best["AP"]):
-                best = row
-                _stash(path, keep)
-        if best["passed"] is not False:
+            best.attempt(build, fp32, ctx, preset, [g for g, _ in groups])
+        if best.row["passed"] is not False:
             break
-    best["artifact"] = str(_unstash(keep))
-    best["rounds"] = rounds + 1
-    return best
+    return best.result()
+
+
+def _accuracy_control(strategy: Strategy, fp32: Path, out: Path, ctx: BuildContext, req, fp32_ap, log) -> dict:
+    """The library meets the budget itself, ranking layers by their effect on the validation AP and reverting the
+    fewest; the saved artifact is then re-measured by the same gate as every other form. Presets in order (the
+    fastest first); the first that passes is kept."""
+    ctx.validation = load_object(strategy.validation)(Manifest.read(fp32), req.val, req.val_images)
+    ctx.max_drop, ctx.float_patterns = req.max_map_drop, []
+    build = load_object(strategy.accuracy_control)
+    best = _Best(strategy, out, req, fp32_ap, log)
+    def reverted():
+        of = f" of {ctx.quantized_ops} quantized" if ctx.quantized_ops else ""
+        return ([f"{len(ctx.float_ops)} ops reverted to float by NNCF accuracy control{of}"],
+                {"reverted_ops": list(ctx.float_ops), "fake_quantize_nodes": ctx.fake_quantize_nodes})
+    for preset in strategy.presets:
+        row = best.attempt(build, fp32, ctx, preset, reverted, method="nncf.quantize_with_accuracy_control")
+        if row["passed"]:
+            break
+    return best.result()
 
 
 def calibrate(req: CalibrateRequest, log=print) -> dict:
@@ -125,16 +183,22 @@ def calibrate(req: CalibrateRequest, log=print) -> dict:
     log(f"calibration: {len(tensors)} images, data hash {cal.data_hash[:12]}, method {req.method}, "
         f"ranges {'cached' if ranges.is_file() else 'computed'} at {ranges}")
     fp32_ap = _evaluate(fp32, req) if req.val else None
+    fp32_aps: dict = {backend_for(fp32).name: fp32_ap}      # FP32 AP per evaluating backend
     report = {"fp32_onnx": str(fp32), "calibration": {"images": len(tensors), "data_hash": cal.data_hash,
               "method": req.method, "warnings": cal.warnings, "ranges_file": str(ranges)},
               "fp32_AP": fp32_ap, "max_map_drop": req.max_map_drop, "artifacts": []}
     ctx = BuildContext(tensors, src.input.name, req.method, ranges, [], "-")
-    for strategy in strategies:
-        best = _gate_strategy(strategy, fp32, out, ctx, req, fp32_ap, log)
+    bests = [_gate_strategy(strategy, fp32, out, ctx, req, _fp32_ap(fp32, req, strategy, fp32_aps) if req.val
+                            else None, log) for strategy in strategies]
+    if req.speed_iters:
+        report["speed"] = _speed(fp32, strategies, bests, cal.frames[:8], req.speed_iters, log)
+    for strategy, best in zip(strategies, bests):
         calib = {**report["calibration"], "float_layers": best["float_layers"], "preset": best["preset"],
                  "strategy": strategy.name,
-                 "gate": {"fp32_AP": fp32_ap, "int8_AP": best["AP"], "drop": best["drop"],
-                          "max_map_drop": req.max_map_drop, "passed": best["passed"]}}
+                 "gate": {"fp32_AP": fp32_aps.get(strategy.evaluate_backend or strategy.backend, fp32_ap),
+                          "int8_AP": best["AP"], "drop": best["drop"],
+                          "max_map_drop": req.max_map_drop, "passed": best["passed"]},
+                 **({"speed": best["speed"]} if "speed" in best else {})}
         _final_manifest(src, Path(best["artifact"]), strategy, calib)
         if best["passed"] is False:
             log(f"WARNING: {strategy.backend} INT8 failed the gate (drop {best['drop']:+.4f} > {req.max_map_drop}): "
@@ -145,8 +209,42 @@ def calibrate(req: CalibrateRequest, log=print) -> dict:
     return report
 
 
+def _speed(fp32: Path, strategies: list[Strategy], bests: list[dict], frames, iters: int, log) -> dict:
+    """Each INT8 artifact timed end to end against its backend's FP32 and the fastest FP32 of this CPU's backends,
+    in one run; each best row gains `speed` with both ratios and a verdict. A slower INT8 artifact says so."""
+    from edgedet.auto_backend import candidates
+    fp32_backends = {b.name for b in candidates()}
+    if not fp32_backends:
+        log("no CPU backend installed to time FP32 against: INT8 speed not measured")
+        return {}
+    entries = {f"fp32 {b}": (fp32, b) for b in sorted(fp32_backends)}
+    runs_on = {}
+    for strategy, best in zip(strategies, bests):
+        runs_on[strategy.backend] = strategy.evaluate_backend or strategy.backend
+        entries[f"int8 {strategy.backend}"] = (Path(best["artifact"]), runs_on[strategy.backend])
+        if runs_on[strategy.backend] not in fp32_backends:
+            entries[f"fp32 {runs_on[strategy.backend]}"] = (fp32, runs_on[strategy.backend])
+    log(f"timing INT8 against FP32 end to end ({len(entries)} artifacts, {iters} calls each, interleaved) ...")
+    ms, precisions = gate.median_latency(entries, frames, iters)
+    best_fp32 = min((k for k in ms if k.startswith("fp32 ") and k[5:] in fp32_backends), key=ms.get)
+    for strategy, best in zip(strategies, bests):
+        int8, own = ms[f"int8 {strategy.backend}"], ms[f"fp32 {runs_on[strategy.backend]}"]
+        vs_own, vs_best = own / int8, ms[best_fp32] / int8
+        verdict = ("faster than every FP32 here" if vs_best > 1 else
+                   f"faster than its FP32, slower than the best FP32 ({best_fp32[5:]}): not the fast path here"
+                   if vs_own > 1 else "slower than its own FP32: not the fast path here")
+        best["speed"] = {"int8_ms": round(int8, 2), "fp32_ms": round(own, 2), "measured_on": runs_on[strategy.backend],
+                         "best_fp32": {"backend": best_fp32[5:], "ms": round(ms[best_fp32], 2)},
+                         "vs_own_fp32": round(vs_own, 3), "vs_best_fp32": round(vs_best, 3), "verdict": verdict}
+        log(f"  {strategy.backend:<11} INT8 {int8:7.2f} ms vs its FP32 {own:7.2f} ms ({vs_own:.2f}x), vs best FP32 "
+            f"{best_fp32[5:]} {ms[best_fp32]:.2f} ms ({vs_best:.2f}x): {verdict}")
+    return {"median_ms": {k: round(v, 2) for k, v in ms.items()}, "executed_precision": precisions,
+            "best_fp32": best_fp32[5:], "calls": iters}
+
+
 def _files(path: Path) -> list[Path]:
-    return [path] + [path.with_suffix(s) for s in format_of(path).sidecars]
+    """The artifact, its companion files and its manifest (the candidate stays loadable once unstashed)."""
+    return [path] + [path.with_suffix(s) for s in format_of(path).sidecars] + [manifest_path(path)]
 
 
 def _stash(path: Path, keep: Path) -> None:
@@ -162,7 +260,6 @@ def _stash(path: Path, keep: Path) -> None:
 def _unstash(keep: Path) -> Path:
     main = keep.parent / (keep / "main").read_text()
     (keep / "main").unlink()
-    manifest_path(main).unlink(missing_ok=True)   # the final manifest is written next
     for f in sorted(keep.iterdir()):
         shutil.move(f, keep.parent / f.name)
     shutil.rmtree(keep)

@@ -18,6 +18,10 @@ class Strategy:
     file: str                       # output file name; {stem} is the model's
     presets: tuple[str, ...] = ("-",)
     evaluate_backend: str = ""      # backend that evaluates the artifact on this machine (default: `backend`)
+    # with a validation set: "module:function"(fp32, out, ctx) that meets the budget itself (the library decides
+    # which layers stay float); without one, the gate's own fallback by layer groups is used
+    accuracy_control: str = ""
+    validation: str = ""            # "module:function"(manifest, val, val_images) -> ctx.validation
     description: str = ""
 
     def path(self, out: Path, stem: str) -> Path:
@@ -27,7 +31,10 @@ class Strategy:
 STRATEGIES: dict[str, Strategy] = {s.backend: s for s in (
     Strategy("nncf", "openvino", "edgedet.converters.int8.builders:build_nncf", "{stem}_int8_openvino.xml",
              presets=("performance", "mixed"),
-             description="NNCF post-training quantization of the OpenVINO IR"),
+             accuracy_control="edgedet.converters.int8.builders:build_nncf_accuracy_control",
+             validation="edgedet.converters.int8.gate:openvino_validation",
+             description="NNCF post-training quantization of the OpenVINO IR; with a validation set NNCF's "
+                         "accuracy-aware quantization (COCO AP as the metric)"),
     Strategy("qdq-u8s8", "onnxruntime", "edgedet.converters.int8.builders:build_qdq_u8s8",
              "{stem}_int8_onnxruntime.onnx", description="Q/DQ ONNX, uint8 activations, int8 per-channel weights"),
     Strategy("qdq-s8s8-symmetric", "tensorrt", "edgedet.converters.int8.builders:build_qdq_trt",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import positive
+from .common import nonnegative, positive
 
 HELP = "INT8 artifacts for OpenVINO / ONNX Runtime / TensorRT from one calibration set, gated on mAP"
 
@@ -21,6 +21,8 @@ def add_arguments(p):
     p.add_argument("--val", help="COCO json for the accuracy gate")
     p.add_argument("--images", help="validation image folder")
     p.add_argument("--max-map-drop", type=float, default=0.01)
+    p.add_argument("--speed-iters", type=nonnegative, default=30,
+                   help="end-to-end calls per artifact timing INT8 against FP32 in the same run (0: skip)")
     p.add_argument("--out", required=True)
     p.add_argument("--json", action="store_true")
 
@@ -31,7 +33,7 @@ def run(a) -> int:
     backends = tuple(b.name for b in parse_backends(a.backend))
     req = CalibrateRequest(model=a.model, calib=a.calib, out=a.out, weights=a.weights, imgsz=a.imgsz, num=a.num,
                            every=a.every, method=a.method, backends=backends, val=a.val, val_images=a.images,
-                           max_map_drop=a.max_map_drop)
+                           max_map_drop=a.max_map_drop, speed_iters=a.speed_iters)
     report = calibrate(req, log=(lambda m: print(m, file=sys.stderr)) if a.json else print)
     if a.json:
         print(json.dumps(report, indent=2))

@@ -78,7 +78,9 @@ def artifact_of(a) -> str:
     read here, so a bad one fails in one line before any engine (Ray) starts."""
     from edgedet.api import build, is_model_name
     from edgedet.manifest import Manifest
+    from edgedet.registry import remote_backend
     if is_model_name(a.model):
         return str(build(a.model, resolve_backend(a), **build_keywords(a)).path)
-    Manifest.read(a.model)
+    if remote_backend(a.model) is None:   # a server URL (grpc://...) is checked when each worker connects
+        Manifest.read(a.model)
     return a.model

@@ -19,7 +19,7 @@ def add_arguments(p):
                    help="requests batched into one Detector call by @serve.batch (1: no batching)")
     p.add_argument("--batch-wait-ms", type=positive_float, default=5.0, help="how long a batch waits to fill")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 behind a load balancer)")
-    p.add_argument("--port", type=positive, default=8000)
+    p.add_argument("--port", type=port, default=8000)
     p.add_argument("--address", help="Ray cluster address ('auto' joins a running cluster; default: a local one)")
     p.add_argument("--backend")
     p.add_argument("--device")
@@ -31,8 +31,17 @@ def add_arguments(p):
     p.add_argument("--max-mb", type=positive_float, default=20.0, help="largest image body accepted (413 above)")
 
 
+def port(value: str) -> int:
+    import argparse
+    p = positive(value)
+    if p > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port in 1-65535, got {p}")
+    return p
+
+
 def _check_port(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as the server will: TIME_WAIT is no conflict
         try:
             s.bind((host, port))
         except OSError as e:
@@ -44,12 +53,16 @@ def run(a) -> int:
     from edgedet.integrations.common import import_ray
 
     from .common import artifact_of
+    from . import _sigterm_as_interrupt
     artifact = artifact_of(a)
-    _check_port(a.host, a.port)
+    if a.address is None:          # a local Ray: the HTTP proxy listens here
+        _check_port(a.host, a.port)
     ray = import_ray("serve")
     serve = ray.serve
     ray.init(address=a.address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+    _sigterm_as_interrupt()        # ray.init installs its own SIGTERM handler (sys.exit): stop cleanly instead
     try:
+        # on a cluster whose Serve already runs, its HTTP options stay (Ray's rule); this app is added to it
         serve.start(http_options={"host": a.host, "port": a.port})
         app = ray_serve.detector_app(artifact, replicas=a.replicas, max_batch=a.max_batch,
                                      batch_wait_s=a.batch_wait_ms / 1000, backend=a.backend, device=a.device,
@@ -65,5 +78,8 @@ def run(a) -> int:
         print("edgedet serve: stopping", file=sys.stderr)
         return 0
     finally:
-        serve.shutdown()
+        if a.address is None:
+            serve.shutdown()       # our own local Serve and Ray
+        else:
+            serve.delete("edgedet")  # a shared cluster: remove only this application
         ray.shutdown()

@@ -21,8 +21,8 @@ def import_ray(*submodules: str):
 
 def threads_per_worker(artifact: str, backend, workers: int, options: dict) -> dict:
     """Split the cores between workers, for runners that take a thread count (no oversubscription)."""
-    from edgedet.registry import backend_for
-    spec = backend_for(artifact, backend)
+    from edgedet.registry import backend_for, remote_backend
+    spec = remote_backend(artifact) or backend_for(artifact, backend)
     if "threads" in spec.runner_class().OPTIONS and "threads" not in options:
         options = {**options, "threads": max(1, (os.cpu_count() or 1) // max(1, workers))}
     return options

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedet.errors import InputError
+from edgedet.errors import EdgeDetError, InputError
 
 from .common import import_ray, threads_per_worker
 
@@ -57,11 +57,14 @@ class DetectorServer:
 
     async def __call__(self, request):
         from starlette.responses import JSONResponse
+        from edgedet.errors import EdgeDetError
         try:
             body = await self.route(request.method, request.url.path, request)
             return JSONResponse(body)
         except RequestError as e:
             return JSONResponse({"error": e.message}, status_code=e.status)
+        except EdgeDetError as e:       # the backend failed (a remote server down, ...): not the client's fault
+            return JSONResponse({"error": str(e)}, status_code=503)
 
     async def route(self, method: str, path: str, request):
         entry = ROUTES.get(path.rstrip("/") or "/")
@@ -185,7 +188,8 @@ class ServeClient:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
                 return json.loads(r.read())
         except urllib.error.HTTPError as e:
-            raise InputError(f"{self.url}{path}: {e.code} {_error_message(e)}") from None
+            error = InputError if e.code < 500 else EdgeDetError     # 4xx: this request; 5xx: the server
+            raise error(f"{self.url}{path}: {e.code} {_error_message(e)}") from None
 
 
 def _error_message(e) -> str:

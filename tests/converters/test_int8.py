@@ -154,3 +154,49 @@ def test_gate_fails_after_every_round_and_cli_exits_1(monkeypatch, artifacts, ca
     m = Manifest.read(row["artifact"])        # the best candidate is kept, marked as failed
     assert m.calibration["gate"]["passed"] is False and m.calibration["gate"]["int8_AP"] == 0.35
     assert not list(tmp_path.glob(".best_*"))
+
+
+@pytest.fixture(scope="module")
+def pseudo_labelled(tmp_path_factory, artifacts, images):
+    """A validation set labelled by the FP32 model itself: FP32 scores AP ~1, so any INT8 error shows as a drop."""
+    d = tmp_path_factory.mktemp("pseudo")
+    (d / "images").mkdir()
+    det = Detector.load(artifacts["onnx"], score_threshold=0.3)
+    entries, anns = [], []
+    for i in range(8):
+        img = np.ascontiguousarray(np.roll(images[i % len(images)], i * 11, axis=0))
+        cv2.imwrite(str(d / "images" / f"{i}.png"), img)
+        entries.append({"id": i + 1, "file_name": f"{i}.png", "width": img.shape[1], "height": img.shape[0]})
+        for (x1, y1, x2, y2), c in zip(det(img).xyxy.tolist(), det(img).class_ids.tolist()):
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": c + 1, "iscrowd": 0,
+                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1)})
+    cats = [{"id": k + 1, "name": n} for k, n in enumerate(det.class_names)]
+    (d / "val.json").write_text(json.dumps({"images": entries, "annotations": anns, "categories": cats}))
+    assert anns
+    return d
+
+
+def test_openvino_int8_uses_nncf_accuracy_control(artifacts, calib_dir, pseudo_labelled, tmp_path):
+    """The real NNCF accuracy control with the COCO AP of the validation set as its metric. The budget is one the
+    fully quantized tiny model meets, so NNCF validates and returns without ranking its 242 quantized ops (ranking
+    takes minutes; it is exercised on the reference model in benchmarks/results/int8_reference_nncf/)."""
+    logs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = calibrate(CalibrateRequest(model=str(artifacts["onnx"]), calib=str(calib_dir), out=str(tmp_path),
+                                            backends=("openvino",), val=str(pseudo_labelled / "val.json"),
+                                            val_images=str(pseudo_labelled / "images"), max_map_drop=0.4,
+                                            speed_iters=6), log=logs.append)
+    row = report["artifacts"][0]
+    assert report["fp32_AP"] > 0.5                          # the labels are the FP32 model's own detections
+    assert row["method"] == "nncf.quantize_with_accuracy_control"
+    assert row["passed"] is True and 0 < row["drop"] <= 0.4  # re-measured by the gate on the saved IR
+    assert "reverted to float by NNCF" in row["float_layers"][0] and row["reverted_ops"] == []
+    assert row["fake_quantize_nodes"] > 100                  # fully quantized: counted from the model itself
+    m = Manifest.read(row["artifact"])
+    assert m.precision == "int8" and m.calibration["gate"]["passed"] is True
+    speed = row["speed"]                                     # INT8 vs its FP32 and the best FP32, same run
+    assert speed["int8_ms"] > 0 and speed["best_fp32"]["backend"] in ("onnxruntime", "openvino")
+    assert speed["vs_best_fp32"] == pytest.approx(speed["best_fp32"]["ms"] / speed["int8_ms"], rel=0.02)
+    assert m.calibration["speed"]["verdict"] == speed["verdict"]
+    assert any("vs best FP32" in line for line in logs)

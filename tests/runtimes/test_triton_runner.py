@@ -1,7 +1,9 @@
 """The Triton client runner against a real Triton Inference Server (tritonserver 2.51 from nvidia-pytriton, started
-by the tests from a repository written by `edgedet export --format triton`): the Detector's contract over gRPC and
-HTTP (same detections as the local artifact, batches, threads sharing one Detector, streaming), the manifest
-carried by the server's config, and one clear error for each bad source."""
+by the tests, serving the model of a repository written by `edgedet export --format triton` through Triton's python
+backend with the repository's tensors, batching and manifest parameter; see triton_server.py for what that pip
+build cannot load): the Detector's contract over gRPC and HTTP (same detections as the local artifact, batches,
+threads sharing one Detector, streaming), the manifest carried by the server's config, one clear error for each
+bad source."""
 import json
 import os
 import socket
