@@ -9,6 +9,7 @@ reads a real photo each iteration and does letterbox + inference + decode/NMS + 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 
@@ -39,7 +40,8 @@ def bare_openvino(path, x):
 BARE = {"onnxruntime": bare_onnxruntime, "openvino": bare_openvino}
 
 
-def measure(model: str, backend: str, iters: int, warmup: int, images, postprocess: str, **build_kw) -> dict:
+def measure(model: str, backend: str, iters: int, warmup: int, images, postprocess: str, rounds: int = 10,
+            **build_kw) -> dict:
     path = build(model, backend, postprocess=postprocess, **build_kw).path
     det = Detector.load(path, backend=backend)
     x = det.preprocess([images[0]])[0].copy()
@@ -50,15 +52,22 @@ def measure(model: str, backend: str, iters: int, warmup: int, images, postproce
         det(images[i["n"] % len(images)])
         i["n"] += 1
 
-    # Interleave rounds so that slow drifts of the machine hit both sides alike.
-    bare_t, e2e_t = [], []
-    for _ in range(4):
-        bare_t += time_calls(bare, iters // 4, warmup)
-        e2e_t += time_calls(e2e, iters // 4, warmup)
+    # Interleave short rounds so that slow drifts of the machine hit both sides alike; the ratio of each round's
+    # medians is taken, and their median reported (robust to a round that a background burst slowed).
+    bare_t, e2e_t, ratios = [], [], []
+    for _ in range(rounds):
+        b_round = time_calls(bare, max(1, iters // rounds), warmup)
+        e_round = time_calls(e2e, max(1, iters // rounds), warmup)
+        bare_t += b_round
+        e2e_t += e_round
+        ratios.append(statistics.median(b_round) / statistics.median(e_round))
     b, e = summarize(bare_t), summarize(e2e_t)
     return {"model": model, "backend": backend, "postprocess": postprocess, "bare_ms": b, "detector_e2e_ms": e,
             "bare_fps": round(1000 / b["p50"], 2), "detector_fps": round(1000 / e["p50"], 2),
-            "ratio_detector_over_bare_fps": round(b["p50"] / e["p50"], 3)}
+            "ratio_detector_over_bare_fps": round(b["p50"] / e["p50"], 3),
+            "ratio_median_of_rounds": round(statistics.median(ratios), 3), "rounds": rounds,
+            "stages_ms_last_call": {"pre": round(det.timing.pre, 3), "infer": round(det.timing.infer, 3),
+                                    "post": round(det.timing.post, 3)}}
 
 
 def main(argv=None) -> int:
@@ -80,7 +89,8 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"{r['model']} {r['backend']:<12} {r['postprocess']:<5} bare {r['bare_ms']['p50']:7.2f} ms "
               f"({r['bare_fps']:.1f} FPS)  detector e2e {r['detector_e2e_ms']['p50']:7.2f} ms "
-              f"({r['detector_fps']:.1f} FPS)  ratio {r['ratio_detector_over_bare_fps']:.3f}")
+              f"({r['detector_fps']:.1f} FPS)  ratio {r['ratio_detector_over_bare_fps']:.3f} "
+              f"(median of {r['rounds']} rounds {r['ratio_median_of_rounds']:.3f})")
     if a.out:
         args = sys.argv[1:] if argv is None else argv
         write_json_atomic(a.out, {"command": "python -m edgedet.benchmarks.e2e_overhead " + " ".join(args),

@@ -154,8 +154,39 @@ def cameras(a) -> dict:
                 print(f"{backend:12s} {k:34s} {med[k]:7.1f} FPS ({med[k] / base:.2f}x)", file=sys.stderr)
             latency.close()
             thr.close()
+            rows.append(_thread_scaling(path, backend, frames[0], a.repeats))
     return {"model": a.model, "weights": a.weights, "imgsz": a.imgsz, "sources": a.sources,
             "video": f"{a.frames} frames {a.size} per source", "repeats": a.repeats, "rows": rows}
+
+
+def _thread_scaling(path: Path, backend: str, frame, repeats: int, calls: int = 20) -> dict:
+    """Why throughput mode gains what it gains: one request on 1 thread vs on all cores. Parallel streams can beat
+    one multi-threaded request by at most cores x t(1 thread) / (cores x t(all cores)) = the threading's lost
+    efficiency; where one request already scales near-linearly, streams have little left to win."""
+    import os
+
+    from edgedet.runtimes import Detector
+    cores = os.cpu_count() or 1
+    ms = {}
+    for threads in (1, cores):
+        with Detector.load(path, threads=threads, hint="LATENCY") as det:
+            det(frame)
+            runs = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                for _ in range(calls):
+                    det(frame)
+                runs.append((time.perf_counter() - t0) / calls * 1000)
+            ms[threads] = statistics.median(runs)
+    speedup = ms[1] / ms[cores]
+    row = {"backend": backend, "mode": "thread scaling of one request", "ms_1_thread": round(ms[1], 2),
+           f"ms_{cores}_threads": round(ms[cores], 2), "speedup": round(speedup, 3),
+           "parallel_efficiency": round(speedup / cores, 3),
+           "max_gain_from_streams": round(cores / speedup, 3)}
+    print(f"{backend:12s} one request: 1 thread {ms[1]:.1f} ms, {cores} threads {ms[cores]:.1f} ms ({speedup:.2f}x, "
+          f"efficiency {speedup / cores:.0%}): parallel streams can gain at most {cores / speedup:.2f}x",
+          file=sys.stderr)
+    return row
 
 
 def _latency_loop(det, videos: list[Path]) -> int:
