@@ -18,6 +18,7 @@ class BuildContext:
     preset: str
     validation: tuple | None = None  # (items, transform, metric) for accuracy-aware builders (gate.py)
     max_drop: float = 0.01
+    ranking_subset: int = 100
     float_ops: list[str] = field(default_factory=list)   # what an accuracy-aware builder reverted to float
     quantized_ops: int | None = None
     fake_quantize_nodes: int | None = None
@@ -54,7 +55,7 @@ def build_nncf_accuracy_control(fp32: Path, out: Path, ctx: BuildContext) -> Pat
     items, transform, metric = ctx.validation
     q, ctx.float_ops, ctx.quantized_ops, ctx.fake_quantize_nodes = quantize_accuracy_control(
         ov.convert_model(str(fp32)), [{ctx.input_name: t} for t in ctx.tensors], items, transform, metric,
-        ctx.max_drop, ctx.preset)
+        ctx.max_drop, ctx.preset, ranking_subset=ctx.ranking_subset)
     save_ir(q, out, Manifest.read(fp32).derive(precision="int8"), compress_to_fp16=False)
     return out
 

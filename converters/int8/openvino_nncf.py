@@ -44,7 +44,8 @@ class _RevertedLog(logging.Handler):
 
 
 def quantize_accuracy_control(ov_model, tensors: list, items: list, transform, metric, max_drop: float,
-                              preset: str = "performance", fast_bias_correction: bool = True):
+                              preset: str = "performance", fast_bias_correction: bool = True,
+                              ranking_subset: int = 100):
     """NNCF accuracy-aware quantization with `metric(compiled_model, items) -> float` (higher is better) as the
     validation function; returns (quantized model, names of the operations NNCF reverted to float, how many
     operations it had quantized (None when NNCF reverted nothing), FakeQuantize nodes left in the model)."""
@@ -71,7 +72,7 @@ def quantize_accuracy_control(ov_model, tensors: list, items: list, transform, m
             drop_type=nncf.DropType.ABSOLUTE, preset=presets[preset], subset_size=len(tensors),
             fast_bias_correction=fast_bias_correction,
             advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
-                ranking_subset_size=min(len(items), 100)))
+                ranking_subset_size=min(len(items), ranking_subset)))
     except Exception as e:
         raise ConversionError(f"NNCF accuracy-aware quantization failed: {e}") from e
     finally:

@@ -50,6 +50,7 @@ class CalibrateRequest:
     max_map_drop: float = 0.01
     presets: tuple[str, ...] = ("performance", "mixed")
     speed_iters: int = 30           # end-to-end calls per artifact for the INT8 vs FP32 timing (0: skip)
+    ranking_subset: int = 100       # validation images NNCF's accuracy control ranks layers on (fewer: faster)
     report: dict = field(default_factory=dict)
 
 
@@ -153,7 +154,7 @@ def _accuracy_control(strategy: Strategy, fp32: Path, out: Path, ctx: BuildConte
     fewest; the saved artifact is then re-measured by the same gate as every other form. Presets in order (the
     fastest first); the first that passes is kept."""
     ctx.validation = load_object(strategy.validation)(Manifest.read(fp32), req.val, req.val_images)
-    ctx.max_drop, ctx.float_patterns = req.max_map_drop, []
+    ctx.max_drop, ctx.float_patterns, ctx.ranking_subset = req.max_map_drop, [], req.ranking_subset
     build = load_object(strategy.accuracy_control)
     best = _Best(strategy, out, req, fp32_ap, log)
     def reverted():

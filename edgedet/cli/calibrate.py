@@ -23,6 +23,8 @@ def add_arguments(p):
     p.add_argument("--max-map-drop", type=float, default=0.01)
     p.add_argument("--speed-iters", type=nonnegative, default=30,
                    help="end-to-end calls per artifact timing INT8 against FP32 in the same run (0: skip)")
+    p.add_argument("--ranking-subset", type=positive, default=100,
+                   help="validation images NNCF's accuracy control ranks layers on (OpenVINO; fewer is faster)")
     p.add_argument("--out", required=True)
     p.add_argument("--json", action="store_true")
 
@@ -33,7 +35,8 @@ def run(a) -> int:
     backends = tuple(b.name for b in parse_backends(a.backend))
     req = CalibrateRequest(model=a.model, calib=a.calib, out=a.out, weights=a.weights, imgsz=a.imgsz, num=a.num,
                            every=a.every, method=a.method, backends=backends, val=a.val, val_images=a.images,
-                           max_map_drop=a.max_map_drop, speed_iters=a.speed_iters)
+                           max_map_drop=a.max_map_drop, speed_iters=a.speed_iters,
+                           ranking_subset=a.ranking_subset)
     report = calibrate(req, log=(lambda m: print(m, file=sys.stderr)) if a.json else print)
     if a.json:
         print(json.dumps(report, indent=2))
