@@ -62,8 +62,14 @@ def _timing_keys(build: dict) -> dict:
 
 
 def is_model_name(source) -> bool:
-    p = Path(str(source))
-    return "://" not in str(source) and not p.suffix and not p.exists()
+    """A model to build ('d0', 'lite2', ...) rather than an artifact file or a server URL. A known model name stays
+    one even when a folder of that name exists here (an export's --out folder must not shadow it)."""
+    from .configs import MODELS
+    text = str(source)
+    p = Path(text)
+    if "://" in text or p.is_file():
+        return False
+    return text.lower() in MODELS or (not p.suffix and not p.exists())
 
 
 def build(model: str, backend: "str | BackendSpec | None" = None, device: str | None = None, rebuild: bool = False,

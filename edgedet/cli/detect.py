@@ -38,8 +38,9 @@ def add_arguments(p):
     g.add_argument("--realtime", action="store_true", help="drop frames to stay current instead of queueing")
     g.add_argument("--reconnect", type=nonnegative, default=5, help="reconnect attempts when a live source drops")
     g.add_argument("--timeout", type=positive_float, default=10.0, help="seconds to open or read a network source")
-    g.add_argument("--hint", choices=("latency", "throughput"), default="throughput",
-                   help="performance hint for streams (throughput keeps several requests in flight)")
+    g.add_argument("--hint", choices=("latency", "throughput"),
+                   help="performance hint for streams (default: throughput, which keeps several requests in "
+                        "flight, on backends that have hints)")
 
 
 def run(a) -> int:
@@ -52,12 +53,17 @@ def run(a) -> int:
 
 def _hint(a) -> dict:
     """The stream's performance hint, for backends that declare one."""
-    from edgedet.registry import backend_for, get_backend
+    from edgedet.registry import backend_for, get_backend, remote_backend
 
     from .common import resolve_backend
     a.backend = resolve_backend(a)
-    spec = get_backend(a.backend) if a.backend else backend_for(a.model)
-    return {"hint": a.hint.upper()} if "hint" in spec.runner_class().OPTIONS else {}
+    spec = get_backend(a.backend) if a.backend else (remote_backend(a.model) or backend_for(a.model))
+    if "hint" in spec.runner_class().OPTIONS:
+        return {"hint": (a.hint or "throughput").upper()}
+    if a.hint:                   # asked for, but this backend has no hint: say so rather than drop it silently
+        print(f"edgedet detect: backend {spec.name} has no performance hint; --hint {a.hint} does not apply",
+              file=sys.stderr)
+    return {}
 
 
 def _output_names(files: list[Path], out_dir: Path) -> dict[Path, Path]:

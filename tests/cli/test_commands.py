@@ -94,3 +94,26 @@ def test_unknown_backend_and_bad_option_are_one_line(tmp_path, artifacts, capsys
     assert "unknown backend 'tflite'" in capsys.readouterr().err
     assert main(["check", str(artifacts["onnx"]), "--backend", "onnxruntime"]) == 2
     assert "has no static check" in capsys.readouterr().err
+
+
+def test_detect_hint_is_passed_or_said_not_to_apply(artifacts, capsys):
+    from argparse import Namespace
+
+    from edgedet.cli.detect import _hint
+    args = dict(backend=None, device=None, weights=None, imgsz=None)
+    assert _hint(Namespace(model=str(artifacts["onnx"]), hint=None, **args)) == {"hint": "THROUGHPUT"}
+    assert _hint(Namespace(model=str(artifacts["openvino"]), hint="latency", **args)) == {"hint": "LATENCY"}
+    assert _hint(Namespace(model=str(artifacts["torch"]), hint="latency", **args)) == {}
+    assert "backend torch has no performance hint; --hint latency does not apply" in capsys.readouterr().err
+    assert _hint(Namespace(model=str(artifacts["torch"]), hint=None, **args)) == {}
+    assert capsys.readouterr().err == ""
+
+
+def test_a_folder_named_like_a_model_does_not_shadow_it(tmp_path, monkeypatch, artifacts):
+    from edgedet.api import is_model_name
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d0").mkdir()                           # e.g. an earlier `edgedet export --out d0`
+    assert is_model_name("d0") and is_model_name("lite2")
+    assert not is_model_name(str(artifacts["onnx"])) and not is_model_name("grpc://host:8001/d0")
+    (tmp_path / "d1").write_text("a file")              # a file of that name is what the user means
+    assert not is_model_name("d1")
