@@ -27,9 +27,16 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage mistake is one line, like every other error (argparse would print the whole usage first)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from edgedet import __version__
-    parser = argparse.ArgumentParser(prog="edgedet", description="EfficientDet from PyTorch to the edge.")
+    parser = _Parser(prog="edgedet", description="EfficientDet from PyTorch to the edge.")
     parser.add_argument("--version", action="version", version=f"edgedet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
     for name, module in COMMANDS.items():

@@ -57,3 +57,12 @@ def test_detect_unreadable_image_and_json(tmp_path, artifacts, capsys):
     assert (tmp_path / "vis" / "ok.jpg").is_file()
     dets = out["results"][0]["detections"]
     assert len(dets["boxes"]) == len(dets["scores"]) > 0 and min(dets["scores"]) >= 0.3
+
+
+def test_usage_mistakes_are_one_line(capsys):
+    from edgedet.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["serve", "--model", "x.onnx", "--port", "99999"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "expected a port in 1-65535" in err
+    assert "usage:" not in err and "edgedet serve --help" in err
