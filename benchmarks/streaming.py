@@ -130,7 +130,7 @@ def cameras(a) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         w, h = map(int, a.size.split("x"))
         videos = [make_video(Path(tmp) / f"cam{i}.mp4", a.frames, (w, h)) for i in range(a.sources)]
-        frames = _frames(videos[0])[:1]
+        frames = _frames(videos[0], limit=1)     # warm-up and thread-scaling frame
         for backend in a.backend.split(","):
             path = build_artifact_path(a.model, backend, a.weights, a.imgsz)
             latency = Detector.load(path, score_threshold=a.conf, hint="LATENCY")
@@ -205,10 +205,10 @@ def _latency_loop(det, videos: list[Path]) -> int:
     return n
 
 
-def _frames(video: Path) -> list:
+def _frames(video: Path, limit: int | None = None) -> list:
     cap = cv2.VideoCapture(str(video))
     out = []
-    while True:
+    while limit is None or len(out) < limit:
         ok, frame = cap.read()
         if not ok:
             break

@@ -59,16 +59,15 @@ class _Scheme:
     shared: bool        # one client for all threads (gRPC); else one per thread (HTTP: gevent is per thread)
     client_kwargs: Callable[[TritonURL, float], dict]
     json_kwargs: dict   # how to get plain dicts back from metadata/config calls
-    call_kwargs: Callable[[float], dict]    # a client-side deadline per call
-    infer_kwargs: Callable[[float], dict]
+    call_kwargs: Callable[[float], dict]    # a client-side deadline per call (infer included)
     config_key: str     # the config's key inside get_model_config's answer ("" = the answer itself)
 
 
 _GRPC = _Scheme("tritonclient.grpc", True, lambda url, t: {}, {"as_json": True},
-                lambda t: {"client_timeout": t}, lambda t: {"client_timeout": t}, "config")
-_HTTP = _Scheme("tritonclient.http", False,
+                lambda t: {"client_timeout": t}, "config")
+_HTTP = _Scheme("tritonclient.http", False,    # its deadline is the client's network_timeout
                 lambda url, t: {"connection_timeout": t, "network_timeout": t, "ssl": url.scheme == "https"},
-                {}, lambda t: {}, lambda t: {}, "")
+                {}, lambda t: {}, "")
 SCHEMES = {"grpc": _GRPC, "http": _HTTP, "https": _HTTP}
 
 
@@ -118,7 +117,7 @@ class _Protocol:
 
     def infer(self, model: str, version: str, inputs, outputs):
         return self.client.infer(model, inputs, model_version=version, outputs=outputs,
-                                 **self.scheme.infer_kwargs(self.timeout))
+                                 **self.scheme.call_kwargs(self.timeout))
 
     def close(self) -> None:
         client = self._shared or getattr(self._local, "client", None)

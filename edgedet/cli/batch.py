@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edgedet.errors import InputError
 
-from .common import artifact_of, positive, probability
+from .common import add_detector_arguments, artifact_of, positive
 
 HELP = "batch detection over folders, globs, buckets and videos on Ray Data (local or a cluster)"
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -17,17 +17,12 @@ WRITERS = {".parquet": "write_parquet", ".jsonl": "write_json", ".json": "write_
 
 
 def add_arguments(p):
-    p.add_argument("--model", required=True, help="artifact (.onnx, .xml, ...) or model name")
+    add_detector_arguments(p)
     p.add_argument("--source", required=True, nargs="+", help="image folders, globs, files, s3:// URLs or videos")
     p.add_argument("--out", required=True, help="results.parquet or results.jsonl (a folder of Ray's part files)")
     p.add_argument("--address", help="Ray cluster address ('auto' joins a running cluster; default: start a local one)")
     p.add_argument("--actors", type=positive, default=2, help="actors, each with its own Detector")
     p.add_argument("--batch", type=positive, default=32, help="images per Ray batch (larger: less per-batch overhead)")
-    p.add_argument("--backend")
-    p.add_argument("--device")
-    p.add_argument("--weights", help="weights for a model name")
-    p.add_argument("--imgsz", type=positive)
-    p.add_argument("--conf", type=probability, default=0.25)
     p.add_argument("--gpus-per-actor", type=float, default=0.0)
     p.add_argument("--json", action="store_true")
 

@@ -43,6 +43,17 @@ probability = _number(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 positive_float = _number(float, lambda v: v > 0, "a positive number")
 
 
+def add_detector_arguments(p) -> None:
+    """The arguments that name a Detector (read by load_detector / artifact_of): what runs, where, how strict."""
+    p.add_argument("--model", required=True,
+                   help="artifact (.onnx, .xml, .pth, .engine), model name, or server URL (grpc://host:8001/d0)")
+    p.add_argument("--backend", help="onnxruntime | openvino | torch | tensorrt (default: by artifact format)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N, gpu (OpenVINO)")
+    p.add_argument("--weights", help="weights for a model name")
+    p.add_argument("--imgsz", type=positive, help="input size for a model name")
+    p.add_argument("--conf", type=probability, default=0.25, help="score threshold")
+
+
 def emit(obj, as_json: bool, text: str) -> None:
     print(json.dumps(obj, indent=2) if as_json else text)
 

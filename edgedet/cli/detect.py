@@ -14,22 +14,17 @@ from pathlib import Path
 
 from edgedet.errors import EdgeDetError, InputError
 
-from .common import load_detector, nonnegative, positive, positive_float, probability
+from .common import add_detector_arguments, load_detector, nonnegative, positive_float
 
 HELP = "run detection on images, a folder, a video, a camera or a stream URL"
 STILL = ("image", "folder")   # source kinds detected image by image
 
 
 def add_arguments(p):
-    p.add_argument("--model", required=True, help="artifact (.onnx, .xml, .pth, .engine) or model name")
+    add_detector_arguments(p)
     p.add_argument("--source", required=True, action="append",
                    help="image, folder, video file, camera index, rtsp/http URL or GStreamer pipeline "
                         "(repeat for several streams, batched together)")
-    p.add_argument("--backend", help="onnxruntime | openvino | torch | tensorrt (default: by artifact format)")
-    p.add_argument("--device", help="cpu, cuda, cuda:N, gpu (OpenVINO)")
-    p.add_argument("--weights", help="weights for a model name")
-    p.add_argument("--imgsz", type=positive, help="input size for a model name")
-    p.add_argument("--conf", type=probability, default=0.25, help="score threshold")
     p.add_argument("--save", help="images: folder for annotated images; video/stream: annotated video (out.mp4)")
     p.add_argument("--jsonl", help="write one JSON line per image or frame (source, frame, detections)")
     p.add_argument("--json", action="store_true", help="print detections as JSON")

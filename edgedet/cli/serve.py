@@ -7,13 +7,13 @@ import time
 
 from edgedet.errors import InputError
 
-from .common import positive, positive_float, probability
+from .common import add_detector_arguments, positive, positive_float
 
 HELP = "serve detection over HTTP on Ray Serve (POST /detect, GET /health, GET /metadata)"
 
 
 def add_arguments(p):
-    p.add_argument("--model", required=True, help="artifact (.onnx, .xml, ...) or model name")
+    add_detector_arguments(p)
     p.add_argument("--replicas", type=positive, default=1, help="replicas, each with its own Detector")
     p.add_argument("--max-batch", type=positive, default=8,
                    help="requests batched into one Detector call by @serve.batch (1: no batching)")
@@ -21,11 +21,6 @@ def add_arguments(p):
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 behind a load balancer)")
     p.add_argument("--port", type=port, default=8000)
     p.add_argument("--address", help="Ray cluster address ('auto' joins a running cluster; default: a local one)")
-    p.add_argument("--backend")
-    p.add_argument("--device")
-    p.add_argument("--weights", help="weights for a model name")
-    p.add_argument("--imgsz", type=positive)
-    p.add_argument("--conf", type=probability, default=0.25)
     p.add_argument("--cpus-per-replica", type=positive_float, default=1.0)
     p.add_argument("--gpus-per-replica", type=float, default=0.0)
     p.add_argument("--max-mb", type=positive_float, default=20.0, help="largest image body accepted (413 above)")
