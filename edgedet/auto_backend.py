@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import time
 from dataclasses import dataclass
 from importlib import metadata
 
 import numpy as np
 
+from .cpu import cpu_model, vector_flags
 from .fileio import locked, write_json_atomic
 from .registry import BACKENDS, BackendSpec
 from .weights import cache_dir
@@ -35,19 +35,7 @@ def candidates() -> list[BackendSpec]:
 
 
 def cpu_identity() -> dict:
-    model, flags = platform.processor() or platform.machine(), []
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
-                    model = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    flags = sorted(f for f in line.split(":", 1)[1].split()
-                                   if f.startswith(("avx", "amx", "fma", "sse4", "f16c")))
-                    break
-    except OSError:
-        pass
-    return {"cpu": model, "flags": flags}
+    return {"cpu": cpu_model(), "flags": vector_flags()}
 
 
 def _versions(specs) -> dict:
