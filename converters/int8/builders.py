@@ -19,6 +19,7 @@ class BuildContext:
     validation: tuple | None = None  # (items, transform, metric) for accuracy-aware builders (gate.py)
     max_drop: float = 0.01
     ranking_subset: int = 100
+    seven_bit_weights: bool = False  # CPUs without VNNI: int8 dot products can saturate (edgedet.cpu)
     float_ops: list[str] = field(default_factory=list)   # what an accuracy-aware builder reverted to float
     quantized_ops: int | None = None
     fake_quantize_nodes: int | None = None
@@ -39,7 +40,7 @@ def build_nncf(fp32: Path, out: Path, ctx: BuildContext) -> Path:
     model = ov.convert_model(str(fp32))
     names = [op.get_friendly_name() for op in model.get_ordered_ops()]
     q = quantize_nncf(model, [{ctx.input_name: t} for t in ctx.tensors], ctx.preset,
-                      matching(names, ctx.float_patterns))
+                      matching(names, ctx.float_patterns), seven_bit_weights=ctx.seven_bit_weights)
     save_ir(q, out, Manifest.read(fp32).derive(precision="int8"), compress_to_fp16=False)
     return out
 
@@ -53,9 +54,12 @@ def build_nncf_accuracy_control(fp32: Path, out: Path, ctx: BuildContext) -> Pat
     from ..openvino_ir import save_ir
     from .openvino_nncf import quantize_accuracy_control
     items, transform, metric = ctx.validation
+    model = ov.convert_model(str(fp32))
+    names = [op.get_friendly_name() for op in model.get_ordered_ops()]
     q, ctx.float_ops, ctx.quantized_ops, ctx.fake_quantize_nodes = quantize_accuracy_control(
-        ov.convert_model(str(fp32)), [{ctx.input_name: t} for t in ctx.tensors], items, transform, metric,
-        ctx.max_drop, ctx.preset, ranking_subset=ctx.ranking_subset)
+        model, [{ctx.input_name: t} for t in ctx.tensors], items, transform, metric, ctx.max_drop, ctx.preset,
+        ranking_subset=ctx.ranking_subset, ignored=matching(names, ctx.float_patterns),
+        seven_bit_weights=ctx.seven_bit_weights)
     save_ir(q, out, Manifest.read(fp32).derive(precision="int8"), compress_to_fp16=False)
     return out
 
@@ -68,7 +72,8 @@ def _qdq(form: str):
         from .onnx_qdq import conv_nodes, quantize_qdq
         with publish(out) as tmp:
             quantize_qdq(fp32, tmp, ctx.tensors if not ctx.ranges.is_file() else None, form, ctx.method, ctx.ranges,
-                         matching(conv_nodes(fp32), ctx.float_patterns), input_name=ctx.input_name)
+                         matching(conv_nodes(fp32), ctx.float_patterns), input_name=ctx.input_name,
+                         reduce_range=ctx.seven_bit_weights)
             Manifest.read(fp32).derive(precision="int8").write(tmp)
         return out
     return build

@@ -52,7 +52,8 @@ def _stride(n: int, most: int = 16) -> int:
 
 
 def quantize_qdq(fp32_onnx: Path, out: Path, tensors: list[np.ndarray] | None, form: str, method: str,
-                 ranges_cache: Path, exclude: list[str] = (), *, input_name: str) -> Path:
+                 ranges_cache: Path, exclude: list[str] = (), *, input_name: str, reduce_range: bool = False) -> Path:
+    """`reduce_range`: 7-bit weights, for CPUs without VNNI whose u8 x s8 dot products can saturate."""
     try:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     except ImportError as e:
@@ -74,7 +75,7 @@ def quantize_qdq(fp32_onnx: Path, out: Path, tensors: list[np.ndarray] | None, f
     try:
         quantize_static(str(fp32_onnx), str(out), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
                         per_channel=True, activation_type=getattr(QuantType, spec["activation"]),
-                        weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
+                        weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude), reduce_range=reduce_range,
                         calibrate_method=getattr(CalibrationMethod, METHODS[method]), extra_options=extra,
                         calibration_cache_path=str(ranges_cache))
     except Exception as e:

@@ -12,17 +12,33 @@ import numpy as np
 from edgedet.errors import BackendUnavailableError, ConversionError
 
 
-def quantize_nncf(ov_model, tensors: list[np.ndarray], preset: str = "performance", ignored: list[str] = (),
-                  fast_bias_correction: bool = True):
+def _nncf():
     try:
         import nncf
     except ImportError as e:
         raise BackendUnavailableError("openvino (nncf)", "openvino", e) from e
+    return nncf
+
+
+def _common(nncf, preset: str, ignored, seven_bit_weights: bool) -> dict:
+    """Arguments both NNCF entry points share. 7-bit weights (NNCF's overflow fix on every layer) are for CPUs
+    without VNNI, whose int8 dot products sum pairs of u8 x s8 products in 16 bits and can saturate; NNCF's
+    default fixes the first layer only."""
     presets = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
-    scope = nncf.IgnoredScope(names=list(ignored), validate=False) if ignored else None
+    fix = nncf.OverflowFix.ENABLE if seven_bit_weights else nncf.OverflowFix.FIRST_LAYER
+    return {"preset": presets[preset],
+            "ignored_scope": nncf.IgnoredScope(names=list(ignored), validate=False) if ignored else None,
+            "advanced_params": nncf.AdvancedQuantizationParameters(overflow_fix=fix)}
+
+
+def quantize_nncf(ov_model, tensors: list[np.ndarray], preset: str = "performance", ignored: list[str] = (),
+                  fast_bias_correction: bool = True, seven_bit_weights: bool = False):
+    nncf = _nncf()
+    common = _common(nncf, preset, ignored, seven_bit_weights)
     try:
-        return nncf.quantize(ov_model, nncf.Dataset(tensors), preset=presets[preset], subset_size=len(tensors),
-                             fast_bias_correction=fast_bias_correction, ignored_scope=scope)
+        return nncf.quantize(ov_model, nncf.Dataset(tensors), preset=common["preset"], subset_size=len(tensors),
+                             fast_bias_correction=fast_bias_correction, ignored_scope=common["ignored_scope"],
+                             advanced_parameters=common["advanced_params"])
     except Exception as e:
         raise ConversionError(f"NNCF quantization failed: {e}") from e
 
@@ -45,16 +61,14 @@ class _RevertedLog(logging.Handler):
 
 def quantize_accuracy_control(ov_model, tensors: list, items: list, transform, metric, max_drop: float,
                               preset: str = "performance", fast_bias_correction: bool = True,
-                              ranking_subset: int = 100):
+                              ranking_subset: int = 100, ignored: list[str] = (), seven_bit_weights: bool = False):
     """NNCF accuracy-aware quantization with `metric(compiled_model, items) -> float` (higher is better) as the
-    validation function; returns (quantized model, names of the operations NNCF reverted to float, how many
-    operations it had quantized (None when NNCF reverted nothing), FakeQuantize nodes left in the model)."""
-    try:
-        import nncf
-        from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
-    except ImportError as e:
-        raise BackendUnavailableError("openvino (nncf)", "openvino", e) from e
-    presets = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
+    validation function; `ignored` ops start in float. Returns (quantized model, names of the operations NNCF
+    reverted to float, how many operations it had quantized (None when NNCF reverted nothing), FakeQuantize
+    nodes left in the model). When the first full quantization is within budget NNCF returns it at once."""
+    nncf = _nncf()
+    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+    common = _common(nncf, preset, ignored, seven_bit_weights)
     failures: list[BaseException] = []
 
     def validate(compiled, data) -> float:
@@ -69,8 +83,9 @@ def quantize_accuracy_control(ov_model, tensors: list, items: list, transform, m
     try:
         q = nncf.quantize_with_accuracy_control(
             ov_model, nncf.Dataset(tensors), nncf.Dataset(items, transform), validate, max_drop=max_drop,
-            drop_type=nncf.DropType.ABSOLUTE, preset=presets[preset], subset_size=len(tensors),
-            fast_bias_correction=fast_bias_correction,
+            drop_type=nncf.DropType.ABSOLUTE, preset=common["preset"], subset_size=len(tensors),
+            fast_bias_correction=fast_bias_correction, ignored_scope=common["ignored_scope"],
+            advanced_quantization_parameters=common["advanced_params"],
             advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
                 ranking_subset_size=min(len(items), ranking_subset)))
     except Exception as e:

@@ -7,6 +7,11 @@ drop exceeds the budget, the next group of sensitive layers is kept in float and
 predict convs, then the stem and first backbone blocks, then every head conv). Every final artifact is
 re-measured by the same gate; the report says which layers stayed float, the final drop, and whether the gate
 passed; an artifact that failed is marked so in its manifest.
+
+What the CPU can do changes the build: on CPUs without VNNI (edgedet.cpu.has_int8_dot) the x86 forms keep
+weights to 7 bits (NNCF's overflow fix on every layer, ONNX Runtime's reduce_range), because those CPUs' int8
+dot products sum u8 x s8 pairs in 16 bits and can saturate. A strategy's `float_prior` ops (OpenVINO: the
+EfficientDet heads' depthwise convs) start in float.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgedet.cpu import cpu_model, has_int8_dot, isa_flags
 from edgedet.errors import InputError
 from edgedet.fileio import write_json_atomic
 from edgedet.manifest import Manifest, manifest_path, tool_versions
@@ -51,7 +57,26 @@ class CalibrateRequest:
     presets: tuple[str, ...] = ("performance", "mixed")
     speed_iters: int = 30           # end-to-end calls per artifact for the INT8 vs FP32 timing (0: skip)
     ranking_subset: int = 100       # validation images NNCF's accuracy control ranks layers on (fewer: faster)
+    seven_bit_weights: str = "auto"  # auto (on where this CPU has no VNNI/AMX) | on | off
+    float_prior: bool = True        # start each strategy with its float_prior ops in float
     report: dict = field(default_factory=dict)
+
+
+SEVEN_BIT = {"auto": lambda: not has_int8_dot(), "on": lambda: True, "off": lambda: False}
+
+
+def _cpu(req: CalibrateRequest) -> dict:
+    if req.seven_bit_weights not in SEVEN_BIT:
+        raise InputError(f"seven_bit_weights must be one of {', '.join(SEVEN_BIT)}, got {req.seven_bit_weights!r}")
+    seven = SEVEN_BIT[req.seven_bit_weights]()
+    why = ("this CPU has VNNI/AMX: int8 dot products accumulate in 32 bits" if has_int8_dot() else
+           "no VNNI/AMX on this CPU: its int8 dot products can saturate 16-bit sums")
+    return {"model": cpu_model(), "isa": isa_flags(), "int8_dot_product": has_int8_dot(),
+            "seven_bit_weights": seven, "why": why if req.seven_bit_weights == "auto" else "asked for"}
+
+
+def _prior(strategy: Strategy, req: CalibrateRequest) -> list[tuple[str, tuple[str, ...]]]:
+    return list(strategy.float_prior) if req.float_prior else []
 
 
 def _fp32_onnx(req: CalibrateRequest) -> Path:
@@ -140,7 +165,7 @@ def _gate_strategy(strategy: Strategy, fp32: Path, out: Path, ctx: BuildContext,
     build = load_object(strategy.build)
     best = _Best(strategy, out, req, fp32_ap, log)
     for rounds in range(len(FLOAT_GROUPS) + 1):
-        groups = FLOAT_GROUPS[:rounds]
+        groups = _prior(strategy, req) + FLOAT_GROUPS[:rounds]
         ctx.float_patterns = [p for _, ps in groups for p in ps]
         for preset in presets:
             best.attempt(build, fp32, ctx, preset, [g for g, _ in groups])
@@ -154,12 +179,17 @@ def _accuracy_control(strategy: Strategy, fp32: Path, out: Path, ctx: BuildConte
     fewest; the saved artifact is then re-measured by the same gate as every other form. Presets in order (the
     fastest first); the first that passes is kept."""
     ctx.validation = load_object(strategy.validation)(Manifest.read(fp32), req.val, req.val_images)
-    ctx.max_drop, ctx.float_patterns, ctx.ranking_subset = req.max_map_drop, [], req.ranking_subset
+    prior = _prior(strategy, req)
+    ctx.max_drop, ctx.ranking_subset = req.max_map_drop, req.ranking_subset
+    ctx.float_patterns = [p for _, ps in prior for p in ps]
     build = load_object(strategy.accuracy_control)
     best = _Best(strategy, out, req, fp32_ap, log)
+
     def reverted():
-        of = f" of {ctx.quantized_ops} quantized" if ctx.quantized_ops else ""
-        return ([f"{len(ctx.float_ops)} ops reverted to float by NNCF accuracy control{of}"],
+        said = (f"{len(ctx.float_ops)} ops reverted to float by NNCF accuracy control of {ctx.quantized_ops} "
+                "quantized" if ctx.quantized_ops else "NNCF accuracy control: within budget as quantized, none "
+                "reverted")
+        return ([name for name, _ in prior] + [said],
                 {"reverted_ops": list(ctx.float_ops), "fake_quantize_nodes": ctx.fake_quantize_nodes})
     for preset in strategy.presets:
         row = best.attempt(build, fp32, ctx, preset, reverted, method="nncf.quantize_with_accuracy_control")
@@ -188,14 +218,22 @@ def calibrate(req: CalibrateRequest, log=print) -> dict:
     report = {"fp32_onnx": str(fp32), "calibration": {"images": len(tensors), "data_hash": cal.data_hash,
               "method": req.method, "warnings": cal.warnings, "ranges_file": str(ranges)},
               "fp32_AP": fp32_ap, "max_map_drop": req.max_map_drop, "artifacts": []}
-    ctx = BuildContext(tensors, src.input.name, req.method, ranges, [], "-")
-    bests = [_gate_strategy(strategy, fp32, out, ctx, req, _fp32_ap(fp32, req, strategy, fp32_aps) if req.val
-                            else None, log) for strategy in strategies]
+    cpu = report["cpu"] = _cpu(req)
+    log(f"CPU: {cpu['model']} ({' '.join(cpu['isa']) or 'no AVX2'}); 7-bit weights for the CPU forms: "
+        f"{'yes' if cpu['seven_bit_weights'] else 'no'} ({cpu['why']})")
+    bests = []
+    for strategy in strategies:
+        ctx = BuildContext(tensors, src.input.name, req.method, ranges, [], "-",
+                           seven_bit_weights=cpu["seven_bit_weights"] and strategy.cpu_int8)
+        bests.append(_gate_strategy(strategy, fp32, out, ctx, req, _fp32_ap(fp32, req, strategy, fp32_aps)
+                                    if req.val else None, log))
+        bests[-1]["seven_bit_weights"] = ctx.seven_bit_weights
     if req.speed_iters:
         report["speed"] = _speed(fp32, strategies, bests, cal.frames[:8], req.speed_iters, log)
     for strategy, best in zip(strategies, bests):
         calib = {**report["calibration"], "float_layers": best["float_layers"], "preset": best["preset"],
-                 "strategy": strategy.name,
+                 "strategy": strategy.name, "seven_bit_weights": best["seven_bit_weights"],
+                 "built_on": {"cpu": cpu["model"], "isa": cpu["isa"]},
                  "gate": {"fp32_AP": fp32_aps.get(strategy.evaluate_backend or strategy.backend, fp32_ap),
                           "int8_AP": best["AP"], "drop": best["drop"],
                           "max_map_drop": req.max_map_drop, "passed": best["passed"]},

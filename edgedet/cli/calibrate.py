@@ -25,6 +25,11 @@ def add_arguments(p):
                    help="end-to-end calls per artifact timing INT8 against FP32 in the same run (0: skip)")
     p.add_argument("--ranking-subset", type=positive, default=100,
                    help="validation images NNCF's accuracy control ranks layers on (OpenVINO; fewer is faster)")
+    p.add_argument("--seven-bit-weights", choices=["auto", "on", "off"], default="auto",
+                   help="OpenVINO/ONNX Runtime forms: 7-bit weights, which avoid the saturation of int8 dot products "
+                        "on CPUs without VNNI (auto: on where /proc/cpuinfo shows no VNNI or AMX)")
+    p.add_argument("--no-float-prior", dest="float_prior", action="store_false",
+                   help="quantize every layer first (OpenVINO keeps the heads' depthwise convs float by default)")
     p.add_argument("--out", required=True)
     p.add_argument("--json", action="store_true")
 
@@ -36,7 +41,8 @@ def run(a) -> int:
     req = CalibrateRequest(model=a.model, calib=a.calib, out=a.out, weights=a.weights, imgsz=a.imgsz, num=a.num,
                            every=a.every, method=a.method, backends=backends, val=a.val, val_images=a.images,
                            max_map_drop=a.max_map_drop, speed_iters=a.speed_iters,
-                           ranking_subset=a.ranking_subset)
+                           ranking_subset=a.ranking_subset, seven_bit_weights=a.seven_bit_weights,
+                           float_prior=a.float_prior)
     report = calibrate(req, log=(lambda m: print(m, file=sys.stderr)) if a.json else print)
     if a.json:
         print(json.dumps(report, indent=2))

@@ -176,6 +176,17 @@ def pseudo_labelled(tmp_path_factory, artifacts, images):
     return d
 
 
+def _fake_quantized_inputs(xml, name_part: str) -> set[str]:
+    """Which parts of the model (backbone, fpn, class_net, box_net) have a `name_part` op fed by a FakeQuantize."""
+    import openvino as ov
+    parts = set()
+    for op in ov.Core().read_model(xml).get_ordered_ops():
+        if name_part in op.get_friendly_name() and op.get_type_name() in ("Convolution", "GroupConvolution"):
+            if any(i.get_source_output().get_node().get_type_name() == "FakeQuantize" for i in op.inputs()):
+                parts.add(op.get_friendly_name().split("/")[2])
+    return parts
+
+
 def test_openvino_int8_uses_nncf_accuracy_control(artifacts, calib_dir, pseudo_labelled, tmp_path):
     """The real NNCF accuracy control with the COCO AP of the validation set as its metric. The budget is one the
     fully quantized tiny model meets, so NNCF validates and returns without ranking its 242 quantized ops (ranking
@@ -191,8 +202,12 @@ def test_openvino_int8_uses_nncf_accuracy_control(artifacts, calib_dir, pseudo_l
     assert report["fp32_AP"] > 0.5                          # the labels are the FP32 model's own detections
     assert row["method"] == "nncf.quantize_with_accuracy_control"
     assert row["passed"] is True and 0 < row["drop"] <= 0.4  # re-measured by the gate on the saved IR
-    assert "reverted to float by NNCF" in row["float_layers"][0] and row["reverted_ops"] == []
-    assert row["fake_quantize_nodes"] > 100                  # fully quantized: counted from the model itself
+    # the heads' depthwise convs start in float (the strategy's float prior); NNCF then had nothing to revert
+    assert row["float_layers"] == ["head depthwise convs", "NNCF accuracy control: within budget as quantized, "
+                                   "none reverted"] and row["reverted_ops"] == []
+    assert row["fake_quantize_nodes"] > 100                  # counted from the model itself
+    quantized_dw = _fake_quantized_inputs(row["artifact"], "conv_dw")
+    assert "backbone" in quantized_dw and not quantized_dw & {"class_net", "box_net"}
     m = Manifest.read(row["artifact"])
     assert m.precision == "int8" and m.calibration["gate"]["passed"] is True
     speed = row["speed"]                                     # INT8 vs its FP32 and the best FP32, same run
@@ -200,3 +215,48 @@ def test_openvino_int8_uses_nncf_accuracy_control(artifacts, calib_dir, pseudo_l
     assert speed["vs_best_fp32"] == pytest.approx(speed["best_fp32"]["ms"] / speed["int8_ms"], rel=0.02)
     assert m.calibration["speed"]["verdict"] == speed["verdict"]
     assert any("vs best FP32" in line for line in logs)
+
+
+def _weight_int_ranges(path) -> list[int]:
+    """Largest |integer| of each quantized weight tensor: OpenVINO IR int8 constants, or Q/DQ ONNX int8
+    initializers that feed a DequantizeLinear."""
+    if str(path).endswith(".xml"):
+        import openvino as ov
+        return [int(np.abs(op.get_data().astype(int)).max()) for op in ov.Core().read_model(str(path)).get_ordered_ops()
+                if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8]
+    m = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    return [int(np.abs(inits[n.input[0]].astype(int)).max()) for n in m.graph.node
+            if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].dtype == np.int8
+            and inits[n.input[0]].ndim == 4]
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_seven_bit_weights_follow_the_cpu(monkeypatch, artifacts, calib_dir, tmp_path, backend):
+    """Without VNNI/AMX (monkeypatched), auto builds 7-bit weights (|w| <= 64) for the CPU forms; with them, the
+    full 8-bit range; the report and manifest say which, and why."""
+    from edgedet.converters.int8 import pipeline
+    ranges = {}
+    for vnni in (False, True):
+        monkeypatch.setattr(pipeline, "has_int8_dot", lambda v=vnni: v)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            report = calibrate(CalibrateRequest(model=str(artifacts["onnx"]), calib=str(calib_dir),
+                                                out=str(tmp_path / str(vnni)), backends=(backend,), speed_iters=0),
+                               log=lambda m: None)
+        row = report["artifacts"][0]
+        assert report["cpu"]["int8_dot_product"] is vnni and report["cpu"]["seven_bit_weights"] is (not vnni)
+        assert row["seven_bit_weights"] is (not vnni)
+        calib = Manifest.read(row["artifact"]).calibration
+        assert calib["seven_bit_weights"] is (not vnni) and "isa" in calib["built_on"]
+        ranges[vnni] = _weight_int_ranges(row["artifact"])
+    seven, eight = ranges[False], ranges[True]
+    assert len(seven) == len(eight) > 10
+    assert sum(r <= 64 for r in seven) >= len(seven) // 2 and sum(r <= 64 for r in eight) <= 2
+    assert max(eight) == 127
+
+
+def test_seven_bit_choice_is_checked(artifacts, calib_dir, tmp_path):
+    with pytest.raises(InputError, match="seven_bit_weights"):
+        calibrate(CalibrateRequest(model=str(artifacts["onnx"]), calib=str(calib_dir), out=str(tmp_path),
+                                   backends=("onnxruntime",), seven_bit_weights="maybe"), log=lambda m: None)
