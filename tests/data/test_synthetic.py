@@ -22,3 +22,19 @@ def test_deterministic_and_valid(tmp_path):
         assert w > 0 and h > 0 and x >= 0 and y >= 0 and x + w <= 128 and y + h <= 128
         assert 1 <= ann["category_id"] <= len(CLASSES)
     assert cv2.imread(str(tmp_path / "a/images/val_00000.jpg")).shape == (128, 128, 3)
+
+
+def test_tiles_keep_object_pixel_sizes(tmp_path):
+    """2 x 2 tiles of 64 px scenes: a 128 px image whose boxes lie inside their own tile and have the sizes
+    of 64 px scenes (objects up to a quarter of the tile), spread over every tile."""
+    p = generate(tmp_path / "t", "val", 4, size=64, seed=1, tiles=2)
+    js = json.loads(p.read_text())
+    assert all((im["width"], im["height"]) == (128, 128) for im in js["images"])
+    assert cv2.imread(str(tmp_path / "t/images/val_00000.jpg")).shape == (128, 128, 3)
+    tiles = set()
+    for ann in js["annotations"]:
+        x, y, w, h = ann["bbox"]
+        tx, ty = int(x // 64), int(y // 64)
+        assert x + w <= (tx + 1) * 64 and y + h <= (ty + 1) * 64 and max(w, h) <= 0.25 * 64 * 2 * 1.3 + 1
+        tiles.add((tx, ty))
+    assert tiles == {(0, 0), (0, 1), (1, 0), (1, 1)}
