@@ -242,6 +242,14 @@ def calibrate(req: CalibrateRequest, log=print) -> dict:
         if best["passed"] is False:
             log(f"WARNING: {strategy.backend} INT8 failed the gate (drop {best['drop']:+.4f} > {req.max_map_drop}): "
                 f"{best['artifact']} is marked 'passed: false' in its manifest")
+        if best["drop"] is not None and best["drop"] < -req.max_map_drop:
+            # quantization does not make a working model better by more than the budget: the FP32 baseline is
+            # likely out of its regime on this validation set (another input size than it was trained at, ...)
+            best["warning"] = (f"INT8 scores {-best['drop']:.4f} AP above FP32 (FP32 AP "
+                               f"{fp32_aps.get(strategy.evaluate_backend or strategy.backend, fp32_ap):.4f}): the "
+                               "FP32 model is likely out of its regime on this validation set, so the gate says "
+                               "little; check FP32 on data like yours")
+            log(f"WARNING: {strategy.backend} {best['warning']}")
         report["artifacts"].append(best)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     write_json_atomic(out / "calibration_report.json", report)
