@@ -54,7 +54,6 @@ class CalibrateRequest:
     val: str | None = None
     val_images: str | None = None
     max_map_drop: float = 0.01
-    presets: tuple[str, ...] = ("performance", "mixed")
     speed_iters: int = 30           # end-to-end calls per artifact for the INT8 vs FP32 timing (0: skip)
     ranking_subset: int = 100       # validation images NNCF's accuracy control ranks layers on (fewer: faster)
     seven_bit_weights: str = "auto"  # auto (on where this CPU has no VNNI/AMX) | on | off
