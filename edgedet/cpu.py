@@ -46,6 +46,16 @@ def vector_flags() -> list[str]:
     return sorted(f for f in _cpuinfo()[1] if f.startswith(("avx", "amx", "fma", "sse4", "f16c")))
 
 
+def is_x86() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
+
+
+def int8_saturates() -> bool:
+    """True on x86 CPUs without VNNI/AMX, whose int8 convolutions sum u8 x s8 pairs in 16 bits (vpmaddubsw) and
+    can saturate; ARM (Jetson, Apple) and VNNI/AMX CPUs do not."""
+    return is_x86() and not has_int8_dot()
+
+
 def has_int8_dot() -> bool:
     """True when int8 convolutions accumulate in 32 bits without saturation (VNNI or AMX)."""
     return any(f in _cpuinfo()[1] for f in INT8_DOT)

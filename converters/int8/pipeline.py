@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgedet.cpu import cpu_model, has_int8_dot, isa_flags
+import edgedet.cpu as cpuinfo
 from edgedet.errors import InputError
 from edgedet.fileio import write_json_atomic
 from edgedet.manifest import Manifest, manifest_path, tool_versions
@@ -61,17 +61,19 @@ class CalibrateRequest:
     report: dict = field(default_factory=dict)
 
 
-SEVEN_BIT = {"auto": lambda: not has_int8_dot(), "on": lambda: True, "off": lambda: False}
+SEVEN_BIT = {"auto": lambda: cpuinfo.int8_saturates(), "on": lambda: True, "off": lambda: False}
 
 
 def _cpu(req: CalibrateRequest) -> dict:
     if req.seven_bit_weights not in SEVEN_BIT:
         raise InputError(f"seven_bit_weights must be one of {', '.join(SEVEN_BIT)}, got {req.seven_bit_weights!r}")
-    seven = SEVEN_BIT[req.seven_bit_weights]()
-    why = ("this CPU has VNNI/AMX: int8 dot products accumulate in 32 bits" if has_int8_dot() else
+    dot = cpuinfo.has_int8_dot()
+    why = ("asked for" if req.seven_bit_weights != "auto" else
+           "not an x86 CPU: no 16-bit saturation of int8 dot products" if not cpuinfo.is_x86() else
+           "this CPU has VNNI/AMX: int8 dot products accumulate in 32 bits" if dot else
            "no VNNI/AMX on this CPU: its int8 dot products can saturate 16-bit sums")
-    return {"model": cpu_model(), "isa": isa_flags(), "int8_dot_product": has_int8_dot(),
-            "seven_bit_weights": seven, "why": why if req.seven_bit_weights == "auto" else "asked for"}
+    return {"model": cpuinfo.cpu_model(), "isa": cpuinfo.isa_flags(), "int8_dot_product": dot,
+            "seven_bit_weights": SEVEN_BIT[req.seven_bit_weights](), "why": why}
 
 
 def _prior(strategy: Strategy, req: CalibrateRequest) -> list[tuple[str, tuple[str, ...]]]:
@@ -175,8 +177,8 @@ def _gate_strategy(strategy: Strategy, fp32: Path, out: Path, ctx: BuildContext,
 
 def _accuracy_control(strategy: Strategy, fp32: Path, out: Path, ctx: BuildContext, req, fp32_ap, log) -> dict:
     """The library meets the budget itself, ranking layers by their effect on the validation AP and reverting the
-    fewest; the saved artifact is then re-measured by the same gate as every other form. Presets in order (the
-    fastest first); the first that passes is kept."""
+    fewest; the saved artifact is then re-measured by the same gate as every other form. Presets in the row's
+    order (OpenVINO: MIXED, then PERFORMANCE); the first that passes is kept."""
     ctx.validation = load_object(strategy.validation)(Manifest.read(fp32), req.val, req.val_images)
     prior = _prior(strategy, req)
     ctx.max_drop, ctx.ranking_subset = req.max_map_drop, req.ranking_subset
@@ -200,6 +202,7 @@ def _accuracy_control(strategy: Strategy, fp32: Path, out: Path, ctx: BuildConte
 def calibrate(req: CalibrateRequest, log=print) -> dict:
     if not 0 <= req.max_map_drop < 1:
         raise InputError("--max-map-drop must be in [0, 1)")
+    cpu = _cpu(req)
     strategies = [strategy_for(b) for b in req.backends]
     out = Path(req.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -217,7 +220,7 @@ def calibrate(req: CalibrateRequest, log=print) -> dict:
     report = {"fp32_onnx": str(fp32), "calibration": {"images": len(tensors), "data_hash": cal.data_hash,
               "method": req.method, "warnings": cal.warnings, "ranges_file": str(ranges)},
               "fp32_AP": fp32_ap, "max_map_drop": req.max_map_drop, "artifacts": []}
-    cpu = report["cpu"] = _cpu(req)
+    report["cpu"] = cpu
     log(f"CPU: {cpu['model']} ({' '.join(cpu['isa']) or 'no AVX2'}); 7-bit weights for the CPU forms: "
         f"{'yes' if cpu['seven_bit_weights'] else 'no'} ({cpu['why']})")
     bests = []
@@ -230,25 +233,25 @@ def calibrate(req: CalibrateRequest, log=print) -> dict:
     if req.speed_iters:
         report["speed"] = _speed(fp32, strategies, bests, cal.frames[:8], req.speed_iters, log)
     for strategy, best in zip(strategies, bests):
+        fp32_gate = fp32_aps.get(strategy.evaluate_backend or strategy.backend, fp32_ap)
+        if best["drop"] is not None and -best["drop"] > max(req.max_map_drop, 0.01):
+            # quantization does not make a working model better by more than the budget: the FP32 baseline is
+            # likely out of its regime on this validation set (another input size than it was trained at, ...)
+            best["warning"] = (f"INT8 scores {-best['drop']:.4f} AP above FP32 (FP32 AP {fp32_gate:.4f}): the "
+                               "FP32 model is likely out of its regime on this validation set, so the gate says "
+                               "little; check FP32 on data like yours")
+            log(f"WARNING: {strategy.backend} {best['warning']}")
         calib = {**report["calibration"], "float_layers": best["float_layers"], "preset": best["preset"],
                  "strategy": strategy.name, "seven_bit_weights": best["seven_bit_weights"],
                  "built_on": {"cpu": cpu["model"], "isa": cpu["isa"]},
-                 "gate": {"fp32_AP": fp32_aps.get(strategy.evaluate_backend or strategy.backend, fp32_ap),
-                          "int8_AP": best["AP"], "drop": best["drop"],
-                          "max_map_drop": req.max_map_drop, "passed": best["passed"]},
+                 "gate": {"fp32_AP": fp32_gate, "int8_AP": best["AP"], "drop": best["drop"],
+                          "max_map_drop": req.max_map_drop, "passed": best["passed"],
+                          **({"warning": best["warning"]} if "warning" in best else {})},
                  **({"speed": best["speed"]} if "speed" in best else {})}
         _final_manifest(src, Path(best["artifact"]), strategy, calib)
         if best["passed"] is False:
             log(f"WARNING: {strategy.backend} INT8 failed the gate (drop {best['drop']:+.4f} > {req.max_map_drop}): "
                 f"{best['artifact']} is marked 'passed: false' in its manifest")
-        if best["drop"] is not None and best["drop"] < -req.max_map_drop:
-            # quantization does not make a working model better by more than the budget: the FP32 baseline is
-            # likely out of its regime on this validation set (another input size than it was trained at, ...)
-            best["warning"] = (f"INT8 scores {-best['drop']:.4f} AP above FP32 (FP32 AP "
-                               f"{fp32_aps.get(strategy.evaluate_backend or strategy.backend, fp32_ap):.4f}): the "
-                               "FP32 model is likely out of its regime on this validation set, so the gate says "
-                               "little; check FP32 on data like yours")
-            log(f"WARNING: {strategy.backend} {best['warning']}")
         report["artifacts"].append(best)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     write_json_atomic(out / "calibration_report.json", report)

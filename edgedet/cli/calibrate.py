@@ -27,7 +27,8 @@ def add_arguments(p):
                    help="validation images NNCF's accuracy control ranks layers on (OpenVINO; fewer is faster)")
     p.add_argument("--seven-bit-weights", choices=["auto", "on", "off"], default="auto",
                    help="OpenVINO/ONNX Runtime forms: 7-bit weights, which avoid the saturation of int8 dot products "
-                        "on CPUs without VNNI (auto: on where /proc/cpuinfo shows no VNNI or AMX)")
+                        "on x86 CPUs without VNNI (auto: on for x86 where /proc/cpuinfo shows no VNNI or AMX; "
+                        "off: NNCF's default, 7 bits on the first layer only)")
     p.add_argument("--no-float-prior", dest="float_prior", action="store_false",
                    help="quantize every layer first (OpenVINO keeps the heads' depthwise convs float by default)")
     p.add_argument("--out", required=True)

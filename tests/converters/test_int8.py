@@ -151,6 +151,7 @@ def test_int8_far_above_fp32_is_flagged(monkeypatch, artifacts, calib_dir, tmp_p
                            log=logs.append)
     row = report["artifacts"][0]
     assert row["passed"] is True and "out of its regime" in row["warning"]
+    assert Manifest.read(row["artifact"]).calibration["gate"]["warning"] == row["warning"]
     assert any(line.startswith("WARNING: onnxruntime INT8 scores 0.1000 AP above FP32") for line in logs)
 
 
@@ -233,27 +234,30 @@ def test_openvino_int8_uses_nncf_accuracy_control(artifacts, calib_dir, pseudo_l
 
 
 def _weight_int_ranges(path) -> list[int]:
-    """Largest |integer| of each quantized weight tensor: OpenVINO IR int8 constants, or Q/DQ ONNX int8
-    initializers that feed a DequantizeLinear."""
+    """Largest |integer| of each quantized weight tensor of a dense (not depthwise) convolution: OpenVINO IR int8
+    constants, or Q/DQ ONNX int8 initializers that feed a DequantizeLinear. Depthwise kernels (one input channel
+    per group) do not sum u8 x s8 pairs across channels, and NNCF leaves them 8-bit."""
     if str(path).endswith(".xml"):
         import openvino as ov
-        return [int(np.abs(op.get_data().astype(int)).max()) for op in ov.Core().read_model(str(path)).get_ordered_ops()
-                if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8]
-    m = onnx.load(str(path))
-    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
-    return [int(np.abs(inits[n.input[0]].astype(int)).max()) for n in m.graph.node
-            if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].dtype == np.int8
-            and inits[n.input[0]].ndim == 4]
+        weights = [op.get_data() for op in ov.Core().read_model(str(path)).get_ordered_ops()
+                   if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8]
+    else:
+        m = onnx.load(str(path))
+        inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+        weights = [inits[n.input[0]] for n in m.graph.node
+                   if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].dtype == np.int8]
+    return [int(np.abs(w.astype(int)).max()) for w in weights if w.ndim == 4 and w.shape[1] > 1]
 
 
 @pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
 def test_seven_bit_weights_follow_the_cpu(monkeypatch, artifacts, calib_dir, tmp_path, backend):
     """Without VNNI/AMX (monkeypatched), auto builds 7-bit weights (|w| <= 64) for the CPU forms; with them, the
     full 8-bit range; the report and manifest say which, and why."""
-    from edgedet.converters.int8 import pipeline
+    from edgedet import cpu
     ranges = {}
+    monkeypatch.setattr(cpu, "is_x86", lambda: True)
     for vnni in (False, True):
-        monkeypatch.setattr(pipeline, "has_int8_dot", lambda v=vnni: v)
+        monkeypatch.setattr(cpu, "has_int8_dot", lambda v=vnni: v)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             report = calibrate(CalibrateRequest(model=str(artifacts["onnx"]), calib=str(calib_dir),
@@ -267,8 +271,18 @@ def test_seven_bit_weights_follow_the_cpu(monkeypatch, artifacts, calib_dir, tmp
         ranges[vnni] = _weight_int_ranges(row["artifact"])
     seven, eight = ranges[False], ranges[True]
     assert len(seven) == len(eight) > 10
-    assert sum(r <= 64 for r in seven) >= len(seven) // 2 and sum(r <= 64 for r in eight) <= 2
+    assert all(r <= 64 for r in seven) and sum(r > 64 for r in eight) >= len(eight) - 2
     assert max(eight) == 127
+
+
+def test_seven_bit_weights_off_outside_x86(monkeypatch):
+    """ARM CPUs (Jetson) have no vpmaddubsw saturation: auto keeps 8-bit weights there, and says why."""
+    from edgedet import cpu
+    from edgedet.converters.int8.pipeline import _cpu
+    monkeypatch.setattr(cpu, "is_x86", lambda: False)
+    monkeypatch.setattr(cpu, "has_int8_dot", lambda: False)
+    decided = _cpu(CalibrateRequest(model="d0", calib="x", out="y"))
+    assert decided["seven_bit_weights"] is False and "not an x86 CPU" in decided["why"]
 
 
 def test_seven_bit_choice_is_checked(artifacts, calib_dir, tmp_path):
