@@ -30,38 +30,38 @@ def matching(names: list[str], patterns: list[str]) -> list[str]:
     return [n for n in names if any(r.search(n) for r in rx)]
 
 
-def build_nncf(fp32: Path, out: Path, ctx: BuildContext) -> Path:
+def _nncf_build(fp32: Path, out: Path, ctx: BuildContext, quantize) -> Path:
+    """The OpenVINO model of the FP32 ONNX, the ops of it that ctx.float_patterns keep float, and the calibration
+    inputs go to `quantize(model, inputs, float_ops)`; its INT8 model is saved as IR beside a derived manifest."""
     import openvino as ov
 
     from edgedet.manifest import Manifest
 
     from ..openvino_ir import save_ir
-    from .openvino_nncf import quantize_nncf
     model = ov.convert_model(str(fp32))
-    names = [op.get_friendly_name() for op in model.get_ordered_ops()]
-    q = quantize_nncf(model, [{ctx.input_name: t} for t in ctx.tensors], ctx.preset,
-                      matching(names, ctx.float_patterns), seven_bit_weights=ctx.seven_bit_weights)
+    float_ops = matching([op.get_friendly_name() for op in model.get_ordered_ops()], ctx.float_patterns)
+    q = quantize(model, [{ctx.input_name: t} for t in ctx.tensors], float_ops)
     save_ir(q, out, Manifest.read(fp32).derive(precision="int8"), compress_to_fp16=False)
     return out
+
+
+def build_nncf(fp32: Path, out: Path, ctx: BuildContext) -> Path:
+    from .openvino_nncf import quantize_nncf
+    return _nncf_build(fp32, out, ctx, lambda model, inputs, float_ops: quantize_nncf(
+        model, inputs, ctx.preset, float_ops, seven_bit_weights=ctx.seven_bit_weights))
 
 
 def build_nncf_accuracy_control(fp32: Path, out: Path, ctx: BuildContext) -> Path:
     """NNCF's accuracy-aware quantization against the validation metric: NNCF chooses what stays float."""
-    import openvino as ov
-
-    from edgedet.manifest import Manifest
-
-    from ..openvino_ir import save_ir
     from .openvino_nncf import quantize_accuracy_control
     items, transform, metric = ctx.validation
-    model = ov.convert_model(str(fp32))
-    names = [op.get_friendly_name() for op in model.get_ordered_ops()]
-    q, ctx.float_ops, ctx.quantized_ops, ctx.fake_quantize_nodes = quantize_accuracy_control(
-        model, [{ctx.input_name: t} for t in ctx.tensors], items, transform, metric, ctx.max_drop, ctx.preset,
-        ranking_subset=ctx.ranking_subset, ignored=matching(names, ctx.float_patterns),
-        seven_bit_weights=ctx.seven_bit_weights)
-    save_ir(q, out, Manifest.read(fp32).derive(precision="int8"), compress_to_fp16=False)
-    return out
+
+    def quantize(model, inputs, float_ops):
+        q, ctx.float_ops, ctx.quantized_ops, ctx.fake_quantize_nodes = quantize_accuracy_control(
+            model, inputs, items, transform, metric, ctx.max_drop, ctx.preset, ranking_subset=ctx.ranking_subset,
+            ignored=float_ops, seven_bit_weights=ctx.seven_bit_weights)
+        return q
+    return _nncf_build(fp32, out, ctx, quantize)
 
 
 def _qdq(form: str):

@@ -20,25 +20,25 @@ def _nncf():
     return nncf
 
 
-def _common(nncf, preset: str, ignored, seven_bit_weights: bool) -> dict:
-    """Arguments both NNCF entry points share. 7-bit weights (NNCF's overflow fix on every layer) are for CPUs
-    without VNNI, whose int8 dot products sum pairs of u8 x s8 products in 16 bits and can saturate; NNCF's
-    default fixes the first layer only."""
+def _common(nncf, preset: str, ignored, seven_bit_weights: bool) -> tuple[dict, object]:
+    """Keyword arguments both NNCF entry points share, and their advanced quantization parameters (which each
+    takes under its own keyword). 7-bit weights (NNCF's overflow fix on every layer) are for CPUs without VNNI,
+    whose int8 dot products sum pairs of u8 x s8 products in 16 bits and can saturate; NNCF's default fixes the
+    first layer only."""
     presets = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
     fix = nncf.OverflowFix.ENABLE if seven_bit_weights else nncf.OverflowFix.FIRST_LAYER
-    return {"preset": presets[preset],
-            "ignored_scope": nncf.IgnoredScope(names=list(ignored), validate=False) if ignored else None,
-            "advanced_params": nncf.AdvancedQuantizationParameters(overflow_fix=fix)}
+    return ({"preset": presets[preset],
+             "ignored_scope": nncf.IgnoredScope(names=list(ignored), validate=False) if ignored else None},
+            nncf.AdvancedQuantizationParameters(overflow_fix=fix))
 
 
 def quantize_nncf(ov_model, tensors: list[np.ndarray], preset: str = "performance", ignored: list[str] = (),
                   fast_bias_correction: bool = True, seven_bit_weights: bool = False):
     nncf = _nncf()
-    common = _common(nncf, preset, ignored, seven_bit_weights)
+    common, advanced = _common(nncf, preset, ignored, seven_bit_weights)
     try:
-        return nncf.quantize(ov_model, nncf.Dataset(tensors), preset=common["preset"], subset_size=len(tensors),
-                             fast_bias_correction=fast_bias_correction, ignored_scope=common["ignored_scope"],
-                             advanced_parameters=common["advanced_params"])
+        return nncf.quantize(ov_model, nncf.Dataset(tensors), subset_size=len(tensors),
+                             fast_bias_correction=fast_bias_correction, advanced_parameters=advanced, **common)
     except Exception as e:
         raise ConversionError(f"NNCF quantization failed: {e}") from e
 
@@ -68,7 +68,7 @@ def quantize_accuracy_control(ov_model, tensors: list, items: list, transform, m
     nodes left in the model). When the first full quantization is within budget NNCF returns it at once."""
     nncf = _nncf()
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
-    common = _common(nncf, preset, ignored, seven_bit_weights)
+    common, advanced = _common(nncf, preset, ignored, seven_bit_weights)
     failures: list[BaseException] = []
 
     def validate(compiled, data) -> float:
@@ -83,9 +83,8 @@ def quantize_accuracy_control(ov_model, tensors: list, items: list, transform, m
     try:
         q = nncf.quantize_with_accuracy_control(
             ov_model, nncf.Dataset(tensors), nncf.Dataset(items, transform), validate, max_drop=max_drop,
-            drop_type=nncf.DropType.ABSOLUTE, preset=common["preset"], subset_size=len(tensors),
-            fast_bias_correction=fast_bias_correction, ignored_scope=common["ignored_scope"],
-            advanced_quantization_parameters=common["advanced_params"],
+            drop_type=nncf.DropType.ABSOLUTE, subset_size=len(tensors), fast_bias_correction=fast_bias_correction,
+            advanced_quantization_parameters=advanced, **common,
             advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
                 ranking_subset_size=min(len(items), ranking_subset)))
     except Exception as e:

@@ -80,6 +80,11 @@ def _prior(strategy: Strategy, req: CalibrateRequest) -> list[tuple[str, tuple[s
     return list(strategy.float_prior) if req.float_prior else []
 
 
+def _patterns(groups) -> list[str]:
+    """The node-name regexes of (name, regexes) groups."""
+    return [p for _, ps in groups for p in ps]
+
+
 def _fp32_onnx(req: CalibrateRequest) -> Path:
     p = Path(req.model)
     if p.suffix == ".onnx":
@@ -167,7 +172,7 @@ def _gate_strategy(strategy: Strategy, fp32: Path, out: Path, ctx: BuildContext,
     best = _Best(strategy, out, req, fp32_ap, log)
     for rounds in range(len(FLOAT_GROUPS) + 1):
         groups = _prior(strategy, req) + FLOAT_GROUPS[:rounds]
-        ctx.float_patterns = [p for _, ps in groups for p in ps]
+        ctx.float_patterns = _patterns(groups)
         for preset in presets:
             best.attempt(build, fp32, ctx, preset, [g for g, _ in groups])
         if best.row["passed"] is not False:
@@ -182,7 +187,7 @@ def _accuracy_control(strategy: Strategy, fp32: Path, out: Path, ctx: BuildConte
     ctx.validation = load_object(strategy.validation)(Manifest.read(fp32), req.val, req.val_images)
     prior = _prior(strategy, req)
     ctx.max_drop, ctx.ranking_subset = req.max_map_drop, req.ranking_subset
-    ctx.float_patterns = [p for _, ps in prior for p in ps]
+    ctx.float_patterns = _patterns(prior)
     build = load_object(strategy.accuracy_control)
     best = _Best(strategy, out, req, fp32_ap, log)
 
