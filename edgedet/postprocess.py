@@ -5,35 +5,66 @@ import math
 
 import numpy as np
 
+from .detections import Detections
+
 
 def decode_boxes(deltas: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     """(ty, tx, th, tw) relative to [y1, x1, y2, x2] anchors -> [x1, y1, x2, y2]."""
-    ha = anchors[:, 2] - anchors[:, 0]
-    wa = anchors[:, 3] - anchors[:, 1]
-    yc = deltas[:, 0] * ha + (anchors[:, 0] + anchors[:, 2]) * 0.5
-    xc = deltas[:, 1] * wa + (anchors[:, 1] + anchors[:, 3]) * 0.5
-    h = np.exp(deltas[:, 2]) * ha
-    w = np.exp(deltas[:, 3]) * wa
-    return np.stack([xc - w / 2, yc - h / 2, xc + w / 2, yc + h / 2], axis=1).astype(np.float32)
+    size = anchors[:, 2:] - anchors[:, :2]                                   # (ha, wa)
+    centre = deltas[:, :2] * size + (anchors[:, :2] + anchors[:, 2:]) * 0.5  # (yc, xc)
+    half = np.exp(deltas[:, 2:]) * size / 2                                  # (h / 2, w / 2)
+    return np.concatenate([(centre - half)[:, ::-1], (centre + half)[:, ::-1]], axis=1).astype(np.float32)
+
+
+# Up to this many candidates, NMS computes every pairwise IoU at once (256 x 256 floats, well inside L2) and keeps
+# boxes with one boolean OR each; above it, one row of IoUs per kept box. Same arithmetic, same result.
+DENSE_NMS_MAX = 256
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int) -> np.ndarray:
-    """Greedy NMS; boxes xyxy, returns kept indices in descending score order (ties: lower index first)."""
+    """Greedy NMS; boxes xyxy, returns kept indices in descending score order (ties: lower index first).
+    Zero-area boxes have a NaN IoU, which never suppresses, as in torchvision."""
     order = np.argsort(-scores, kind="stable")
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    areas = (x2 - x1) * (y2 - y1)
-    keep = []
-    while order.size and len(keep) < max_keep:
-        i = order[0]
-        keep.append(i)
-        rest = order[1:]
-        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
-        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
-        inter = w * h
-        with np.errstate(invalid="ignore", divide="ignore"):  # zero-area boxes: NaN IoU never suppresses,
-            iou = inter / (areas[i] + areas[rest] - inter)       # as in torchvision
-        order = rest[~(iou > iou_threshold)]
-    return np.asarray(keep, dtype=np.int64)
+    ranked = boxes[order]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if order.size <= DENSE_NMS_MAX:
+            keep = _greedy_dense(_iou(ranked[:, None], ranked[None]) > iou_threshold, max_keep)
+        else:
+            keep = _greedy_rows(ranked, iou_threshold, max_keep)
+    return order[np.asarray(keep, dtype=np.int64)]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of xyxy boxes a and b, broadcast over their leading axes."""
+    w = np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0)
+    h = np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0)
+    inter = w * h
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / (area_a + area_b - inter)
+
+
+def _greedy_dense(over: np.ndarray, max_keep: int) -> list[int]:
+    """over[i, j]: box i suppresses box j (boxes ranked best first)."""
+    removed = np.zeros(over.shape[0], bool)
+    keep: list[int] = []
+    for i in range(over.shape[0]):
+        if len(keep) >= max_keep:
+            break
+        if not removed[i]:
+            keep.append(i)
+            removed |= over[i]
+    return keep
+
+
+def _greedy_rows(ranked: np.ndarray, iou_threshold: float, max_keep: int) -> list[int]:
+    keep: list[int] = []
+    rest = np.arange(ranked.shape[0])
+    while rest.size and len(keep) < max_keep:
+        i, rest = rest[0], rest[1:]
+        keep.append(int(i))
+        rest = rest[~(_iou(ranked[i], ranked[rest]) > iou_threshold)]
+    return keep
 
 
 def batched_nms(boxes, scores, classes, iou_threshold: float, max_keep: int, class_offset: float | None = None):
@@ -117,11 +148,11 @@ class Postprocessor:
                            max_candidates=self.max_candidates, max_det=self.max_det, clip_hw=self.image_size)
 
     def __call__(self, outputs: dict, i: int, info, thr: float):
-        from .detections import Detections
         boxes, scores, classes = self.raw(outputs, i, thr)
         h, w = info.orig_hw
-        xyxy = np.asarray(boxes, np.float32) / np.float32(info.scale)
-        np.clip(xyxy, 0, np.array([w, h, w, h], np.float32), out=xyxy)
+        xyxy = np.divide(boxes, np.float32(info.scale), dtype=np.float32)   # a new array: clipped in place
+        np.minimum(xyxy, np.array([w, h, w, h], np.float32), out=xyxy)
+        np.maximum(xyxy, np.float32(0.0), out=xyxy)
         names = self.class_names
         labels = [names[c] if 0 <= c < len(names) else str(c) for c in classes.tolist()]
         return Detections(xyxy, scores, classes, labels)
