@@ -81,6 +81,7 @@ class Preprocessor:
         std_bgr = np.asarray(std, np.float32)[::-1] * 255.0
         self.mul = (1.0 / std_bgr).astype(np.float32)
         self.add = (-mean_bgr / std_bgr).astype(np.float32)
+        self._mul, self._add = self.mul.tolist(), self.add.tolist()  # python floats for OpenCV's scalars
 
     def letterbox(self, img: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         h, w = img.shape[:2]
@@ -99,10 +100,10 @@ class Preprocessor:
             resized, info = self.letterbox(img)
             rh, rw = resized.shape[:2]
             planes = cv2.split(resized)  # B, G, R uint8 planes
-            for c in range(3):           # RGB output channel c <- BGR plane 2 - c, normalised in place
-                dst = out[i, c, :rh, :rw]
-                np.multiply(planes[2 - c], self.mul[2 - c], out=dst, dtype=np.float32)
-                dst += self.add[2 - c]
+            for c in range(3):           # RGB output channel c <- BGR plane 2 - c: convert, scale, shift in one pass
+                src = planes[2 - c]
+                cv2.addWeighted(src, self._mul[2 - c], src, 0.0, self._add[2 - c], dst=out[i, c, :rh, :rw],
+                                dtype=cv2.CV_32F)
             if rh < self.h:
                 out[i, :, rh:, :] = 0.0  # padding = the mean colour after normalisation
             if rw < self.w:

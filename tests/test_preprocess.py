@@ -29,6 +29,25 @@ def test_bgr_to_rgb_and_normalisation():
     assert np.allclose(batch[0, 2], (1 - 0.3) / 0.125, atol=1e-5)  # B
 
 
+@pytest.mark.parametrize("hw", [(300, 120), (90, 200), (64, 64)])  # portrait (rows padded on the right), landscape
+def test_normalised_pixels_match_the_formula(hw):
+    """Every network pixel is (rgb / 255 - mean) / std of the resized image, wherever the image lands in the
+    reused buffer (portrait images fill a strided part of each plane); the rest is the padding, 0."""
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    pre = Preprocessor((64, 64), mean, std)
+    img = np.random.default_rng(1).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    out = np.full((1, 3, 64, 64), 7.0, np.float32)   # stale values from an earlier call must not survive
+    batch, (info,) = pre([img], out=out)
+    resized, _ = pre.letterbox(img)
+    rh, rw = resized.shape[:2]
+    rgb = resized[:, :, ::-1].astype(np.float64) / 255.0
+    want = ((rgb - mean) / std).transpose(2, 0, 1)
+    assert batch is out
+    np.testing.assert_allclose(batch[0, :, :rh, :rw], want, atol=1e-5)
+    assert not batch[0, :, rh:, :].any() and not batch[0, :, :, rw:].any()
+    assert info.scale == pytest.approx(min(64 / hw[0], 64 / hw[1]))
+
+
 def test_gray_rgba_and_16bit_are_handled(tmp_path):
     gray = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16
     cv2.imwrite(str(tmp_path / "g16.png"), gray)
@@ -71,18 +90,36 @@ def test_anchors_match_effdet():
         np.testing.assert_allclose(ours, ref.boxes.numpy(), atol=1e-3)
 
 
-def test_batched_nms_matches_torchvision():
+@pytest.mark.parametrize("n", [40, 256, 257, 1200])   # both sides of DENSE_NMS_MAX (all pairs at once / row by row)
+def test_batched_nms_matches_torchvision(n):
     torch = pytest.importorskip("torch")
     tv = pytest.importorskip("torchvision")
-    rng = np.random.default_rng(0)
-    xy = rng.uniform(0, 200, (400, 2)).astype(np.float32)
-    wh = rng.uniform(5, 60, (400, 2)).astype(np.float32)
+    rng = np.random.default_rng(n)
+    xy = rng.uniform(0, 200, (n, 2)).astype(np.float32)
+    wh = rng.uniform(5, 60, (n, 2)).astype(np.float32)
     boxes = np.concatenate([xy, xy + wh], 1)
-    scores = rng.random(400).astype(np.float32)
-    classes = rng.integers(0, 5, 400)
-    ours = batched_nms(boxes, scores, classes, 0.5, max_keep=1000)
+    boxes[::17, 2] = boxes[::17, 0]                          # zero-area boxes: NaN IoU, never suppress
+    scores = rng.random(n).astype(np.float32)
+    classes = rng.integers(0, 5, n)
+    ours = batched_nms(boxes, scores, classes, 0.5, max_keep=n)
     ref = tv.ops.batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(classes), 0.5).numpy()
     np.testing.assert_array_equal(ours, ref)
+    np.testing.assert_array_equal(batched_nms(boxes, scores, classes, 0.5, max_keep=7), ref[:7])
+
+
+def test_dense_and_row_nms_agree_with_ties(monkeypatch):
+    """Tied scores (torchvision's order of ties is not stable): both NMS paths keep the lower index first."""
+    import edgedet.postprocess as post
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 100, (200, 2)).astype(np.float32)
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 40, (200, 2)).astype(np.float32)], 1)
+    scores = rng.random(200).astype(np.float32).round(1)
+    dense = post.nms(boxes, scores, 0.4, 1000)
+    monkeypatch.setattr(post, "DENSE_NMS_MAX", 0)
+    rows = post.nms(boxes, scores, 0.4, 1000)
+    np.testing.assert_array_equal(dense, rows)
+    first_tie = np.flatnonzero(scores == scores[dense[0]])
+    assert dense[0] == first_tie[0]
 
 
 def test_decode_identity_gives_anchor():
