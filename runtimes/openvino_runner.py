@@ -97,9 +97,8 @@ class OpenVinoRunner(Runner):
     def __call__(self, inputs):
         """Outputs are views of this thread's request tensors: valid until this thread's next call (the
         Detector consumes them at once); copy them to keep them longer."""
-        request = self._request()
-        request.infer(inputs, share_inputs=True, share_outputs=True)
-        return {name: request.get_output_tensor(i).data for i, name in enumerate(self.output_names)}
+        outputs = self._request().infer(inputs, share_inputs=True, share_outputs=True)
+        return dict(zip(self.output_names, outputs.to_tuple()))   # in the compiled model's output order
 
     def optimal_requests(self) -> int:
         return int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
