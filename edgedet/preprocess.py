@@ -95,6 +95,9 @@ class Preprocessor:
         n = len(images)
         if out is None:
             out = np.empty((n, 3, self.h, self.w), np.float32)
+        elif out.dtype != np.float32 or out.strides[-1] != out.itemsize:
+            # OpenCV writes into `out` only when it can: anything else would get a new array, silently dropped
+            raise ValueError(f"out must be float32 with contiguous rows, got {out.dtype} with strides {out.strides}")
         infos = []
         for i, img in enumerate(images):
             resized, info = self.letterbox(img)

@@ -107,19 +107,40 @@ def test_batched_nms_matches_torchvision(n):
     np.testing.assert_array_equal(batched_nms(boxes, scores, classes, 0.5, max_keep=7), ref[:7])
 
 
-def test_dense_and_row_nms_agree_with_ties(monkeypatch):
-    """Tied scores (torchvision's order of ties is not stable): both NMS paths keep the lower index first."""
+def _greedy_reference(boxes, scores, thr, max_keep):
+    """Textbook greedy NMS in plain Python: best score first, ties by the lower index."""
+    def iou(a, b):
+        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+        return w * h / union if union > 0 else float("nan")
+    keep = []
+    for i in sorted(range(len(scores)), key=lambda k: (-scores[k], k)):
+        if len(keep) < max_keep and not any(iou(boxes[i], boxes[k]) > thr for k in keep):
+            keep.append(i)
+    return keep
+
+
+@pytest.mark.parametrize("n, dense_max", [(200, 256), (200, 0), (0, 256), (1, 256)])
+def test_nms_matches_plain_greedy_with_ties(n, dense_max, monkeypatch):
+    """Tied scores (torchvision's order of ties is not stable), zero-area boxes and a cap: both NMS paths keep
+    what the textbook loop keeps, in its order."""
     import edgedet.postprocess as post
+    monkeypatch.setattr(post, "DENSE_NMS_MAX", dense_max)
     rng = np.random.default_rng(3)
-    xy = rng.uniform(0, 100, (200, 2)).astype(np.float32)
-    boxes = np.concatenate([xy, xy + rng.uniform(5, 40, (200, 2)).astype(np.float32)], 1)
-    scores = rng.random(200).astype(np.float32).round(1)
-    dense = post.nms(boxes, scores, 0.4, 1000)
-    monkeypatch.setattr(post, "DENSE_NMS_MAX", 0)
-    rows = post.nms(boxes, scores, 0.4, 1000)
-    np.testing.assert_array_equal(dense, rows)
-    first_tie = np.flatnonzero(scores == scores[dense[0]])
-    assert dense[0] == first_tie[0]
+    xy = rng.uniform(0, 100, (n, 2)).astype(np.float32)
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 40, (n, 2)).astype(np.float32)], 1)
+    boxes[::13, 3] = boxes[::13, 1]
+    scores = rng.random(n).astype(np.float32).round(1)
+    for max_keep in (1000, 5, 0):
+        want = _greedy_reference(boxes.astype(np.float64).tolist(), scores.tolist(), 0.4, max_keep)
+        assert post.nms(boxes, scores, 0.4, max_keep).tolist() == want
+
+
+def test_preprocess_refuses_an_out_it_cannot_fill():
+    pre = Preprocessor((32, 32), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="float32"):
+        pre([np.zeros((20, 30, 3), np.uint8)], out=np.zeros((1, 3, 32, 32), np.float64))
 
 
 def test_decode_identity_gives_anchor():
