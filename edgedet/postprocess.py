@@ -16,6 +16,12 @@ def decode_boxes(deltas: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     return np.concatenate([(centre - half)[:, ::-1], (centre + half)[:, ::-1]], axis=1).astype(np.float32)
 
 
+def clip_boxes(boxes: np.ndarray, h: float, w: float) -> np.ndarray:
+    """Clip float32 xyxy boxes to [0, w] x [0, h] in place (two ufuncs: no np.clip wrapper on the hot path)."""
+    np.minimum(boxes, np.array([w, h, w, h], np.float32), out=boxes)
+    return np.maximum(boxes, np.float32(0.0), out=boxes)
+
+
 # Up to this many candidates, NMS computes every pairwise IoU at once (256 x 256 floats, well inside L2) and keeps
 # boxes with one boolean OR each; above it, one row of IoUs per kept box. Same arithmetic, same result.
 DENSE_NMS_MAX = 256
@@ -102,7 +108,7 @@ def postprocess(logits: np.ndarray, deltas: np.ndarray, anchors: np.ndarray, sco
     offset = None
     if clip_hw is not None:
         h, w = clip_hw
-        np.clip(boxes, 0, np.array([w, h, w, h], np.float32), out=boxes)
+        clip_boxes(boxes, h, w)
         offset = float(max(h, w) + 1)
     keep = batched_nms(boxes, scores, cls, iou_threshold, max_det, offset)
     return boxes[keep], scores[keep].astype(np.float32), cls[keep].astype(np.int64)
@@ -150,9 +156,7 @@ class Postprocessor:
     def __call__(self, outputs: dict, i: int, info, thr: float):
         boxes, scores, classes = self.raw(outputs, i, thr)
         h, w = info.orig_hw
-        xyxy = np.divide(boxes, np.float32(info.scale), dtype=np.float32)   # a new array: clipped in place
-        np.minimum(xyxy, np.array([w, h, w, h], np.float32), out=xyxy)
-        np.maximum(xyxy, np.float32(0.0), out=xyxy)
+        xyxy = clip_boxes(np.divide(boxes, np.float32(info.scale), dtype=np.float32), h, w)
         names = self.class_names
         labels = [names[c] if 0 <= c < len(names) else str(c) for c in classes.tolist()]
         return Detections(xyxy, scores, classes, labels)

@@ -79,9 +79,9 @@ class Preprocessor:
         # BGR order, folded so that x_norm = x * mul + add on the uint8 pixel values.
         mean_bgr = np.asarray(mean, np.float32)[::-1] * 255.0
         std_bgr = np.asarray(std, np.float32)[::-1] * 255.0
-        self.mul = (1.0 / std_bgr).astype(np.float32)
-        self.add = (-mean_bgr / std_bgr).astype(np.float32)
-        self._mul, self._add = self.mul.tolist(), self.add.tolist()  # python floats for OpenCV's scalars
+        # float32-rounded, as python floats (OpenCV's scalars)
+        self.mul = (1.0 / std_bgr).astype(np.float32).tolist()
+        self.add = (-mean_bgr / std_bgr).astype(np.float32).tolist()
 
     def letterbox(self, img: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         h, w = img.shape[:2]
@@ -105,7 +105,7 @@ class Preprocessor:
             planes = cv2.split(resized)  # B, G, R uint8 planes
             for c in range(3):           # RGB output channel c <- BGR plane 2 - c: convert, scale, shift in one pass
                 src = planes[2 - c]
-                cv2.addWeighted(src, self._mul[2 - c], src, 0.0, self._add[2 - c], dst=out[i, c, :rh, :rw],
+                cv2.addWeighted(src, self.mul[2 - c], src, 0.0, self.add[2 - c], dst=out[i, c, :rh, :rw],
                                 dtype=cv2.CV_32F)
             if rh < self.h:
                 out[i, :, rh:, :] = 0.0  # padding = the mean colour after normalisation
