@@ -8,7 +8,8 @@ batching and the manifest parameter. Run with the .venv-triton interpreter (nvid
 
     .venv-triton/bin/python tests/integrations/triton_server.py REPO MODEL --http 8000 --grpc 8001 --metrics 8002
 
-Prints "READY http=... grpc=..." once the model is ready; SIGTERM or SIGINT stops the server.
+Prints "READY http=... grpc=..." once the model is ready (a line for people: the tests ask the server's
+model-ready endpoint, since Triton's own log shares the pipe); SIGTERM or SIGINT stops the server.
 """
 import argparse
 import os

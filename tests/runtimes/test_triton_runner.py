@@ -10,6 +10,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -39,6 +40,17 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
+_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # never through an http_proxy
+
+
+def _model_ready(http_port: int, model: str) -> bool:
+    try:
+        with _LOCAL.open(f"http://127.0.0.1:{http_port}/v2/models/{model}/ready", timeout=2) as r:
+            return r.status == 200
+    except OSError:   # not listening yet (URLError), or not ready (HTTPError 400)
+        return False
+
+
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory, test_weights):
     repo = tmp_path_factory.mktemp("triton_repo")
@@ -59,7 +71,9 @@ def server(repository, tmp_path_factory):
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
     deadline = time.time() + 180
-    while not any(line.startswith("READY") for line in lines):
+    # readiness from the server itself (Triton's model-ready endpoint), not from its log: the server's own log
+    # lines and the script's READY line share one pipe and can interleave mid-line
+    while not _model_ready(http, "test"):
         assert proc.poll() is None, "tritonserver exited:\n" + "".join(lines)[-3000:]
         assert time.time() < deadline, "tritonserver not ready in 180 s:\n" + "".join(lines)[-3000:]
         time.sleep(0.5)
