@@ -5,9 +5,11 @@
     inference callbacks:       decode + NMS on the request outputs -> output queue
     caller (iterating):        frames in order, with their Detections
 
-Queues are bounded, so memory stays flat however fast the source is. With `realtime=True` the reader
-drops the oldest waiting frame instead of blocking (live cameras stay current); otherwise every frame is
-processed. `stop()` stops reading; the frames already read still come out, so a Ctrl-C loses no detections.
+Memory stays flat however fast the source and however slow the caller: the input queue is bounded, and so are
+the batches submitted but not yet taken by the caller (the requests in flight plus one), so a caller that falls
+behind holds the dispatcher, which holds the readers. With `realtime=True` a held reader drops the oldest waiting
+frame instead of blocking (live cameras stay current); otherwise every frame is processed. `stop()` stops
+reading; the frames already read still come out, so a Ctrl-C loses no detections.
 """
 from __future__ import annotations
 
@@ -95,8 +97,9 @@ class DetectionStream:
         self.batch = max(1, min(int(batch or len(self.sources)), cap))
         self.stats = StreamStats(sources=[s.stats for s in self.sources])
         self._in: queue.Queue = queue.Queue(maxsize=max(queue_size, self.batch))
-        self._out: queue.Queue = queue.Queue()
+        self._out: queue.Queue = queue.Queue()  # bounded by _untaken below
         self._stop = threading.Event()
+        self._closed = threading.Event()
         self._error: BaseException | None = None
         self._next_seq = 0                      # batch sequence numbers, to emit in submission order
         self._ready: dict[int, list[StreamItem]] = {}
@@ -105,6 +108,8 @@ class DetectionStream:
         self._done = False
         self._aq = detector.runner.async_queue(jobs)
         self._aq.on_error = self._fail      # a failed request stops the stream and is raised to the caller
+        # batches submitted and not yet taken by the caller: the requests in flight plus one ready batch
+        self._untaken = threading.Semaphore(self._aq.capacity + 1)
         self._readers = [threading.Thread(target=self._read, args=(i, s), daemon=True, name=f"edgedet-read-{i}")
                          for i, s in enumerate(self.sources)]
         self._live_readers = len(self._readers)
@@ -172,12 +177,21 @@ class DetectionStream:
                         ended = True
                         break
                     group.append(nxt)
+                if not self._wait_for_caller():
+                    break
                 self._submit(group)
             self._aq.wait_all()
         except BaseException as e:  # noqa: BLE001
             self._fail(e)
         finally:
             self._out.put(_END)
+
+    def _wait_for_caller(self) -> bool:
+        """Wait until the caller has taken enough batches for one more; False once the stream is closed."""
+        while not self._untaken.acquire(timeout=0.1):
+            if self._closed.is_set():
+                return False
+        return True
 
     def _submit(self, group: list[_Frame]) -> None:
         seq = self._next_seq
@@ -227,6 +241,7 @@ class DetectionStream:
             if self._emit_seq in self._ready:
                 self._pending = self._ready.pop(self._emit_seq)
                 self._emit_seq += 1
+                self._untaken.release()   # this batch is the caller's now: the dispatcher may submit another
                 continue
             got = self._out.get()  # an interrupt here leaves the stream intact: iterate again to drain
             if got is _END:
@@ -257,6 +272,7 @@ class DetectionStream:
             s.stop()
 
     def close(self) -> None:
+        self._closed.set()   # a dispatcher waiting for the caller to take batches gives up
         self.stop()
         for t in self._readers:
             t.join(timeout=5)

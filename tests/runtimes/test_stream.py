@@ -210,6 +210,21 @@ def test_realtime_drops_frames_for_a_slow_consumer(artifacts, tmp_path):
     assert got == sorted(got)
 
 
+def test_a_slow_caller_holds_the_readers(artifacts, tmp_path):
+    """A caller slower than inference keeps memory flat: frames read run ahead of frames taken by at most the
+    input queue (2), a frame in the reader's hand, the dispatcher's next batch, and the batches in flight plus
+    one ready (ONNX Runtime, LATENCY: 1 + 1), never by the whole video; and every frame still comes out."""
+    path = make_video(tmp_path / "slow.mp4", 60, size=(320, 240))
+    det = Detector.load(artifacts["onnx"])
+    ahead = []
+    with det.stream(path, queue_size=2) as s:
+        for taken, item in enumerate(s, 1):
+            time.sleep(0.03)
+            ahead.append(s.stats.sources[0].frames_read - taken)
+    assert taken == 60 and s.stats.dropped == 0
+    assert max(ahead) <= 2 + 1 + 1 + 2, max(ahead)
+
+
 def test_inference_errors_surface(artifacts, video):
     det = Detector.load(artifacts["onnx"])
 
@@ -259,9 +274,12 @@ def test_cli_ctrl_c_flushes_sinks(artifacts, tmp_path):
 
     def partial_size():  # outputs are written under temporary names until they are complete
         return sum(f.stat().st_size for f in tmp_path.glob(".o.jsonl.partial-*"))
-    deadline = time.time() + 60
-    while time.time() < deadline and partial_size() < 2000:
+    deadline = time.time() + 180
+    while time.time() < deadline and partial_size() < 2000 and p.poll() is None:
         time.sleep(0.1)
+    if p.poll() is not None or partial_size() < 2000:   # SIGINT before detect is under way would test nothing
+        p.kill()
+        pytest.fail("detect did not get going in 180 s: " + p.communicate()[1][-2000:])
     assert not jsonl.exists()
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
