@@ -20,7 +20,8 @@ def add_arguments(p):
     add_detector_arguments(p)
     p.add_argument("--source", required=True, nargs="+", help="image folders, globs, files, s3:// URLs or videos")
     p.add_argument("--out", required=True, help="results.parquet or results.jsonl (a folder of Ray's part files)")
-    p.add_argument("--address", help="Ray cluster address ('auto' joins a running cluster; default: start a local one)")
+    p.add_argument("--address", help="Ray cluster address ('auto' joins a running cluster; default: $RAY_ADDRESS, "
+                                     "else a new local one)")
     p.add_argument("--actors", type=positive, default=2, help="actors, each with its own Detector")
     p.add_argument("--batch", type=positive, default=32, help="images per Ray batch (larger: less per-batch overhead)")
     p.add_argument("--gpus-per-actor", type=float, default=0.0)
@@ -29,6 +30,7 @@ def add_arguments(p):
 
 def run(a) -> int:
     from edgedet.integrations import ray_data
+    from edgedet.integrations.common import ray_address
     out = Path(a.out)
     writer = WRITERS.get(out.suffix.lower())
     if writer is None:
@@ -39,7 +41,7 @@ def run(a) -> int:
     ray = ray_data._ray()
     videos = [s for s in a.source if s.lower().endswith(VIDEO_SUFFIXES)]
     images = [s for s in a.source if s not in videos]
-    ray.init(address=a.address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+    ray.init(address=ray_address(a.address), ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
     t0 = time.perf_counter()
     parts = ([ray_data.image_dataset(images)] if images else []) + ([ray_data.video_dataset(videos)] if videos else [])
     ds = parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])

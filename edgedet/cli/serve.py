@@ -20,7 +20,8 @@ def add_arguments(p):
     p.add_argument("--batch-wait-ms", type=positive_float, default=5.0, help="how long a batch waits to fill")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 behind a load balancer)")
     p.add_argument("--port", type=port, default=8000)
-    p.add_argument("--address", help="Ray cluster address ('auto' joins a running cluster; default: a local one)")
+    p.add_argument("--address", help="Ray cluster address ('auto' joins a running cluster; default: $RAY_ADDRESS, "
+                                     "else a new local Ray of this command's own)")
     p.add_argument("--cpus-per-replica", type=positive_float, default=1.0)
     p.add_argument("--gpus-per-replica", type=float, default=0.0)
     p.add_argument("--max-mb", type=positive_float, default=20.0, help="largest image body accepted (413 above)")
@@ -45,16 +46,20 @@ def _check_port(host: str, port: int) -> None:
 
 def run(a) -> int:
     from edgedet.integrations import ray_serve
-    from edgedet.integrations.common import import_ray
+    from edgedet.integrations.common import import_ray, ray_address
 
     from .common import artifact_of
     from . import _sigterm_as_interrupt
     artifact = artifact_of(a)
-    if a.address is None:          # a local Ray: the HTTP proxy listens here
+    # no address: a Ray of our own, never a cluster that `ray start` left running here, whose Serve our exit would
+    # shut down
+    address = ray_address(a.address)
+    own = address == "local"
+    if own:                        # a local Ray: the HTTP proxy listens here
         _check_port(a.host, a.port)
     ray = import_ray("serve")
     serve = ray.serve
-    ray.init(address=a.address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+    ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
     _sigterm_as_interrupt()        # ray.init installs its own SIGTERM handler (sys.exit): stop cleanly instead
     try:
         # on a cluster whose Serve already runs, its HTTP options stay (Ray's rule); this app is added to it
@@ -73,7 +78,7 @@ def run(a) -> int:
         print("edgedet serve: stopping", file=sys.stderr)
         return 0
     finally:
-        if a.address is None:
+        if own:
             serve.shutdown()       # our own local Serve and Ray
         else:
             serve.delete("edgedet")  # a shared cluster: remove only this application

@@ -19,6 +19,12 @@ def import_ray(*submodules: str):
     return ray
 
 
+def ray_address(address: str | None) -> str:
+    """The Ray a command joins: the address given, else $RAY_ADDRESS, else "local", a new Ray of the command's own.
+    (Ray's own default, no address, would join a cluster that `ray start` left running on this machine.)"""
+    return address or os.environ.get("RAY_ADDRESS") or "local"
+
+
 def threads_per_worker(artifact: str, backend, workers: int, options: dict) -> dict:
     """Split the cores between workers, for runners that take a thread count (no oversubscription)."""
     from edgedet.registry import backend_for, remote_backend
