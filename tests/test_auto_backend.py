@@ -26,15 +26,20 @@ def test_choice_is_the_measured_fastest_and_cached(test_weights, monkeypatch):
 
 
 def test_measurement_picks_the_lower_median(monkeypatch):
+    """On a clock that only the detectors move (a loaded machine cannot reorder them): each backend's median is
+    its own call time."""
+    import types
+    clock = [0.0]
+    monkeypatch.setattr(auto_backend, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+
     class Slow:
-        def __init__(self, delay):
-            self.delay = delay
+        def __init__(self, seconds):
+            self.seconds = seconds
 
         def __call__(self, image):
-            import time
-            time.sleep(self.delay)
+            clock[0] += self.seconds
 
         def close(self):
             pass
     medians = auto_backend.measure({"a": Slow(0.004), "b": Slow(0.001)}, None)
-    assert medians["b"] < medians["a"]
+    assert medians == {"a": pytest.approx(4.0), "b": pytest.approx(1.0)}

@@ -21,22 +21,34 @@ pytest.importorskip("ray.serve")
 
 from edgedet.integrations.ray_serve import ServeClient, detector_app  # noqa: E402
 from edgedet.runtimes import Detector  # noqa: E402
+from tests.ports import free_ports  # noqa: E402
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _wait_healthy(url: str, proc=None, seconds: float = 120) -> None:
+    """Serve's HTTP proxy learns a new application's route after serve.run returns: wait until /health answers
+    before the first real request."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        assert proc is None or proc.poll() is None, "the server exited"
+        assert time.time() < deadline, f"{url}/health did not answer in {seconds} s"
+        time.sleep(0.25)
 
 
 @pytest.fixture(scope="module")
 def served(local_ray, artifacts):
     from ray import serve
-    port = _free_port()
+    port = free_ports(1)[0]
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     app = detector_app(artifacts["onnx_dynamic"], max_batch=8, batch_wait_s=0.02, score_threshold=0.3,
                        cpus_per_replica=0.5, max_bytes=2_000_000)
     serve.run(app, name="edgedet-test", route_prefix="/")
+    _wait_healthy(f"http://127.0.0.1:{port}")
     yield f"http://127.0.0.1:{port}", artifacts["onnx_dynamic"]
     serve.shutdown()
 
@@ -103,8 +115,8 @@ def test_metadata_is_the_manifest(served):
 
 def test_cli_serves_and_stops_on_sigterm(artifacts, images):
     """SIGTERM (docker stop, systemd) takes the Ctrl-C path, although ray.init installs its own handler."""
-    port = _free_port()
-    env = {**os.environ, "RAY_ADDRESS": ""}
+    port = free_ports(1)[0]
+    env = {**os.environ, "RAY_ADDRESS": "local"}   # a new local cluster, never one that another job started
     proc = subprocess.Popen([sys.executable, "-m", "edgedet", "serve", "--model", str(artifacts["onnx"]),
                              "--port", str(port), "--max-batch", "1", "--cpus-per-replica", "0.5"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
@@ -113,10 +125,13 @@ def test_cli_serves_and_stops_on_sigterm(artifacts, images):
     reader.start()
     try:
         deadline = time.time() + 120
-        while not any(line.startswith("serving ") for line in lines):   # printed once serve.run returned
+        # printed once serve.run returned; looked for anywhere, since Ray's own log lines share stderr and can
+        # interleave mid-line
+        while f"GET http://127.0.0.1:{port}/metadata (Ctrl-C stops)" not in "".join(lines):
             assert proc.poll() is None, "".join(lines)[-2000:]
             assert time.time() < deadline, "edgedet serve did not say it was serving in 120 s"
             time.sleep(0.5)
+        _wait_healthy(f"http://127.0.0.1:{port}", proc)
         client = ServeClient(f"http://127.0.0.1:{port}", timeout=30)
         assert client.health()["status"] == "ok"
         want = Detector.load(artifacts["onnx"])(images[1])
@@ -124,7 +139,7 @@ def test_cli_serves_and_stops_on_sigterm(artifacts, images):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=90) == 0, "".join(lines)[-2000:]
         reader.join(timeout=10)
-        assert "edgedet serve: stopping\n" in lines
+        assert "edgedet serve: stopping" in "".join(lines)
         with pytest.raises(OSError):
             client.health()                      # the server is gone
     finally:

@@ -6,7 +6,6 @@ threads sharing one Detector, streaming), the manifest carried by the server's c
 bad source."""
 import json
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -24,20 +23,11 @@ pytest.importorskip("tritonclient.http")
 from edgedet.cli import main  # noqa: E402
 from edgedet.errors import ArtifactError, InputError  # noqa: E402
 from edgedet.runtimes import Detector  # noqa: E402
+from tests.ports import free_ports  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_PY = REPO / os.environ.get("TRITON_VENV", ".venv-triton") / "bin" / "python"
 SCHEMES = ("grpc", "http")
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 _LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # never through an http_proxy
@@ -63,7 +53,7 @@ def repository(tmp_path_factory, test_weights):
 def server(repository, tmp_path_factory):
     if not SERVER_PY.is_file():
         pytest.skip(f"no Triton server environment at {SERVER_PY.parent.parent} (make triton-server)")
-    http, grpc, metrics = _free_ports(3)
+    http, grpc, metrics = free_ports(3)
     proc = subprocess.Popen([str(SERVER_PY), str(REPO / "tests" / "integrations" / "triton_server.py"),
                              str(repository), "test", "--http", str(http), "--grpc", str(grpc), "--metrics",
                              str(metrics), "--workspace", str(tmp_path_factory.mktemp("triton") / "workspace")],
@@ -141,7 +131,7 @@ def test_manifest_path_is_checked_against_the_served_tensors(server, artifacts, 
 
 
 def test_bad_sources_get_one_clear_error(server, repository):
-    port = _free_ports(1)[0]
+    port = free_ports(1)[0]
     with pytest.raises(ArtifactError, match="cannot reach Triton"):
         Detector.load(f"grpc://127.0.0.1:{port}/test", timeout=5.0)
     with pytest.raises(ArtifactError, match="not ready"):
