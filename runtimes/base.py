@@ -95,6 +95,10 @@ class AsyncQueue(ABC):
     def wait_all(self) -> None:
         """Block until every submitted request has run its callback."""
 
+    def check(self) -> None:
+        """Raise the failure of a request that has already finished, without waiting: a failed request may never
+        call back, and whoever waits for its outputs must hear of it."""
+
     def close(self) -> None:
         self.wait_all()
 
@@ -133,6 +137,11 @@ class ThreadedQueue(AsyncQueue):
     def _done(self, fut):
         with self._lock:
             self._pending.discard(fut)
+
+    def check(self):
+        with self._lock:
+            if self._errors:
+                raise self._errors[0]
 
     def wait_all(self):
         with self._lock:

@@ -152,5 +152,9 @@ class OpenVinoAsyncQueue(AsyncQueue):
     def submit(self, inputs, callback):
         self._queue.start_async(inputs, callback, share_inputs=True)  # blocks while all requests are busy
 
+    def check(self):
+        for request in self._queue:   # a finished request that failed raises here (it skips our callback)
+            request.wait_for(0)
+
     def wait_all(self):
         self._queue.wait_all()

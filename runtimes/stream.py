@@ -164,6 +164,9 @@ class DetectionStream:
         ended = False
         try:
             while not ended:
+                # a slot first, then the frames: a realtime reader keeps replacing waiting frames meanwhile
+                if not self._wait_for_caller():
+                    break
                 first = self._in.get()
                 if first is _END:
                     break
@@ -177,8 +180,6 @@ class DetectionStream:
                         ended = True
                         break
                     group.append(nxt)
-                if not self._wait_for_caller():
-                    break
                 self._submit(group)
             self._aq.wait_all()
         except BaseException as e:  # noqa: BLE001
@@ -187,10 +188,15 @@ class DetectionStream:
             self._out.put(_END)
 
     def _wait_for_caller(self) -> bool:
-        """Wait until the caller has taken enough batches for one more; False once the stream is closed."""
+        """Wait until the caller has taken enough batches for one more; False once the stream is closed or failed.
+
+        A request that fails may never call back: the caller would wait for its batch while this waits for the
+        caller. So while waiting, ask the queue about finished requests; a failure raises here, ends the stream,
+        and reaches the caller."""
         while not self._untaken.acquire(timeout=0.1):
-            if self._closed.is_set():
+            if self._closed.is_set() or self._error is not None:
                 return False
+            self._aq.check()
         return True
 
     def _submit(self, group: list[_Frame]) -> None:
@@ -238,10 +244,11 @@ class DetectionStream:
             if self._done:
                 self._finish()
                 raise StopIteration
-            if self._emit_seq in self._ready:
-                self._pending = self._ready.pop(self._emit_seq)
+            taken = self._ready.pop(self._emit_seq, None)
+            if taken is not None:
                 self._emit_seq += 1
                 self._untaken.release()   # this batch is the caller's now: the dispatcher may submit another
+                self._pending = taken
                 continue
             got = self._out.get()  # an interrupt here leaves the stream intact: iterate again to drain
             if got is _END:

@@ -225,6 +225,36 @@ def test_a_slow_caller_holds_the_readers(artifacts, tmp_path):
     assert max(ahead) <= 2 + 1 + 1 + 2, max(ahead)
 
 
+def test_a_failed_request_is_raised_not_waited_for(artifacts, tmp_path, monkeypatch):
+    """An inference that raises never calls back: with the caller behind, the stream raises that failure instead
+    of waiting for the batch forever (the caller for the batch, the dispatcher for the caller)."""
+    path = make_video(tmp_path / "fail.mp4", 40, size=(160, 120))
+    det = Detector.load(artifacts["onnx"])
+    runner_type, calls = type(det.runner), []
+    real = runner_type.__call__
+
+    def flaky(self, inputs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("device lost")
+        return real(self, inputs)
+    monkeypatch.setattr(runner_type, "__call__", flaky)
+    outcome = {}
+
+    def consume():
+        try:
+            with det.stream(path, queue_size=2) as s:
+                for _ in s:
+                    time.sleep(0.05)
+        except EdgeDetError as e:
+            outcome["error"] = str(e)
+    t = threading.Thread(target=consume, daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "the stream hung on a failed request"
+    assert "device lost" in outcome.get("error", "")
+
+
 def test_inference_errors_surface(artifacts, video):
     det = Detector.load(artifacts["onnx"])
 
