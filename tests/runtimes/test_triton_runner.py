@@ -61,18 +61,20 @@ def server(repository, tmp_path_factory):
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
     deadline = time.time() + 180
-    # readiness from the server itself (Triton's model-ready endpoint), not from its log: the server's own log
-    # lines and the script's READY line share one pipe and can interleave mid-line
-    while not _model_ready(http, "test"):
-        assert proc.poll() is None, "tritonserver exited:\n" + "".join(lines)[-3000:]
-        assert time.time() < deadline, "tritonserver not ready in 180 s:\n" + "".join(lines)[-3000:]
-        time.sleep(0.5)
-    yield {"grpc": f"grpc://127.0.0.1:{grpc}/test", "http": f"http://127.0.0.1:{http}/test", "grpc_port": grpc}
-    proc.terminate()
     try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        # readiness from the server itself (Triton's model-ready endpoint), not from its log: the server's own log
+        # lines and the script's READY line share one pipe and can interleave mid-line
+        while not _model_ready(http, "test"):
+            assert proc.poll() is None, "tritonserver exited:\n" + "".join(lines)[-3000:]
+            assert time.time() < deadline, "tritonserver not ready in 180 s:\n" + "".join(lines)[-3000:]
+            time.sleep(0.5)
+        yield {"grpc": f"grpc://127.0.0.1:{grpc}/test", "http": f"http://127.0.0.1:{http}/test", "grpc_port": grpc}
+    finally:   # also when it never got ready: no server outlives the tests
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @pytest.fixture(scope="module")
