@@ -8,6 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# OpenVINO's model-conversion telemetry declines itself in CI and sends otherwise, by forking a process per event
+# (multiprocessing, from a worker thread) to post to Google Analytics. A fork taken while another thread holds
+# glibc's resolver lock leaves that child stuck in getaddrinfo, and multiprocessing joins it at exit: a fresh-clone
+# CI run finished its tests and then never exited (py-spy: backend_ga4._send_func -> getaddrinfo). Tests send none.
+os.environ.setdefault("CI", "true")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_REFERENCE = REPO.parent / "shared" / "reference" / "efficientdet_paper.json"
 
