@@ -21,23 +21,13 @@ pytest.importorskip("ray.serve")
 
 from edgedet.integrations.ray_serve import ServeClient, detector_app  # noqa: E402
 from edgedet.runtimes import Detector  # noqa: E402
-from tests.ports import free_ports  # noqa: E402
+from tests.servers import free_ports, wait_until_ok  # noqa: E402
 
 
-def _wait_healthy(url: str, proc=None, seconds: float = 120) -> None:
+def _wait_healthy(url: str, proc=None) -> None:
     """Serve's HTTP proxy learns a new application's route after serve.run returns: wait until /health answers
     before the first real request."""
-    deadline = time.time() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        assert proc is None or proc.poll() is None, "the server exited"
-        assert time.time() < deadline, f"{url}/health did not answer in {seconds} s"
-        time.sleep(0.25)
+    wait_until_ok(f"{url}/health", proc, 120)
 
 
 @pytest.fixture(scope="module")

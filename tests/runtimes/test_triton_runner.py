@@ -8,8 +8,6 @@ import json
 import os
 import subprocess
 import threading
-import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,22 +21,11 @@ pytest.importorskip("tritonclient.http")
 from edgedet.cli import main  # noqa: E402
 from edgedet.errors import ArtifactError, InputError  # noqa: E402
 from edgedet.runtimes import Detector  # noqa: E402
-from tests.ports import free_ports  # noqa: E402
+from tests.servers import free_ports, wait_until_ok  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_PY = REPO / os.environ.get("TRITON_VENV", ".venv-triton") / "bin" / "python"
 SCHEMES = ("grpc", "http")
-
-
-_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # never through an http_proxy
-
-
-def _model_ready(http_port: int, model: str) -> bool:
-    try:
-        with _LOCAL.open(f"http://127.0.0.1:{http_port}/v2/models/{model}/ready", timeout=2) as r:
-            return r.status == 200
-    except OSError:   # not listening yet (URLError), or not ready (HTTPError 400)
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +47,9 @@ def server(repository, tmp_path_factory):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
-    deadline = time.time() + 180
     try:
-        # readiness from the server itself (Triton's model-ready endpoint), not from its log: the server's own log
-        # lines and the script's READY line share one pipe and can interleave mid-line
-        while not _model_ready(http, "test"):
-            assert proc.poll() is None, "tritonserver exited:\n" + "".join(lines)[-3000:]
-            assert time.time() < deadline, "tritonserver not ready in 180 s:\n" + "".join(lines)[-3000:]
-            time.sleep(0.5)
+        # Triton's model-ready endpoint: its own log and the script's READY line share one pipe
+        wait_until_ok(f"http://127.0.0.1:{http}/v2/models/test/ready", proc, 180, lambda: "".join(lines)[-3000:])
         yield {"grpc": f"grpc://127.0.0.1:{grpc}/test", "http": f"http://127.0.0.1:{http}/test", "grpc_port": grpc}
     finally:   # also when it never got ready: no server outlives the tests
         proc.terminate()

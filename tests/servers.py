@@ -1,4 +1,4 @@
-"""Ports for the servers the tests start (Triton, Ray Serve).
+"""The servers the tests start (Triton, Ray Serve): ports to give them, and waiting until they answer.
 
 A port that bind(0) reports free comes from the kernel's ephemeral range, where every outgoing connection and
 every bind(0) of this and other processes (a starting Ray cluster makes dozens) takes its port: it can be taken
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import random
 import socket
+import time
+import urllib.request
 from pathlib import Path
 
 LOW = 20000
@@ -36,3 +38,24 @@ def free_ports(n: int) -> list[int]:
                 continue
         ports.append(port)
     return ports
+
+
+_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # never through an http_proxy
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with _LOCAL.open(url, timeout=5) as r:
+            return r.status == 200
+    except OSError:   # not listening yet (URLError), or not ready (HTTPError)
+        return False
+
+
+def wait_until_ok(url: str, proc=None, seconds: float = 120, log=lambda: "") -> None:
+    """Wait until GET url answers 200: readiness from the server itself, not from its log (a server's log lines
+    can interleave mid-line with other writers of the same pipe). Fails at once if proc exits."""
+    deadline = time.time() + seconds
+    while not http_ok(url):
+        assert proc is None or proc.poll() is None, f"the server exited:\n{log()}"
+        assert time.time() < deadline, f"{url} did not answer in {seconds} s:\n{log()}"
+        time.sleep(0.25)
