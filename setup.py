@@ -2,8 +2,11 @@ from setuptools import find_packages, setup
 
 # Core subpackages are found automatically; converters/, runtimes/, benchmarks/ are top-level folders
 # installed under the edgedet namespace.
-PACKAGES = find_packages(include=["edgedet", "edgedet.*"]) + ["edgedet.converters", "edgedet.runtimes",
-                                                               "edgedet.benchmarks"]
+PACKAGES = find_packages(include=["edgedet", "edgedet.*"]) + [
+    "edgedet.converters",
+    "edgedet.runtimes",
+    "edgedet.benchmarks",
+]
 
 EXPORT = ["torch>=2.2", "torchvision", "timm>=0.9", "onnx>=1.15", "onnxsim>=0.4", "onnxscript"]
 ONNXRUNTIME = ["onnxruntime>=1.17"]
@@ -24,7 +27,12 @@ EXTRAS = {
     "ray": ["ray[data,serve]>=2.40"],
 }
 EXTRAS["cpu"] = EXPORT + ONNXRUNTIME + OPENVINO + EXTRAS["eval"] + EXTRAS["plot"] + ["psutil", "scikit-image"]
-EXTRAS["dev"] = EXTRAS["cpu"] + EXTRAS["triton"] + EXTRAS["ray"] + ["pytest>=7", "pytest-timeout>=2.2", "effdet==0.4.1", "build", "wheel"]
+EXTRAS["dev"] = (
+    EXTRAS["cpu"]
+    + EXTRAS["triton"]
+    + EXTRAS["ray"]
+    + ["pytest>=7", "pytest-timeout>=2.2", "effdet==0.4.1", "build", "wheel"]
+)
 
 setup(
     name="edgedet",
@@ -35,8 +43,12 @@ setup(
     python_requires=">=3.10",
     packages=PACKAGES,
     package_data={"edgedet": ["paper_table2.json"]},
-    package_dir={"edgedet": "edgedet", "edgedet.converters": "converters", "edgedet.runtimes": "runtimes",
-                 "edgedet.benchmarks": "benchmarks"},
+    package_dir={
+        "edgedet": "edgedet",
+        "edgedet.converters": "converters",
+        "edgedet.runtimes": "runtimes",
+        "edgedet.benchmarks": "benchmarks",
+    },
     install_requires=["numpy>=1.24", "opencv-python-headless>=4.8", "tqdm>=4.60"],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["edgedet=edgedet.cli:main"]},

@@ -5,6 +5,7 @@
 The first start on a machine compiles (OpenVINO) or optimises (ONNX Runtime) the model; OpenVINO then keeps
 the compiled blob in its model cache inside the edgedet cache, so the second start loads it. Each start is a new
 Python process; the time excludes Python imports and artifact export (done once before)."""
+
 from __future__ import annotations
 
 import argparse
@@ -44,23 +45,40 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     from edgedet.api import build
     from edgedet.benchmarks.environment import environment
-    cache = tempfile.mkdtemp(prefix="edgedet-cold-")   # a fresh cache: the first start really is the first
+
+    cache = tempfile.mkdtemp(prefix="edgedet-cold-")  # a fresh cache: the first start really is the first
     env = {**os.environ, "EDGEDET_CACHE": cache}
     os.environ["EDGEDET_CACHE"] = cache
     rows = []
     for backend in a.backends.split(","):
         path = str(build(a.model, backend).path)
         times = starts(path, a.starts, env)
-        rows.append({"model": a.model, "backend": backend, "first_start_ms": times[0],
-                     "later_starts_ms": times[1:], "second_start_ms": times[1] if len(times) > 1 else None})
+        rows.append(
+            {
+                "model": a.model,
+                "backend": backend,
+                "first_start_ms": times[0],
+                "later_starts_ms": times[1:],
+                "second_start_ms": times[1] if len(times) > 1 else None,
+            }
+        )
         print(f"{a.model} {backend:<12} first start {times[0]:8.1f} ms   later starts {times[1:]} ms")
     if a.out:
-        from edgedet.fileio import write_json_atomic
         from pathlib import Path
-        write_json_atomic(Path(a.out) / "cold_start.json", {
-            "command": "python -m edgedet.benchmarks.cold_start " + " ".join(sys.argv[1:] if argv is None else argv),
-            "definition": "fresh process; ms from Detector.load to the first detection (imports excluded)",
-            "rows": rows, "environment": environment(), "date": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+        from edgedet.fileio import write_json_atomic
+
+        write_json_atomic(
+            Path(a.out) / "cold_start.json",
+            {
+                "command": "python -m edgedet.benchmarks.cold_start "
+                + " ".join(sys.argv[1:] if argv is None else argv),
+                "definition": "fresh process; ms from Detector.load to the first detection (imports excluded)",
+                "rows": rows,
+                "environment": environment(),
+                "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            },
+        )
     return 0
 
 

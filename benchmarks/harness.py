@@ -6,6 +6,7 @@ Per (model, backend, precision) row: build/convert through the artifact cache (t
 the backend has them), params and multiply-adds from the model, FPS per GFLOP. Every number is a
 statistic of per-iteration times measured in this run.
 """
+
 from __future__ import annotations
 
 import time
@@ -26,13 +27,13 @@ from .stats import summarize, time_calls
 @dataclass
 class BenchConfig:
     models: list[str]
-    backends: list[BackendSpec]          # parsed once, at the edge (parse_backends)
+    backends: list[BackendSpec]  # parsed once, at the edge (parse_backends)
     precision: str = "fp32"
     batch: int = 1
     imgsz: int | None = None
     iters: int = 50
     warmup: int = 5
-    mode: str = "latency"            # latency | throughput
+    mode: str = "latency"  # latency | throughput
     data: str | None = None
     weights: str | None = None
     conf: float = 0.25
@@ -43,6 +44,7 @@ class BenchConfig:
 
     def __post_init__(self):
         from edgedet.registry import parse_backends
+
         self.backends = parse_backends(self.backends) if self.backends else []
 
     def validate(self) -> None:
@@ -65,19 +67,29 @@ def _load(model: str, spec: BackendSpec, cfg: BenchConfig, batch: int, mode: str
     from edgedet.api import build
     from edgedet.runtimes import Detector
 
-    built = build(model, spec, device=cfg.device if spec.build_format.device_specific else None,
-                  precision=cfg.precision, weights=cfg.weights, imgsz=cfg.imgsz, batch=batch)
+    built = build(
+        model,
+        spec,
+        device=cfg.device if spec.build_format.device_specific else None,
+        precision=cfg.precision,
+        weights=cfg.weights,
+        imgsz=cfg.imgsz,
+        batch=batch,
+    )
     t0 = time.perf_counter()
-    det = Detector.load(built.path, backend=spec, device=cfg.device, score_threshold=cfg.conf,
-                        **_run_options(spec, mode, cfg))
+    det = Detector.load(
+        built.path, backend=spec, device=cfg.device, score_threshold=cfg.conf, **_run_options(spec, mode, cfg)
+    )
     return det, built, t0
 
 
 def _cost(manifest):
     """Params and FLOPs recorded in the manifest at export (no torch needed here)."""
     if manifest.cost is None:
-        raise InputError(f"{manifest.artifact.file if manifest.artifact else 'artifact'} has no cost section "
-                         "(exported by an older edgedet): re-export it")
+        raise InputError(
+            f"{manifest.artifact.file if manifest.artifact else 'artifact'} has no cost section "
+            "(exported by an older edgedet): re-export it"
+        )
     return manifest.cost
 
 
@@ -93,10 +105,10 @@ def artifact_row(path: str, cfg: BenchConfig, images: list[np.ndarray]) -> dict:
     m = Manifest.read(p)
     spec = backend_for(p)
     t0 = time.perf_counter()
-    det = Detector.load(p, backend=spec, device=cfg.device, score_threshold=cfg.conf,
-                        **_run_options(spec, "latency", cfg))
-    row = _measure(det, BuildResult(p, True, 0.0), t0, m.model["name"], spec.name, m.precision, cfg, images,
-                   _cost(m))
+    det = Detector.load(
+        p, backend=spec, device=cfg.device, score_threshold=cfg.conf, **_run_options(spec, "latency", cfg)
+    )
+    row = _measure(det, BuildResult(p, True, 0.0), t0, m.model["name"], spec.name, m.precision, cfg, images, _cost(m))
     row["artifact"] = str(p)
     row["weights"] = (m.weights or {}).get("source", "unknown")
     return row
@@ -107,8 +119,9 @@ def bench_row(model: str, spec: BackendSpec, cfg: BenchConfig, images: list[np.n
     (5 classes vs COCO's 90), so the name alone does not say what was timed."""
     det, built, t_load = _load(model, spec, cfg, 1, "latency")
     row = _measure(det, built, t_load, model, spec.name, cfg.precision, cfg, images, _cost(det.manifest))
-    row["throughput"] = measure_throughput(model, spec, cfg, images) if cfg.mode == "throughput" or cfg.batch > 1 \
-        else None
+    row["throughput"] = (
+        measure_throughput(model, spec, cfg, images) if cfg.mode == "throughput" or cfg.batch > 1 else None
+    )
     return row
 
 
@@ -132,7 +145,7 @@ def _measure(det, built, t_load, model, backend, precision, cfg, images, cost) -
 
     e2e = time_calls(e2e_call, cfg.iters, cfg.warmup)
     for v in stages.values():
-        del v[:cfg.warmup]
+        del v[: cfg.warmup]
     n_det = len(det(images[0]))
     device, executed = det.device, det.runner.execution_precision
     accuracy = evaluate_row(det, cfg)
@@ -141,16 +154,32 @@ def _measure(det, built, t_load, model, backend, precision, cfg, images, cost) -
     fps_b1 = 1000.0 / e2e_s["p50"]
     achieved = cost.gflops / (net_s["p50"] / 1e3)
     return {
-        "model": model, "backend": backend, "precision": precision, "executed_precision": executed, "batch": 1,
-        "device": device, "input_size": list(det.image_size), "weights": cfg.weights or "random-init (timing only)",
-        "net_ms": net_s, "e2e_ms": e2e_s, "device_ms": summarize(device_ms) if device_ms else None,
+        "model": model,
+        "backend": backend,
+        "precision": precision,
+        "executed_precision": executed,
+        "batch": 1,
+        "device": device,
+        "input_size": list(det.image_size),
+        "weights": cfg.weights or "random-init (timing only)",
+        "net_ms": net_s,
+        "e2e_ms": e2e_s,
+        "device_ms": summarize(device_ms) if device_ms else None,
         "stage_ms_p50": {k: round(float(np.median(v)), 3) for k, v in stages.items()},
-        "fps_b1": round(fps_b1, 2), "net_fps_b1": round(1000.0 / net_s["p50"], 2),
+        "fps_b1": round(fps_b1, 2),
+        "net_fps_b1": round(1000.0 / net_s["p50"], 2),
         "throughput": None,
-        "params": cost.params, "gmacs": round(cost.gmacs, 4), "gflops": round(cost.gflops, 4),
-        "fps_per_gflop": round(fps_b1 / cost.gflops, 3), "achieved_gflops_per_s": round(achieved, 2),
-        "build_s": round(built.seconds, 2), "artifact_cached": built.cached, "cold_start_ms": round(cold_ms, 1),
-        "detections_on_first_image": n_det, "score_threshold": cfg.conf, **accuracy,
+        "params": cost.params,
+        "gmacs": round(cost.gmacs, 4),
+        "gflops": round(cost.gflops, 4),
+        "fps_per_gflop": round(fps_b1 / cost.gflops, 3),
+        "achieved_gflops_per_s": round(achieved, 2),
+        "build_s": round(built.seconds, 2),
+        "artifact_cached": built.cached,
+        "cold_start_ms": round(cold_ms, 1),
+        "detections_on_first_image": n_det,
+        "score_threshold": cfg.conf,
+        **accuracy,
     }
 
 
@@ -159,6 +188,7 @@ def evaluate_row(det, cfg: BenchConfig) -> dict:
     if not cfg.data or not str(cfg.data).endswith(".json"):
         return {}
     from edgedet.evaluation import evaluate_detector
+
     stats = evaluate_detector(det, cfg.data)
     return {"AP": stats["AP"], "AP50": stats["AP50"], "eval_images": stats["images"]}
 
@@ -183,8 +213,12 @@ def measure_throughput(model: str, spec: BackendSpec, cfg: BenchConfig, images) 
         queue.close()
     finally:
         det.close()
-    return {"batch": cfg.batch, "fps": round(len(done) * cfg.batch / elapsed, 2), "requests": requests,
-            "how": f"async queue, {queue.capacity} request(s) in flight"}
+    return {
+        "batch": cfg.batch,
+        "fps": round(len(done) * cfg.batch / elapsed, 2),
+        "requests": requests,
+        "how": f"async queue, {queue.capacity} request(s) in flight",
+    }
 
 
 def _torch_device(cfg: BenchConfig):
@@ -192,6 +226,7 @@ def _torch_device(cfg: BenchConfig):
     import torch
 
     from edgedet.devices import parse_device
+
     dev = parse_device(cfg.device)
     return torch.device("cuda", dev.ordinal) if dev.kind == "cuda" else torch.device("cpu")
 
@@ -201,7 +236,8 @@ def baseline_row(model: str, cfg: BenchConfig, images) -> dict | None:
     on the same device as the rows."""
     try:
         import torch
-        from effdet import DetBenchPredict, create_model as effdet_create
+        from effdet import DetBenchPredict
+        from effdet import create_model as effdet_create
     except ImportError:
         return None
     from edgedet.configs import get_config
@@ -213,8 +249,13 @@ def baseline_row(model: str, cfg: BenchConfig, images) -> dict | None:
     if mcfg.effdet_name is None:
         return None
     ours = create_model(model, weights=cfg.weights, image_size=cfg.imgsz)
-    ref = effdet_create(mcfg.effdet_name, pretrained=False, pretrained_backbone=False, num_classes=ours.config.num_classes,
-                        image_size=mcfg.image_size)
+    ref = effdet_create(
+        mcfg.effdet_name,
+        pretrained=False,
+        pretrained_backbone=False,
+        num_classes=ours.config.num_classes,
+        image_size=mcfg.image_size,
+    )
     ref.load_state_dict(ours.state_dict())
     cost = model_cost(ours.config)
     device = _torch_device(cfg)
@@ -237,11 +278,19 @@ def baseline_row(model: str, cfg: BenchConfig, images) -> dict | None:
     e2e = time_calls(e2e_call, max(cfg.iters // 2, 5), min(cfg.warmup, 3))
     e2e_s = summarize(e2e)
     return {
-        "model": model, "backend": "effdet-eager (baseline)", "precision": "fp32", "batch": 1,
+        "model": model,
+        "backend": "effdet-eager (baseline)",
+        "precision": "fp32",
+        "batch": 1,
         "device": "CPU" if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
-        "input_size": list(mcfg.image_size), "net_ms": summarize(net), "e2e_ms": e2e_s,
-        "fps_b1": round(1000.0 / e2e_s["p50"], 2), "params": cost.params, "gmacs": round(cost.gmacs, 4),
-        "gflops": round(cost.gflops, 4), "fps_per_gflop": round(1000.0 / e2e_s["p50"] / cost.gflops, 3),
+        "input_size": list(mcfg.image_size),
+        "net_ms": summarize(net),
+        "e2e_ms": e2e_s,
+        "fps_b1": round(1000.0 / e2e_s["p50"], 2),
+        "params": cost.params,
+        "gmacs": round(cost.gmacs, 4),
+        "gflops": round(cost.gflops, 4),
+        "fps_per_gflop": round(1000.0 / e2e_s["p50"] / cost.gflops, 3),
         "torch_threads": torch.get_num_threads(),
     }
 
@@ -260,16 +309,24 @@ def run_bench(cfg: BenchConfig, on_row=None, progress=None) -> dict:
         Manifest.read(path)
     models = [get_config(m, image_size=cfg.imgsz).name for m in cfg.models]
     images = sample_images(cfg.data)
-    report = {"config": {**{k: v for k, v in vars(cfg).items() if k != "backends"},
-                         "backends": [b.name for b in cfg.backends]}, "environment": environment(),
-              "gemm_peak": gemm_peak(), "rows": [], "baselines": [], "interrupted": False}
+    report = {
+        "config": {
+            **{k: v for k, v in vars(cfg).items() if k != "backends"},
+            "backends": [b.name for b in cfg.backends],
+        },
+        "environment": environment(),
+        "gemm_peak": gemm_peak(),
+        "rows": [],
+        "baselines": [],
+        "interrupted": False,
+    }
     # (table, job): each job measures one row
     jobs = [("rows", lambda m=m, b=b: bench_row(m, b, cfg, images)) for m in models for b in cfg.backends]
     jobs += [("rows", lambda a=a: artifact_row(a, cfg, images)) for a in cfg.artifacts]
     jobs += [("baselines", lambda m=m: baseline_row(m, cfg, images)) for m in models] if cfg.baseline else []
     started = time.time()
     try:
-        for table, job in (progress(jobs) if progress else jobs):
+        for table, job in progress(jobs) if progress else jobs:
             row = job()
             if row is None:
                 continue
@@ -295,7 +352,7 @@ def gemm_peak(n: int = 1024, iters: int = 10) -> dict:
     a @ b
     times = time_calls(lambda: a @ b, iters, 2)
     best = min(times) / 1e3
-    return {"gflops_per_s": round(2 * n ** 3 / best / 1e9, 1), "how": f"numpy float32 {n}x{n} matmul, best of {iters}"}
+    return {"gflops_per_s": round(2 * n**3 / best / 1e9, 1), "how": f"numpy float32 {n}x{n} matmul, best of {iters}"}
 
 
 def ratios(report: dict) -> list[dict]:
@@ -306,8 +363,16 @@ def ratios(report: dict) -> list[dict]:
         if not rows:
             continue
         best = min(rows, key=lambda r: r["e2e_ms"]["p50"])
-        out.append({"model": base["model"], "best_backend": best["backend"], "best_precision": best["precision"],
-                    "best_e2e_p50_ms": best["e2e_ms"]["p50"], "baseline_e2e_p50_ms": base["e2e_ms"]["p50"],
-                    "speedup_vs_effdet_eager": round(base["e2e_ms"]["p50"] / best["e2e_ms"]["p50"], 2),
-                    "best_device": best.get("device"), "baseline_device": base.get("device")})
+        out.append(
+            {
+                "model": base["model"],
+                "best_backend": best["backend"],
+                "best_precision": best["precision"],
+                "best_e2e_p50_ms": best["e2e_ms"]["p50"],
+                "baseline_e2e_p50_ms": base["e2e_ms"]["p50"],
+                "speedup_vs_effdet_eager": round(base["e2e_ms"]["p50"] / best["e2e_ms"]["p50"], 2),
+                "best_device": best.get("device"),
+                "baseline_device": base.get("device"),
+            }
+        )
     return out

@@ -1,4 +1,5 @@
 """Images for end-to-end timing: a user folder, else real photographs shipped with scikit-image."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,6 +20,7 @@ def sample_images(data: str | Path | None = None, limit: int = 16) -> list[np.nd
     try:
         import cv2
         from skimage import data as skdata
+
         photos = [skdata.astronaut(), skdata.coffee(), skdata.chelsea(), skdata.rocket()]
         return [cv2.cvtColor(p, cv2.COLOR_RGB2BGR) for p in photos]
     except ImportError:  # a deterministic textured image when scikit-image is absent
@@ -30,6 +32,7 @@ def sample_images(data: str | Path | None = None, limit: int = 16) -> list[np.nd
 
 def _coco_images(ann: Path) -> list[Path]:
     import json
+
     if not ann.is_file():
         raise InputError(f"--data {ann}: not a folder or annotation file")
     meta = json.loads(ann.read_text())

@@ -7,6 +7,7 @@ local Ray. Each client posts images back to back over HTTP (keep-alive off, as u
 client's, from sending the body to the parsed JSON. A plain local Detector loop on the same decoded images is
 measured first, as the floor. Batching off: each request runs its own Detector call; on: up to 8 requests that
 arrive within 10 ms share one call (one batched inference)."""
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,12 @@ def _load(url: str, bodies: list[bytes], clients: int, requests: int) -> dict:
     with ThreadPoolExecutor(clients) as pool:
         lat = np.asarray(list(pool.map(lambda b: _post(url, b), work))) * 1000
     wall = time.perf_counter() - t0
-    return {"requests": requests, "requests_per_s": round(requests / wall, 2),
-            "p50_ms": round(float(np.percentile(lat, 50)), 1), "p99_ms": round(float(np.percentile(lat, 99)), 1)}
+    return {
+        "requests": requests,
+        "requests_per_s": round(requests / wall, 2),
+        "p50_ms": round(float(np.percentile(lat, 50)), 1),
+        "p99_ms": round(float(np.percentile(lat, 99)), 1),
+    }
 
 
 def _free_port() -> int:
@@ -62,6 +67,7 @@ def main(argv=None) -> int:
     from edgedet.runtimes import Detector
 
     from .environment import environment
+
     ref = Path(__file__).resolve().parents[1] / "tests" / "assets" / "reference_d0_shapes_fp16.pth"
     tmp = Path(tempfile.mkdtemp(prefix="edgedet-rayserve-"))
     generate(tmp, "val", 32, size=256, seed=5)
@@ -78,9 +84,13 @@ def main(argv=None) -> int:
         det(frames[i % len(frames)])
         lat.append((time.perf_counter() - t0) * 1000)
     det.close()
-    plain = {"mode": "plain Detector loop (decoded images, no HTTP)", "clients": 1,
-             "requests_per_s": round(1000 / float(np.mean(lat)), 2), "p50_ms": round(float(np.median(lat)), 1),
-             "p99_ms": round(float(np.percentile(lat, 99)), 1)}
+    plain = {
+        "mode": "plain Detector loop (decoded images, no HTTP)",
+        "clients": 1,
+        "requests_per_s": round(1000 / float(np.mean(lat)), 2),
+        "p50_ms": round(float(np.median(lat)), 1),
+        "p99_ms": round(float(np.percentile(lat, 99)), 1),
+    }
     rows = [plain]
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     port = _free_port()
@@ -88,22 +98,31 @@ def main(argv=None) -> int:
     url = f"http://127.0.0.1:{port}/detect"
     for label, max_batch in (("@serve.batch off", 1), ("@serve.batch on (max 8, 10 ms)", 8)):
         serve.run(detector_app(artifact, max_batch=max_batch, batch_wait_s=0.01), name="bench", route_prefix="/")
-        _load(url, bodies, 8, 16)   # warm
+        _load(url, bodies, 8, 16)  # warm
         for clients in (1, 8):
             rows.append({"mode": label, "clients": clients, **_load(url, bodies, clients, a.requests)})
         serve.delete("bench")
     serve.shutdown()
     ray.shutdown()
     for r in rows:
-        print(f"{r['mode']:<46} clients {r['clients']}  {r['requests_per_s']:7.2f} req/s  "
-              f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms")
+        print(
+            f"{r['mode']:<46} clients {r['clients']}  {r['requests_per_s']:7.2f} req/s  "
+            f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms"
+        )
     if a.out:
         from edgedet.fileio import write_json_atomic
-        write_json_atomic(Path(a.out) / "ray_serve.json", {
-            "command": "python -m edgedet.benchmarks.ray_serve " + " ".join(sys.argv[1:] if argv is None else argv),
-            "artifact": "reference d0 (tests/assets/reference_d0_shapes_fp16.pth), 256 px, ONNX Runtime, "
-                        "dynamic batch <= 8, one replica",
-            "rows": rows, "environment": environment(), "date": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+        write_json_atomic(
+            Path(a.out) / "ray_serve.json",
+            {
+                "command": "python -m edgedet.benchmarks.ray_serve " + " ".join(sys.argv[1:] if argv is None else argv),
+                "artifact": "reference d0 (tests/assets/reference_d0_shapes_fp16.pth), 256 px, ONNX Runtime, "
+                "dynamic batch <= 8, one replica",
+                "rows": rows,
+                "environment": environment(),
+                "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            },
+        )
     return 0
 
 

@@ -13,6 +13,7 @@ benchmarks/results/reference_model.json):
 `best.pth` is the epoch with the best validation mAP, so the validation split takes part in model selection;
 the test split (another seed, never seen in training or selection) gives the unbiased figure.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,9 @@ REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "assets" / "referenc
 def pack(src: str, dst: str) -> None:
     """Keep the EMA weights as fp16 (half the size) with the class names; loads like any effdet checkpoint."""
     import torch
+
     from edgedet.fileio import atomic_path
+
     ck = torch.load(src, map_location="cpu", weights_only=False)
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in ck["state_dict"].items()}
     keep = {k: ck[k] for k in ("class_names", "category_ids", "model", "image_size", "val") if k in ck}
@@ -37,6 +40,7 @@ def pack(src: str, dst: str) -> None:
 def evaluate_backends(weights: str, val_json: str, backends=("torch", "onnxruntime", "openvino")) -> dict:
     """mAP of the same weights through each backend's artifact (OpenVINO at f32 inference precision)."""
     import torch
+
     from edgedet.converters.pipeline import BuildRequest, export_artifact
     from edgedet.evaluation import evaluate_detector
     from edgedet.registry import get_backend
@@ -47,9 +51,16 @@ def evaluate_backends(weights: str, val_json: str, backends=("torch", "onnxrunti
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for spec in map(get_backend, backends):
-            path = export_artifact(BuildRequest(meta.get("model", "d0"), spec.build_format.name, weights=weights,
-                                                imgsz=meta.get("image_size", [256])[0], class_names=names or None),
-                                   Path(tmp) / spec.name)
+            path = export_artifact(
+                BuildRequest(
+                    meta.get("model", "d0"),
+                    spec.build_format.name,
+                    weights=weights,
+                    imgsz=meta.get("image_size", [256])[0],
+                    class_names=names or None,
+                ),
+                Path(tmp) / spec.name,
+            )
             with Detector.load(path, backend=spec, **spec.exact_options) as det:
                 stats = evaluate_detector(det, val_json)
             out[spec.name] = {k: stats[k] for k in ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")}
@@ -73,16 +84,28 @@ def main(argv=None) -> int:
         return 0
     import json
     import time
+
     res = {"test": evaluate_backends(a.weights, a.test)} if a.test else {}
     res["val"] = evaluate_backends(a.weights, a.val)
     print(json.dumps(res, indent=2))
     if a.out:
         from edgedet.fileio import write_json_atomic
+
         from .environment import environment
-        write_json_atomic(a.out, {"command": "python -m edgedet.benchmarks.reference_model " + " ".join(sys.argv[1:]),
-                                  "weights": a.weights, "val": a.val, "test": a.test,
-                                  "results": res.get("test", res["val"]), "val_results": res["val"],
-                                  "environment": environment(), "date": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+        write_json_atomic(
+            a.out,
+            {
+                "command": "python -m edgedet.benchmarks.reference_model " + " ".join(sys.argv[1:]),
+                "weights": a.weights,
+                "val": a.val,
+                "test": a.test,
+                "results": res.get("test", res["val"]),
+                "val_results": res["val"],
+                "environment": environment(),
+                "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            },
+        )
     return 0
 
 

@@ -1,4 +1,5 @@
 """Bench outputs: terminal table, JSON, CSV, and the FPS-vs-FLOPs plot (log-x)."""
+
 from __future__ import annotations
 
 import csv
@@ -7,8 +8,26 @@ from pathlib import Path
 
 from edgedet.fileio import atomic_path, write_json_atomic
 
-COLUMNS = ["model", "backend", "precision", "runs as", "GFLOPs", "gpu p50", "net p50", "e2e p50", "e2e p90",
-           "e2e p99", "FPS b1", "thr FPS", "FPS/GFLOP", "GFLOP/s", "%peak", "AP", "AP50", "cold ms"]
+COLUMNS = [
+    "model",
+    "backend",
+    "precision",
+    "runs as",
+    "GFLOPs",
+    "gpu p50",
+    "net p50",
+    "e2e p50",
+    "e2e p90",
+    "e2e p99",
+    "FPS b1",
+    "thr FPS",
+    "FPS/GFLOP",
+    "GFLOP/s",
+    "%peak",
+    "AP",
+    "AP50",
+    "cold ms",
+]
 
 
 def _fmt(value, spec: str) -> str:
@@ -19,12 +38,26 @@ def _cells(r: dict) -> list[str]:
     thr = r.get("throughput") or {}
     gpu = r.get("device_ms") or {}
     peak = r.get("fraction_of_gemm_peak")
-    return [r["model"], r["backend"], r["precision"], r.get("executed_precision", "-"), f"{r['gflops']:.2f}",
-            _fmt(gpu.get("p50"), ".2f"), f"{r['net_ms']['p50']:.2f}", f"{r['e2e_ms']['p50']:.2f}",
-            f"{r['e2e_ms']['p90']:.2f}", f"{r['e2e_ms']['p99']:.2f}", f"{r['fps_b1']:.1f}",
-            f"{thr['fps']:.1f}@b{thr['batch']}" if thr else "-", f"{r['fps_per_gflop']:.2f}",
-            _fmt(r.get("achieved_gflops_per_s"), ".1f"), _fmt(None if peak is None else 100 * peak, ".1f"),
-            _fmt(r.get("AP"), ".4f"), _fmt(r.get("AP50"), ".4f"), _fmt(r.get("cold_start_ms"), ".0f")]
+    return [
+        r["model"],
+        r["backend"],
+        r["precision"],
+        r.get("executed_precision", "-"),
+        f"{r['gflops']:.2f}",
+        _fmt(gpu.get("p50"), ".2f"),
+        f"{r['net_ms']['p50']:.2f}",
+        f"{r['e2e_ms']['p50']:.2f}",
+        f"{r['e2e_ms']['p90']:.2f}",
+        f"{r['e2e_ms']['p99']:.2f}",
+        f"{r['fps_b1']:.1f}",
+        f"{thr['fps']:.1f}@b{thr['batch']}" if thr else "-",
+        f"{r['fps_per_gflop']:.2f}",
+        _fmt(r.get("achieved_gflops_per_s"), ".1f"),
+        _fmt(None if peak is None else 100 * peak, ".1f"),
+        _fmt(r.get("AP"), ".4f"),
+        _fmt(r.get("AP50"), ".4f"),
+        _fmt(r.get("cold_start_ms"), ".0f"),
+    ]
 
 
 def table(report: dict) -> str:
@@ -34,19 +67,28 @@ def table(report: dict) -> str:
     lines = [fmt(COLUMNS), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
     env = report["environment"]
     peak = report.get("gemm_peak") or {}
-    lines.append("latency in ms, p50/p90/p99 of per-iteration times; e2e = image in, detections out; net = the "
-                 "inference call (with copies) timed inside the same e2e iterations, so net <= e2e; gpu = device "
-                 "compute by CUDA events; GFLOPs = 2 x multiply-adds; GFLOP/s = GFLOPs / net p50; %peak = GFLOP/s "
-                 f"over this machine's FP32 GEMM rate measured in this run ({peak.get('gflops_per_s', '?')} GFLOP/s, "
-                 f"{peak.get('how', '')}); 'runs as' = the precision the backend executed")
-    lines.append(f"{env['cpu']}, {env['affinity_cores']} cores, ISA {' '.join(env.get('cpu_flags') or ['?'])}"
-                 + (f", {env['gpu']}" if env.get("gpu") else ""))
+    lines.append(
+        "latency in ms, p50/p90/p99 of per-iteration times; e2e = image in, detections out; net = the "
+        "inference call (with copies) timed inside the same e2e iterations, so net <= e2e; gpu = device "
+        "compute by CUDA events; GFLOPs = 2 x multiply-adds; GFLOP/s = GFLOPs / net p50; %peak = GFLOP/s "
+        f"over this machine's FP32 GEMM rate measured in this run ({peak.get('gflops_per_s', '?')} GFLOP/s, "
+        f"{peak.get('how', '')}); 'runs as' = the precision the backend executed"
+    )
+    lines.append(
+        f"{env['cpu']}, {env['affinity_cores']} cores, ISA {' '.join(env.get('cpu_flags') or ['?'])}"
+        + (f", {env['gpu']}" if env.get("gpu") else "")
+    )
     for r in report.get("ratios", []):
-        where = "" if (r.get("best_device") or "CPU").startswith("CPU") == (r.get("baseline_device") or "CPU") \
-            .startswith("CPU") else f" (edgedet on {r.get('best_device')}, baseline on {r.get('baseline_device')})"
-        lines.append(f"{r['model']}: best edgedet ({r['best_backend']} {r['best_precision']}) {r['best_e2e_p50_ms']:.2f} ms "
-                     f"vs effdet eager {r['baseline_e2e_p50_ms']:.2f} ms end-to-end: {r['speedup_vs_effdet_eager']:.2f}x"
-                     + where)
+        where = (
+            ""
+            if (r.get("best_device") or "CPU").startswith("CPU")
+            == (r.get("baseline_device") or "CPU").startswith("CPU")
+            else f" (edgedet on {r.get('best_device')}, baseline on {r.get('baseline_device')})"
+        )
+        lines.append(
+            f"{r['model']}: best edgedet ({r['best_backend']} {r['best_precision']}) {r['best_e2e_p50_ms']:.2f} ms "
+            f"vs effdet eager {r['baseline_e2e_p50_ms']:.2f} ms end-to-end: {r['speedup_vs_effdet_eager']:.2f}x" + where
+        )
     if report.get("interrupted"):
         lines.append("INTERRUPTED: rows above are the ones completed before Ctrl-C")
     return "\n".join(lines)
@@ -56,18 +98,36 @@ def flat_rows(report: dict) -> list[dict]:
     out = []
     for r in report["rows"] + report["baselines"]:
         thr = r.get("throughput") or {}
-        out.append({
-            "model": r["model"], "backend": r["backend"], "precision": r["precision"], "device": r.get("device"),
-            "input": "x".join(map(str, r["input_size"])), "params": r["params"], "gmacs": r["gmacs"],
-            "gflops": r["gflops"], "gpu_p50_ms": (r.get("device_ms") or {}).get("p50"),
-            "net_p50_ms": r["net_ms"]["p50"], "net_p90_ms": r["net_ms"]["p90"],
-            "net_p99_ms": r["net_ms"]["p99"], "e2e_p50_ms": r["e2e_ms"]["p50"], "e2e_p90_ms": r["e2e_ms"]["p90"],
-            "e2e_p99_ms": r["e2e_ms"]["p99"], "fps_b1": r["fps_b1"], "throughput_fps": thr.get("fps"),
-            "throughput_batch": thr.get("batch"), "fps_per_gflop": r["fps_per_gflop"],
-            "build_s": r.get("build_s"), "cold_start_ms": r.get("cold_start_ms"),
-            "executed_precision": r.get("executed_precision"), "achieved_gflops_per_s": r.get("achieved_gflops_per_s"),
-            "fraction_of_gemm_peak": r.get("fraction_of_gemm_peak"), "AP": r.get("AP"), "AP50": r.get("AP50"),
-        })
+        out.append(
+            {
+                "model": r["model"],
+                "backend": r["backend"],
+                "precision": r["precision"],
+                "device": r.get("device"),
+                "input": "x".join(map(str, r["input_size"])),
+                "params": r["params"],
+                "gmacs": r["gmacs"],
+                "gflops": r["gflops"],
+                "gpu_p50_ms": (r.get("device_ms") or {}).get("p50"),
+                "net_p50_ms": r["net_ms"]["p50"],
+                "net_p90_ms": r["net_ms"]["p90"],
+                "net_p99_ms": r["net_ms"]["p99"],
+                "e2e_p50_ms": r["e2e_ms"]["p50"],
+                "e2e_p90_ms": r["e2e_ms"]["p90"],
+                "e2e_p99_ms": r["e2e_ms"]["p99"],
+                "fps_b1": r["fps_b1"],
+                "throughput_fps": thr.get("fps"),
+                "throughput_batch": thr.get("batch"),
+                "fps_per_gflop": r["fps_per_gflop"],
+                "build_s": r.get("build_s"),
+                "cold_start_ms": r.get("cold_start_ms"),
+                "executed_precision": r.get("executed_precision"),
+                "achieved_gflops_per_s": r.get("achieved_gflops_per_s"),
+                "fraction_of_gemm_peak": r.get("fraction_of_gemm_peak"),
+                "AP": r.get("AP"),
+                "AP50": r.get("AP50"),
+            }
+        )
     return out
 
 
@@ -100,6 +160,7 @@ def _pyplot():
     """matplotlib's pyplot on the Agg backend, or None where matplotlib is not installed (plots are skipped)."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -117,8 +178,11 @@ def _save(plt, fig, path: Path) -> Path:
 
 def pareto(points: list[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point beats on both latency (lower) and AP (higher)."""
-    return [i for i, (lat, ap) in enumerate(points)
-            if not any((l2 <= lat and a2 >= ap) and (l2 < lat or a2 > ap) for l2, a2 in points)]
+    return [
+        i
+        for i, (lat, ap) in enumerate(points)
+        if not any((l2 <= lat and a2 >= ap) and (l2 < lat or a2 > ap) for l2, a2 in points)
+    ]
 
 
 def plot_ap_vs_latency(report: dict, path: Path) -> Path | None:
@@ -134,8 +198,13 @@ def plot_ap_vs_latency(report: dict, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
     for r, (lat, ap) in zip(rows, pts):
         ax.scatter(lat, ap, s=30)
-        ax.annotate(f"{r['model']} {r['backend']} {r.get('executed_precision') or r['precision']}", (lat, ap),
-                    textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.annotate(
+            f"{r['model']} {r['backend']} {r.get('executed_precision') or r['precision']}",
+            (lat, ap),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=7,
+        )
     ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", label="Pareto front")
     ax.set_xlabel("end-to-end latency p50 at batch 1 (ms)")
     ax.set_ylabel("AP (COCO, --data)")
@@ -158,15 +227,17 @@ def plot_fps_vs_flops(report: dict, path: Path) -> Path | None:
         x, y = [r["gflops"] for r in rows], [r["fps_b1"] for r in rows]
         ax.plot(x, y, marker="o", label=name, linestyle="--" if "baseline" in name else "-")
         for r in rows:
-            ax.annotate(r["model"].upper(), (r["gflops"], r["fps_b1"]), textcoords="offset points", xytext=(4, 4),
-                        fontsize=8)
+            ax.annotate(
+                r["model"].upper(), (r["gflops"], r["fps_b1"]), textcoords="offset points", xytext=(4, 4), fontsize=8
+            )
     env = report["environment"]
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("GFLOPs per image (2 x multiply-adds, log)")
     ax.set_ylabel("end-to-end FPS at batch 1 (log)")
-    ax.set_title(f"EfficientDet FPS vs FLOPs - {env['cpu']}" + (f" / {env['gpu']}" if env.get("gpu") else ""),
-                 fontsize=9)
+    ax.set_title(
+        f"EfficientDet FPS vs FLOPs - {env['cpu']}" + (f" / {env['gpu']}" if env.get("gpu") else ""), fontsize=9
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return _save(plt, fig, path)

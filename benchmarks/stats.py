@@ -1,8 +1,9 @@
 """Latency statistics: real percentiles of per-iteration times (numpy 'linear' interpolation)."""
+
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -12,8 +13,14 @@ def summarize(times_ms: list[float]) -> dict:
     if a.size == 0:
         return {"n": 0}
     p50, p90, p99 = np.percentile(a, [50, 90, 99])
-    return {"n": int(a.size), "p50": round(float(p50), 3), "p90": round(float(p90), 3), "p99": round(float(p99), 3),
-            "mean": round(float(a.mean()), 3), "min": round(float(a.min()), 3)}
+    return {
+        "n": int(a.size),
+        "p50": round(float(p50), 3),
+        "p90": round(float(p90), 3),
+        "p99": round(float(p99), 3),
+        "mean": round(float(a.mean()), 3),
+        "min": round(float(a.min()), 3),
+    }
 
 
 def time_calls(fn: Callable[[], object], iters: int, warmup: int) -> list[float]:

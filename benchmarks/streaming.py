@@ -12,6 +12,7 @@ caller, once with the runtime's LATENCY hint (one request uses every core) and o
 single-threaded request per core, as `edgedet detect` uses for streams). Variants run alternately, `--repeats` times each, in one process; FPS medians and ratios.
 soak: frames through `stream` with the resident set size sampled; growth after warm-up in percent.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,6 +29,7 @@ import numpy as np
 def make_video(path: Path, frames: int, size=(1280, 720), fps: int = 30, fourcc: str = "mp4v") -> Path:
     """Photographs panned across the frame with moving coloured shapes: real decode and encode work."""
     from .images import sample_images
+
     w, h = size
     photos = [cv2.resize(p, (w * 2, h)) for p in sample_images()]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
@@ -35,7 +37,7 @@ def make_video(path: Path, frames: int, size=(1280, 720), fps: int = 30, fourcc:
         raise RuntimeError(f"cannot write {path}")
     for i in range(frames):
         x = (i * 5) % w
-        frame = np.ascontiguousarray(photos[(i // 60) % len(photos)][:, x:x + w])
+        frame = np.ascontiguousarray(photos[(i // 60) % len(photos)][:, x : x + w])
         cx, cy = int(w / 2 + w / 3 * np.sin(i / 20)), int(h / 2 + h / 3 * np.cos(i / 25))
         cv2.circle(frame, (cx, cy), h // 8, (0, 0, 255), -1)
         cv2.rectangle(frame, (w - cx - 60, h - cy - 40), (w - cx + 60, h - cy + 40), (255, 128, 0), -1)
@@ -49,6 +51,7 @@ def build_artifact_path(model: str, backend: str, weights: str | None, imgsz: in
     if Path(model).suffix:
         return Path(model)
     from edgedet.api import build
+
     return build(model, backend, weights=weights, imgsz=imgsz).path
 
 
@@ -63,6 +66,7 @@ def rss_mb() -> float:
 def naive_loop(det, video: Path, out: Path) -> tuple[int, float]:
     from edgedet.runtimes.sinks import VideoSink
     from edgedet.visualize import draw
+
     cap = cv2.VideoCapture(str(video))
     sink = VideoSink(out)
     n = 0
@@ -80,6 +84,7 @@ def naive_loop(det, video: Path, out: Path) -> tuple[int, float]:
 def pipelined_loop(det, video: Path, out: Path) -> tuple[int, float]:
     from edgedet.runtimes.sinks import VideoSink
     from edgedet.visualize import draw
+
     sink = VideoSink(out)
     n = 0
     t0 = time.perf_counter()
@@ -93,6 +98,7 @@ def pipelined_loop(det, video: Path, out: Path) -> tuple[int, float]:
 
 def throughput(a) -> dict:
     from edgedet.runtimes import Detector
+
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -101,10 +107,12 @@ def throughput(a) -> dict:
         for backend in a.backend.split(","):
             path = build_artifact_path(a.model, backend, a.weights, a.imgsz)
             variants = {"naive": (Detector.load(path, score_threshold=a.conf), naive_loop)}
-            for hint in ("LATENCY", "THROUGHPUT"):   # one request with every core / a request per core
+            for hint in ("LATENCY", "THROUGHPUT"):  # one request with every core / a request per core
                 variants[f"pipelined ({hint.lower()} hint)"] = (
-                    Detector.load(path, score_threshold=a.conf, hint=hint), pipelined_loop)
-            for det, fn in variants.values():   # warm-up: compile, first allocations
+                    Detector.load(path, score_threshold=a.conf, hint=hint),
+                    pipelined_loop,
+                )
+            for det, _ in variants.values():  # warm-up: compile, first allocations
                 det(np.zeros((h, w, 3), np.uint8))
             fps: dict[str, list[float]] = {k: [] for k in variants}
             for _ in range(a.repeats):
@@ -114,11 +122,23 @@ def throughput(a) -> dict:
                     print(f"{backend:12s} {name:34s} {n} frames {n / sec:7.1f} FPS", file=sys.stderr)
             med = {k: statistics.median(v) for k, v in fps.items()}
             for name in variants:
-                rows.append({"backend": backend, "loop": name, "fps_median": round(med[name], 2),
-                             "fps_runs": [round(x, 2) for x in fps[name]],
-                             "vs_naive": round(med[name] / med["naive"], 3)})
-    return {"model": a.model, "weights": a.weights, "imgsz": a.imgsz, "video": f"{a.frames} frames {a.size} mp4v",
-            "repeats": a.repeats, "rows": rows}
+                rows.append(
+                    {
+                        "backend": backend,
+                        "loop": name,
+                        "fps_median": round(med[name], 2),
+                        "fps_runs": [round(x, 2) for x in fps[name]],
+                        "vs_naive": round(med[name] / med["naive"], 3),
+                    }
+                )
+    return {
+        "model": a.model,
+        "weights": a.weights,
+        "imgsz": a.imgsz,
+        "video": f"{a.frames} frames {a.size} mp4v",
+        "repeats": a.repeats,
+        "rows": rows,
+    }
 
 
 def cameras(a) -> dict:
@@ -126,11 +146,12 @@ def cameras(a) -> dict:
     flight) vs the batch-1 LATENCY-hint loop that reads the same videos one frame at a time, detection only (both
     decode the videos), one run, interleaved."""
     from edgedet.runtimes import Detector
+
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         w, h = map(int, a.size.split("x"))
         videos = [make_video(Path(tmp) / f"cam{i}.mp4", a.frames, (w, h)) for i in range(a.sources)]
-        frames = _frames(videos[0], limit=1)     # warm-up and thread-scaling frame
+        frames = _frames(videos[0], limit=1)  # warm-up and thread-scaling frame
         for backend in a.backend.split(","):
             path = build_artifact_path(a.model, backend, a.weights, a.imgsz)
             latency = Detector.load(path, score_threshold=a.conf, hint="LATENCY")
@@ -148,15 +169,29 @@ def cameras(a) -> dict:
             med = {k: statistics.median(v) for k, v in runs.items()}
             base = med["latency b1 loop"]
             for k, v in runs.items():
-                rows.append({"backend": backend, "mode": k, "fps_median": round(med[k], 2),
-                             "fps_runs": [round(x, 2) for x in v], "vs_latency_loop": round(med[k] / base, 3),
-                             "requests_in_flight": thr.runner.async_queue().capacity if "stream" in k else 1})
+                rows.append(
+                    {
+                        "backend": backend,
+                        "mode": k,
+                        "fps_median": round(med[k], 2),
+                        "fps_runs": [round(x, 2) for x in v],
+                        "vs_latency_loop": round(med[k] / base, 3),
+                        "requests_in_flight": thr.runner.async_queue().capacity if "stream" in k else 1,
+                    }
+                )
                 print(f"{backend:12s} {k:34s} {med[k]:7.1f} FPS ({med[k] / base:.2f}x)", file=sys.stderr)
             latency.close()
             thr.close()
             rows.append(_thread_scaling(path, backend, frames[0], a.repeats))
-    return {"model": a.model, "weights": a.weights, "imgsz": a.imgsz, "sources": a.sources,
-            "video": f"{a.frames} frames {a.size} per source", "repeats": a.repeats, "rows": rows}
+    return {
+        "model": a.model,
+        "weights": a.weights,
+        "imgsz": a.imgsz,
+        "sources": a.sources,
+        "video": f"{a.frames} frames {a.size} per source",
+        "repeats": a.repeats,
+        "rows": rows,
+    }
 
 
 def _thread_scaling(path: Path, backend: str, frame, repeats: int, calls: int = 20) -> dict:
@@ -166,6 +201,7 @@ def _thread_scaling(path: Path, backend: str, frame, repeats: int, calls: int = 
     import os
 
     from edgedet.runtimes import Detector
+
     cores = os.cpu_count() or 1
     ms = {}
     for threads in (1, cores):
@@ -179,13 +215,20 @@ def _thread_scaling(path: Path, backend: str, frame, repeats: int, calls: int = 
                 runs.append((time.perf_counter() - t0) / calls * 1000)
             ms[threads] = statistics.median(runs)
     speedup = ms[1] / ms[cores]
-    row = {"backend": backend, "mode": "thread scaling of one request", "ms_1_thread": round(ms[1], 2),
-           f"ms_{cores}_threads": round(ms[cores], 2), "speedup": round(speedup, 3),
-           "parallel_efficiency": round(speedup / cores, 3),
-           "max_gain_from_streams": round(cores / speedup, 3)}
-    print(f"{backend:12s} one request: 1 thread {ms[1]:.1f} ms, {cores} threads {ms[cores]:.1f} ms ({speedup:.2f}x, "
-          f"efficiency {speedup / cores:.0%}): parallel streams can gain at most {cores / speedup:.2f}x",
-          file=sys.stderr)
+    row = {
+        "backend": backend,
+        "mode": "thread scaling of one request",
+        "ms_1_thread": round(ms[1], 2),
+        f"ms_{cores}_threads": round(ms[cores], 2),
+        "speedup": round(speedup, 3),
+        "parallel_efficiency": round(speedup / cores, 3),
+        "max_gain_from_streams": round(cores / speedup, 3),
+    }
+    print(
+        f"{backend:12s} one request: 1 thread {ms[1]:.1f} ms, {cores} threads {ms[cores]:.1f} ms ({speedup:.2f}x, "
+        f"efficiency {speedup / cores:.0%}): parallel streams can gain at most {cores / speedup:.2f}x",
+        file=sys.stderr,
+    )
     return row
 
 
@@ -219,11 +262,13 @@ def _frames(video: Path, limit: int | None = None) -> list:
 
 def soak(a) -> dict:
     from edgedet.runtimes import Detector
+
     with tempfile.TemporaryDirectory() as tmp:
         w, h = map(int, a.size.split("x"))
         video = make_video(Path(tmp) / "soak.mp4", a.frames, (w, h))
-        det = Detector.load(build_artifact_path(a.model, a.backend, a.weights, a.imgsz), score_threshold=a.conf,
-                            hint=a.hint)
+        det = Detector.load(
+            build_artifact_path(a.model, a.backend, a.weights, a.imgsz), score_threshold=a.conf, hint=a.hint
+        )
         return run_soak(det, video, warmup=a.warmup, every=a.every)
 
 
@@ -233,7 +278,7 @@ def run_soak(det, video, warmup: int = 1000, every: int = 250) -> dict:
     n = boxes = 0
     t0 = time.perf_counter()
     with det.stream(video) as s:
-        for i, (_, frame, dets) in enumerate(s, 1):
+        for i, (_, _frame, dets) in enumerate(s, 1):
             boxes += len(dets)
             n = i
             if i % every == 0:
@@ -241,19 +286,26 @@ def run_soak(det, video, warmup: int = 1000, every: int = 250) -> dict:
     sec = time.perf_counter() - t0
     base = next(r for i, r in samples if i >= warmup)
     after = [r for i, r in samples if i >= warmup]
-    return {"frames": n, "seconds": round(sec, 1), "fps": round(n / sec, 1), "detections": boxes,
-            "warmup_frames": warmup, "rss_at_warmup_mb": base, "rss_final_mb": samples[-1][1],
-            "rss_max_after_warmup_mb": max(after),
-            "rss_growth_pct": round(100 * (samples[-1][1] - base) / base, 2),
-            "rss_max_growth_pct": round(100 * (max(after) - base) / base, 2),
-            "samples": samples, "stream": s.stats.to_dict()}
+    return {
+        "frames": n,
+        "seconds": round(sec, 1),
+        "fps": round(n / sec, 1),
+        "detections": boxes,
+        "warmup_frames": warmup,
+        "rss_at_warmup_mb": base,
+        "rss_final_mb": samples[-1][1],
+        "rss_max_after_warmup_mb": max(after),
+        "rss_growth_pct": round(100 * (samples[-1][1] - base) / base, 2),
+        "rss_max_growth_pct": round(100 * (max(after) - base) / base, 2),
+        "samples": samples,
+        "stream": s.stats.to_dict(),
+    }
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name, frames, size in (("throughput", 300, "1280x720"), ("soak", 10000, "320x240"),
-                               ("cameras", 60, "640x480")):
+    for name, frames, size in (("throughput", 300, "1280x720"), ("soak", 10000, "320x240"), ("cameras", 60, "640x480")):
         p = sub.add_parser(name)
         p.add_argument("--model", default="d0")
         p.add_argument("--weights")
@@ -274,13 +326,19 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     res = {"throughput": throughput, "cameras": cameras, "soak": soak}[a.cmd](a)
     import json
+
     from .environment import environment
-    res.update(command="python -m edgedet.benchmarks.streaming " + " ".join(sys.argv[1:] if argv is None else argv),
-               environment=environment(), date=time.strftime("%Y-%m-%d %H:%M:%S"))
+
+    res.update(
+        command="python -m edgedet.benchmarks.streaming " + " ".join(sys.argv[1:] if argv is None else argv),
+        environment=environment(),
+        date=time.strftime("%Y-%m-%d %H:%M:%S"),
+    )
     text = json.dumps(res, indent=2)
     print(text if a.cmd != "soak" else json.dumps({k: v for k, v in res.items() if k != "samples"}, indent=2))
     if a.out:
         from edgedet.fileio import write_json_atomic
+
         Path(a.out).mkdir(parents=True, exist_ok=True)
         write_json_atomic(Path(a.out) / "result.json", res)
     return 0

@@ -2,6 +2,7 @@
 
 A builder declares the options it takes (OPTIONS); the pipeline checks a request's options against them.
 Formats made from ONNX (OpenVINO IR, TensorRT plan) get their ONNX through the artifact cache."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,31 +16,38 @@ def declares(**options: Option):
     def deco(fn):
         fn.OPTIONS = options
         return fn
+
     return deco
 
 
 def _create(req: BuildRequest):
     from edgedet.model import create_model
+
     return create_model(req.model, num_classes=req.num_classes, weights=req.weights, image_size=req.imgsz)
 
 
 def _weights_info(req: BuildRequest):
     from .onnx_export import weights_info
+
     return weights_info(req.weights)
 
 
 @declares()
 def build_torch(req: BuildRequest, path: Path) -> Path:
     from .torch_artifact import save_torch_artifact
+
     return save_torch_artifact(_create(req), path, req.class_names, _weights_info(req), req.precision, req.max_batch)
 
 
-@declares(exporter=Option(str, "torchscript", ("torchscript", "dynamo")), opset=Option(int, 17),
-          simplify=Option(bool, True))
+@declares(
+    exporter=Option(str, "torchscript", ("torchscript", "dynamo")), opset=Option(int, 17), simplify=Option(bool, True)
+)
 def build_onnx(req: BuildRequest, path: Path) -> Path:
     from .onnx_export import ExportOptions, export_onnx
-    opts = ExportOptions(batch=req.batch, max_batch=req.max_batch, postprocess=req.postprocess,
-                         precision=req.precision, **req.options)
+
+    opts = ExportOptions(
+        batch=req.batch, max_batch=req.max_batch, postprocess=req.postprocess, precision=req.precision, **req.options
+    )
     return export_onnx(_create(req), path, opts, req.class_names, _weights_info(req))
 
 
@@ -55,11 +63,17 @@ def build_openvino(req: BuildRequest, path: Path) -> Path:
 
 def openvino_from_onnx(onnx_path: Path, path: Path, options: dict) -> Path:
     from .openvino_ir import convert_to_openvino
+
     return convert_to_openvino(onnx_path, path, **options)
 
 
-@declares(workspace_mb=Option(int, 2048), optimization_level=Option(int, 3), timing_cache=Option(str),
-          dla_core=Option(int), opt_batch=Option(int))
+@declares(
+    workspace_mb=Option(int, 2048),
+    optimization_level=Option(int, 3),
+    timing_cache=Option(str),
+    dla_core=Option(int),
+    opt_batch=Option(int),
+)
 def build_tensorrt(req: BuildRequest, path: Path) -> Path:
     # FP16 engines come from an FP16 ONNX (strongly typed on TensorRT >= 10); INT8 from calibrate's Q/DQ ONNX.
     onnx_path = get_artifact(_onnx_request(req)).path
@@ -71,6 +85,7 @@ def engine_options(onnx_path: Path, options: dict):
     from edgedet.manifest import Manifest
 
     from .tensorrt_engine import EngineOptions
+
     batch = Manifest.read(onnx_path).batch
     opts = dict(options)
     opts.pop("precision", None)
@@ -84,32 +99,47 @@ def engine_options(onnx_path: Path, options: dict):
 
 def tensorrt_from_onnx(onnx_path: Path, path: Path, options: dict) -> Path:
     from .tensorrt_engine import build_engine
+
     return build_engine(onnx_path, path, engine_options(onnx_path, options))
 
 
-@declares(backend=Option(str, "onnxruntime", help="our backend whose format Triton serves: onnxruntime, openvino, trt"),
-          instances=Option(int, 1), queue_delay_us=Option(int, 100))
+@declares(
+    backend=Option(str, "onnxruntime", help="our backend whose format Triton serves: onnxruntime, openvino, trt"),
+    instances=Option(int, 1),
+    queue_delay_us=Option(int, 100),
+)
 def build_triton(req: BuildRequest, path: Path) -> Path:
     """`path` is `<repo>/<name>.pbtxt`: the model folder `<repo>/<name>/` is written, its config.pbtxt returned.
     The inner artifact (in-graph NMS, dynamic batch up to max_batch) comes through the cache; without TensorRT
     the tensorrt form keeps the checked ONNX and the trtexec line that builds 1/model.plan."""
+    from edgedet.errors import InputError
     from edgedet.registry import get_backend, load_object
 
-    from edgedet.errors import InputError
-
     from .triton_repo import TRITON, write_repository
+
     opts = dict(req.options)
     spec = get_backend(opts.pop("backend"))
     if spec.name not in TRITON:
         raise InputError(f"Triton has no backend for '{spec.name}'; choose one of {', '.join(TRITON)}")
-    inner_req = req.replace(format=spec.build_format.name, postprocess="graph", batch="dynamic", options={},
-                            device=req.device if spec.build_format.device_specific else None)
+    inner_req = req.replace(
+        format=spec.build_format.name,
+        postprocess="graph",
+        batch="dynamic",
+        options={},
+        device=req.device if spec.build_format.device_specific else None,
+    )
     config = path.parent / path.stem / "config.pbtxt"
     fmt = spec.build_format
     if fmt.offline_command and not spec.available():
         onnx = get_artifact(inner_req.replace(format="onnx", device=None)).path
         line = load_object(fmt.offline_command)(onnx, Path("1") / "model.plan", {"max_batch": req.max_batch})
-        return write_repository(onnx, "tensorrt", config, model_file="model.onnx", **opts,
-                                offline_note="TensorRT was not installed where this repository was written. "
-                                             "Build 1/model.plan from 1/model.onnx:\n  " + line)
+        return write_repository(
+            onnx,
+            "tensorrt",
+            config,
+            model_file="model.onnx",
+            **opts,
+            offline_note="TensorRT was not installed where this repository was written. "
+            "Build 1/model.plan from 1/model.onnx:\n  " + line,
+        )
     return write_repository(get_artifact(inner_req).path, spec.name, config, **opts)

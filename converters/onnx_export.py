@@ -5,6 +5,7 @@ parses) and is ~5x faster than the dynamo exporter, which cannot go below opset 
 leaves the exporter as Sigmoid * Mul at these opsets. Output is simplified with onnxsim and
 passes onnx.checker's full check before it is written (atomically, with its manifest).
 """
+
 from __future__ import annotations
 
 import io
@@ -15,11 +16,20 @@ from pathlib import Path
 from edgedet.anchors import anchors_for
 from edgedet.classes import default_class_names
 from edgedet.errors import BackendUnavailableError, ConversionError, InputError
-from edgedet.manifest import (GRAPH_OUTPUTS, HOST_OUTPUTS, INPUT_NAME, BatchSection, CostSection, InputSection,
-                              Manifest, PostprocessSection, tool_versions)
+from edgedet.fileio import publish
+from edgedet.manifest import (
+    GRAPH_OUTPUTS,
+    HOST_OUTPUTS,
+    INPUT_NAME,
+    BatchSection,
+    CostSection,
+    InputSection,
+    Manifest,
+    PostprocessSection,
+    tool_versions,
+)
 from edgedet.weights import file_sha256
 
-from edgedet.fileio import publish
 from .onnx_postprocess import append_postprocess
 
 DEFAULT_SCORE_THRESHOLD = 0.001  # in-graph NMS floor; the deploy threshold is applied on the host
@@ -27,13 +37,13 @@ DEFAULT_SCORE_THRESHOLD = 0.001  # in-graph NMS floor; the deploy threshold is a
 
 @dataclass
 class ExportOptions:
-    batch: int | str = 1                 # an int for a static batch, or "dynamic"
-    max_batch: int = 32                  # recorded for dynamic batch (TensorRT profiles use it)
-    postprocess: str = "host"            # host | graph
-    precision: str = "fp32"              # fp32 | fp16
+    batch: int | str = 1  # an int for a static batch, or "dynamic"
+    max_batch: int = 32  # recorded for dynamic batch (TensorRT profiles use it)
+    postprocess: str = "host"  # host | graph
+    precision: str = "fp32"  # fp32 | fp16
     opset: int = 17
     simplify: bool = True
-    exporter: str = "torchscript"        # torchscript | dynamo
+    exporter: str = "torchscript"  # torchscript | dynamo
     score_threshold: float = DEFAULT_SCORE_THRESHOLD
     iou_threshold: float = 0.5
     max_candidates: int = 1000
@@ -43,8 +53,10 @@ class ExportOptions:
         if self.postprocess not in ("host", "graph"):
             raise InputError(f"--postprocess must be host or graph, got {self.postprocess!r}")
         if self.precision not in ("fp32", "fp16"):
-            raise InputError(f"ONNX export precision must be fp32 or fp16 (INT8 comes from 'edgedet calibrate'), "
-                             f"got {self.precision!r}")
+            raise InputError(
+                f"ONNX export precision must be fp32 or fp16 (INT8 comes from 'edgedet calibrate'), "
+                f"got {self.precision!r}"
+            )
         if self.batch != "dynamic" and (not isinstance(self.batch, int) or self.batch < 1):
             raise InputError(f"--batch must be a positive integer or 'dynamic', got {self.batch!r}")
         if self.exporter not in ("torchscript", "dynamo"):
@@ -60,8 +72,13 @@ def _require(name: str):
         raise BackendUnavailableError(name, "export", e) from e
 
 
-def export_onnx(model, out_path: str | Path, options: ExportOptions | None = None, class_names=None,
-                weights_info: dict | None = None) -> Path:
+def export_onnx(
+    model,
+    out_path: str | Path,
+    options: ExportOptions | None = None,
+    class_names=None,
+    weights_info: dict | None = None,
+) -> Path:
     """Export an EfficientDet (edgedet.model) to ONNX at out_path and write its manifest beside it."""
     onnx = _require("onnx")
     opts = options or ExportOptions()
@@ -71,8 +88,16 @@ def export_onnx(model, out_path: str | Path, options: ExportOptions | None = Non
     if opts.simplify:
         proto = _simplify(proto)
     if opts.postprocess == "graph":
-        proto = append_postprocess(proto, anchors_for(cfg), cfg.image_size, cfg.num_classes,
-                                   opts.score_threshold, opts.iou_threshold, opts.max_candidates, opts.max_det)
+        proto = append_postprocess(
+            proto,
+            anchors_for(cfg),
+            cfg.image_size,
+            cfg.num_classes,
+            opts.score_threshold,
+            opts.iou_threshold,
+            opts.max_candidates,
+            opts.max_det,
+        )
     proto.producer_name = "edgedet"
     try:
         onnx.checker.check_model(proto, full_check=True)
@@ -100,15 +125,33 @@ def _trace(model, opts: ExportOptions):
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             if opts.exporter == "dynamo":
-                dyn = {INPUT_NAME: {0: torch.export.Dim("batch", min=1, max=max(2, opts.max_batch))}} \
-                    if opts.batch == "dynamic" else None
-                prog = torch.onnx.export(wrapper, (example,), input_names=[INPUT_NAME],
-                                         output_names=list(HOST_OUTPUTS), opset_version=max(opts.opset, 18),
-                                         dynamo=True, dynamic_shapes=dyn)
+                dyn = (
+                    {INPUT_NAME: {0: torch.export.Dim("batch", min=1, max=max(2, opts.max_batch))}}
+                    if opts.batch == "dynamic"
+                    else None
+                )
+                prog = torch.onnx.export(
+                    wrapper,
+                    (example,),
+                    input_names=[INPUT_NAME],
+                    output_names=list(HOST_OUTPUTS),
+                    opset_version=max(opts.opset, 18),
+                    dynamo=True,
+                    dynamic_shapes=dyn,
+                )
                 return prog.model_proto
             dyn = {n: {0: "batch"} for n in (INPUT_NAME, *HOST_OUTPUTS)} if opts.batch == "dynamic" else None
-            torch.onnx.export(wrapper, (example,), buf, input_names=[INPUT_NAME], output_names=list(HOST_OUTPUTS),
-                              opset_version=opts.opset, dynamo=False, dynamic_axes=dyn, do_constant_folding=True)
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                buf,
+                input_names=[INPUT_NAME],
+                output_names=list(HOST_OUTPUTS),
+                opset_version=opts.opset,
+                dynamo=False,
+                dynamic_axes=dyn,
+                do_constant_folding=True,
+            )
             return onnx.load_from_string(buf.getvalue())
     except Exception as e:
         raise ConversionError(f"ONNX export of {cfg.name} failed: {type(e).__name__}: {e}") from e
@@ -119,6 +162,7 @@ def _trace(model, opts: ExportOptions):
 def model_cost_section(cfg) -> CostSection:
     """Params and multiply-adds, counted once at export and recorded in the manifest (runtimes need no torch)."""
     from edgedet.model.cost import model_cost
+
     return model_cost(cfg)
 
 
@@ -127,24 +171,41 @@ def onnx_manifest(cfg, opts: ExportOptions, class_names, weights_info, proto) ->
     batch = 1 if dynamic else int(opts.batch)
     graph = opts.postprocess == "graph"
     return Manifest(
-        model=cfg.to_dict(), class_names=list(class_names) if class_names else default_class_names(cfg.num_classes),
-        input=InputSection(name=INPUT_NAME, shape=["batch" if dynamic else batch, 3, *cfg.image_size], layout="NCHW",
-                           dtype="float32", color="RGB", mean=list(cfg.mean), std=list(cfg.std)),
+        model=cfg.to_dict(),
+        class_names=list(class_names) if class_names else default_class_names(cfg.num_classes),
+        input=InputSection(
+            name=INPUT_NAME,
+            shape=["batch" if dynamic else batch, 3, *cfg.image_size],
+            layout="NCHW",
+            dtype="float32",
+            color="RGB",
+            mean=list(cfg.mean),
+            std=list(cfg.std),
+        ),
         outputs=list(GRAPH_OUTPUTS if graph else HOST_OUTPUTS),
-        postprocess=PostprocessSection(in_graph=graph, score_threshold=opts.score_threshold,
-                                       iou_threshold=opts.iou_threshold, max_candidates=opts.max_candidates,
-                                       max_det=opts.max_det),
+        postprocess=PostprocessSection(
+            in_graph=graph,
+            score_threshold=opts.score_threshold,
+            iou_threshold=opts.iou_threshold,
+            max_candidates=opts.max_candidates,
+            max_det=opts.max_det,
+        ),
         batch=BatchSection(dynamic=dynamic, min=1 if dynamic else batch, max=opts.max_batch if dynamic else batch),
-        cost=model_cost_section(cfg), precision=opts.precision, weights=weights_info,
+        cost=model_cost_section(cfg),
+        precision=opts.precision,
+        weights=weights_info,
         tools=tool_versions("torch", "timm", "onnx", "onnxsim"),
-        extra={"opset": max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
-               "exporter": opts.exporter},
+        extra={
+            "opset": max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
+            "exporter": opts.exporter,
+        },
     )
 
 
 def write_onnx_artifact(proto, out_path: Path, manifest: Manifest) -> None:
     """Write the model and its manifest; they replace an existing pair only once both are complete."""
     import onnx
+
     with publish(out_path) as tmp:
         onnx.save_model(proto, str(tmp))
         manifest.write(tmp)
@@ -169,4 +230,3 @@ def weights_info(weights) -> dict | None:
         return {"source": "random-init", "sha256": None}
     p = Path(weights)
     return {"source": str(weights), "sha256": file_sha256(p) if p.is_file() else None}
-

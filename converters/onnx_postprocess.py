@@ -11,6 +11,7 @@ the NMS gives the same result in FP16 arithmetic as in FP32 (a class offset of 8
 ONNX Runtime and OpenVINO, and TensorRT's ONNX parser maps NonMaxSuppression to INMSLayer: no plugins.
 TopK's K is capped at 3840 (TensorRT's limit on every version).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -59,15 +60,27 @@ def _constants(pg: _Graph, anchors, image_hw, num_classes, k, d, iou_threshold, 
     a = anchors.astype(np.float64)  # anchors as (yc, xc, ha, wa): center = t_yx * hw + c, size = exp(t_hw) * hw
     anc = np.stack([(a[:, 0] + a[:, 2]) / 2, (a[:, 1] + a[:, 3]) / 2, a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]], 1)
     values = {
-        "anchors": anc.astype(np.float32), "k": np.array([k], np.int64), "d": np.array([d], np.int64),
-        "nc": np.array(num_classes, np.int64), "flat_shape": np.array([0, -1], np.int64),
-        "half": np.array(0.5, np.float32), "zero_f": np.array(0.0, np.float32), "neg": np.array(-1.0, np.float32),
-        "minus1": np.array(-1, np.int64), "four": np.array([4], np.int64), "one_dim": np.array([1], np.int64),
-        "ax_last": np.array([-1], np.int64), "xyxy_order": np.array([1, 0, 3, 2], np.int64),
-        "clip_max": np.array([h, w, h, w], np.float32), "max_out": np.array([d], np.int64),
-        "iou": np.array([iou_threshold], np.float32), "score_thr": np.array([score_threshold], np.float32),
-        "sel_cols": np.array([0, 2], np.int64), "split2": np.array([2, 2], np.int64),
-        "zero_i": np.array([0], np.int64), "two_i": np.array([2], np.int64),
+        "anchors": anc.astype(np.float32),
+        "k": np.array([k], np.int64),
+        "d": np.array([d], np.int64),
+        "nc": np.array(num_classes, np.int64),
+        "flat_shape": np.array([0, -1], np.int64),
+        "half": np.array(0.5, np.float32),
+        "zero_f": np.array(0.0, np.float32),
+        "neg": np.array(-1.0, np.float32),
+        "minus1": np.array(-1, np.int64),
+        "four": np.array([4], np.int64),
+        "one_dim": np.array([1], np.int64),
+        "ax_last": np.array([-1], np.int64),
+        "xyxy_order": np.array([1, 0, 3, 2], np.int64),
+        "clip_max": np.array([h, w, h, w], np.float32),
+        "max_out": np.array([d], np.int64),
+        "iou": np.array([iou_threshold], np.float32),
+        "score_thr": np.array([score_threshold], np.float32),
+        "sel_cols": np.array([0, 2], np.int64),
+        "split2": np.array([2, 2], np.int64),
+        "zero_i": np.array([0], np.int64),
+        "two_i": np.array([2], np.int64),
         "class_range": np.arange(num_classes, dtype=np.int64).reshape(1, num_classes, 1),
     }
     return {name: pg.const(name, v) for name, v in values.items()}
@@ -76,10 +89,10 @@ def _constants(pg: _Graph, anchors, image_hw, num_classes, k, d, iou_threshold, 
 def _candidates(pg: _Graph, logits: str) -> tuple[str, str, str]:
     """Top-K over anchor x class logits: (scores (B, K), anchor index (B, K), class (B, K))."""
     c = pg.c
-    flat = pg.add("Reshape", [logits, c["flat_shape"]], "flat")                      # (B, A*C)
+    flat = pg.add("Reshape", [logits, c["flat_shape"]], "flat")  # (B, A*C)
     top_logits, top_idx = pg.add_multi("TopK", [flat, c["k"]], ["top_logits", "top_idx"], axis=1)
     anchor_idx = pg.add("Div", [top_idx, c["nc"]], "anchor_idx")
-    base = pg.add("Mul", [anchor_idx, c["nc"]], "cls_base")                           # idx % C without Mod
+    base = pg.add("Mul", [anchor_idx, c["nc"]], "cls_base")  # idx % C without Mod
     cls = pg.add("Sub", [top_idx, base], "cls")
     return pg.add("Sigmoid", [top_logits], "scores_k"), anchor_idx, cls
 
@@ -106,24 +119,29 @@ def _per_class_nms(pg: _Graph, boxes: str, scores: str, cls: str) -> str:
     c = pg.c
     is_cls = pg.add("Equal", [c["class_range"], pg.add("Unsqueeze", [cls, c["one_dim"]], "cls_b1k")], "is_cls")
     scores_b1k = pg.add("Unsqueeze", [scores, c["one_dim"]], "scores_b1k")
-    nms_scores = pg.add("Where", [is_cls, scores_b1k, c["zero_f"]], "nms_scores")    # (B, C, K)
-    selected = pg.add("NonMaxSuppression", [boxes, nms_scores, c["max_out"], c["iou"], c["score_thr"]],
-                      "selected", center_point_box=0)                                  # (S, 3): batch, class, cand
-    sel_bk = pg.add("Gather", [selected, c["sel_cols"]], "sel_bk", axis=1)           # (S, 2) = (batch, cand)
+    nms_scores = pg.add("Where", [is_cls, scores_b1k, c["zero_f"]], "nms_scores")  # (B, C, K)
+    selected = pg.add(
+        "NonMaxSuppression", [boxes, nms_scores, c["max_out"], c["iou"], c["score_thr"]], "selected", center_point_box=0
+    )  # (S, 3): batch, class, cand
+    sel_bk = pg.add("Gather", [selected, c["sel_cols"]], "sel_bk", axis=1)  # (S, 2) = (batch, cand)
     num_sel = pg.add("Slice", [pg.add("Shape", [selected], "sel_shape"), c["zero_i"], c["one_dim"]], "num_sel")
     ones = pg.add("ConstantOfShape", [num_sel], "ones_s", value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0]))
-    zeros = pg.add("ConstantOfShape", [pg.add("Shape", [scores], "bk_shape")], "zeros_bk",
-                   value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.0]))
-    return pg.add("ScatterND", [zeros, sel_bk, ones], "keep")                          # (B, K) 0/1
+    zeros = pg.add(
+        "ConstantOfShape",
+        [pg.add("Shape", [scores], "bk_shape")],
+        "zeros_bk",
+        value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.0]),
+    )
+    return pg.add("ScatterND", [zeros, sel_bk, ones], "keep")  # (B, K) 0/1
 
 
 def _outputs(pg: _Graph, keep: str, scores: str, cls: str, yxyx: str) -> None:
     """Fixed-size outputs: the best D kept candidates by score, padded with zeros / class -1."""
     c = pg.c
     masked = pg.add("Where", [pg.add("Greater", [keep, c["zero_f"]], "keep_b"), scores, c["neg"]], "masked")
-    top_scores, top_pos = pg.add_multi("TopK", [masked, c["d"]], ["top_scores", "top_pos"], axis=1)   # (B, D)
+    top_scores, top_pos = pg.add_multi("TopK", [masked, c["d"]], ["top_scores", "top_pos"], axis=1)  # (B, D)
     valid = pg.add("Greater", [top_scores, c["zero_f"]], "valid")
-    valid_f = pg.add("Cast", [valid], "valid_f", to=TensorProto.FLOAT)        # kept, at most D (all classes)
+    valid_f = pg.add("Cast", [valid], "valid_f", to=TensorProto.FLOAT)  # kept, at most D (all classes)
     num_f = pg.add("ReduceSum", [valid_f, c["one_dim"]], "num_f", keepdims=0)
     pg.add("Cast", [num_f], "num_detections", to=TensorProto.INT64)
     pg.add("Where", [valid, top_scores, c["zero_f"]], "scores")
@@ -134,9 +152,16 @@ def _outputs(pg: _Graph, keep: str, scores: str, cls: str, yxyx: str) -> None:
     pg.add("Where", [pg.add("Unsqueeze", [valid, c["ax_last"]], "valid3"), top_xyxy, c["zero_f"]], "boxes")
 
 
-def append_postprocess(model: onnx.ModelProto, anchors: np.ndarray, image_hw: tuple[int, int], num_classes: int,
-                       score_threshold: float, iou_threshold: float = 0.5, max_candidates: int = 1000,
-                       max_det: int = 100) -> onnx.ModelProto:
+def append_postprocess(
+    model: onnx.ModelProto,
+    anchors: np.ndarray,
+    image_hw: tuple[int, int],
+    num_classes: int,
+    score_threshold: float,
+    iou_threshold: float = 0.5,
+    max_candidates: int = 1000,
+    max_det: int = 100,
+) -> onnx.ModelProto:
     g = model.graph
     k = int(min(max_candidates, anchors.shape[0] * num_classes, TRT_TOPK_LIMIT))
     d = int(min(max_det, k))
@@ -151,10 +176,12 @@ def append_postprocess(model: onnx.ModelProto, anchors: np.ndarray, image_hw: tu
     bdim = g.output[0].type.tensor_type.shape.dim[0]
     bdim = bdim.dim_param or bdim.dim_value
     del g.output[:]
-    g.output.extend([
-        helper.make_tensor_value_info("num_detections", TensorProto.INT64, [bdim]),
-        helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [bdim, d, 4]),
-        helper.make_tensor_value_info("scores", TensorProto.FLOAT, [bdim, d]),
-        helper.make_tensor_value_info("classes", TensorProto.INT64, [bdim, d]),
-    ])
+    g.output.extend(
+        [
+            helper.make_tensor_value_info("num_detections", TensorProto.INT64, [bdim]),
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [bdim, d, 4]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [bdim, d]),
+            helper.make_tensor_value_info("classes", TensorProto.INT64, [bdim, d]),
+        ]
+    )
     return model

@@ -4,6 +4,7 @@ With `u8_bgr_input=True` a PrePostProcessor step is baked into the IR: it takes 
 (what OpenCV and cameras produce), converts to RGB float, normalises and transposes on the device,
 so the host only letterboxes.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,11 +23,13 @@ def _ov():
     return ov
 
 
-def convert_to_openvino(onnx_path: str | Path, out_xml: str | Path, precision: str = "fp32",
-                        u8_bgr_input: bool = False) -> Path:
+def convert_to_openvino(
+    onnx_path: str | Path, out_xml: str | Path, precision: str = "fp32", u8_bgr_input: bool = False
+) -> Path:
     if precision not in ("fp32", "fp16"):
-        raise InputError(f"OpenVINO IR precision must be fp32 or fp16 (INT8 comes from 'edgedet calibrate'), "
-                         f"got {precision!r}")
+        raise InputError(
+            f"OpenVINO IR precision must be fp32 or fp16 (INT8 comes from 'edgedet calibrate'), got {precision!r}"
+        )
     ov = _ov()
     onnx_path, out_xml = Path(onnx_path), Path(out_xml)
     src = Manifest.read(onnx_path)
@@ -39,10 +42,20 @@ def convert_to_openvino(onnx_path: str | Path, out_xml: str | Path, precision: s
     changes = {}
     if u8_bgr_input:
         shape = list(src.input.shape)
-        changes["input"] = dataclasses.replace(src.input, shape=[shape[0], shape[2], shape[3], 3], layout="NHWC",
-                                               dtype="uint8", color="BGR", normalize="in_graph")
-    manifest = src.derive(precision=precision, tools=tool_versions("openvino"),
-                          extra={"source_onnx_sha256": src.artifact.sha256}, **changes)
+        changes["input"] = dataclasses.replace(
+            src.input,
+            shape=[shape[0], shape[2], shape[3], 3],
+            layout="NHWC",
+            dtype="uint8",
+            color="BGR",
+            normalize="in_graph",
+        )
+    manifest = src.derive(
+        precision=precision,
+        tools=tool_versions("openvino"),
+        extra={"source_onnx_sha256": src.artifact.sha256},
+        **changes,
+    )
     save_ir(model, out_xml, manifest, compress_to_fp16=(precision == "fp16"))
     return out_xml
 
@@ -66,6 +79,7 @@ def _bake_preprocessing(ov, model, src: Manifest):
     inp = ppp.input(src.input.name)
     inp.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.BGR)
     inp.model().set_layout(ov.Layout("NCHW"))
-    inp.preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB) \
-        .mean([m * 255.0 for m in src.input.mean]).scale([s * 255.0 for s in src.input.std])
+    inp.preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).mean(
+        [m * 255.0 for m in src.input.mean]
+    ).scale([s * 255.0 for s in src.input.std])
     return ppp.build()

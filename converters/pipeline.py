@@ -5,6 +5,7 @@ everything that changes the artifact: model, weights hash, input size, batch pro
 post-processing, builder options, the format's library version and, for device-specific formats (engines),
 the GPU. A hit is reused only if its manifest verifies against its files; anything else is rebuilt.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,7 +28,7 @@ from edgedet.weights import cache_dir, file_sha256
 @dataclass(frozen=True)
 class BuildRequest:
     model: str
-    format: str                          # a FORMATS name: onnx | openvino | tensorrt | torch
+    format: str  # a FORMATS name: onnx | openvino | tensorrt | torch
     precision: str = "fp32"
     weights: str | None = None
     num_classes: int | None = None
@@ -35,7 +36,7 @@ class BuildRequest:
     batch: int | str = 1
     max_batch: int = 32
     postprocess: str = "host"
-    device: str | None = None            # device-specific formats (engines): the GPU to build for
+    device: str | None = None  # device-specific formats (engines): the GPU to build for
     class_names: tuple[str, ...] | None = None
     options: dict = field(default_factory=dict)  # the builder's declared options (builder.OPTIONS)
 
@@ -64,8 +65,10 @@ def normalize(req: BuildRequest) -> BuildRequest:
     spec = get_format(req.format)
     get_config(req.model)  # unknown model -> InputError naming the choices
     if req.precision not in spec.precisions:
-        raise InputError(f"{spec.name} artifacts are built in {', '.join(spec.precisions)}, not {req.precision!r} "
-                         "(INT8 comes from 'edgedet calibrate')")
+        raise InputError(
+            f"{spec.name} artifacts are built in {', '.join(spec.precisions)}, not {req.precision!r} "
+            "(INT8 comes from 'edgedet calibrate')"
+        )
     fn = builder(spec)
     opts = validate_options(f"the {spec.name} builder", getattr(fn, "OPTIONS", {}), req.options)
     opts = {k: v for k, v in opts.items() if v is not None}
@@ -75,6 +78,7 @@ def normalize(req: BuildRequest) -> BuildRequest:
 
 def _library_version(spec: FormatSpec) -> str:
     from importlib import metadata
+
     try:
         return metadata.version(spec.library)
     except metadata.PackageNotFoundError:
@@ -86,6 +90,7 @@ def _device_identity(req: BuildRequest) -> dict | None:
     if not req.spec.device_specific:
         return None
     from edgedet.cuda import device_properties
+
     props = device_properties(parse_device(req.device, default="cuda").ordinal)
     return {"gpu": props["gpu"], "compute_capability": props["compute_capability"]}
 
@@ -97,8 +102,13 @@ def cache_key(req: BuildRequest) -> str:
         if not p.is_file():
             raise ArtifactError(f"weights file not found: {p}")
         weights_hash = file_sha256(p)
-    key = {**asdict(req), "weights": weights_hash or req.weights, "lib": _library_version(req.spec),
-           "device_identity": _device_identity(req), "v": 2}
+    key = {
+        **asdict(req),
+        "weights": weights_hash or req.weights,
+        "lib": _library_version(req.spec),
+        "device_identity": _device_identity(req),
+        "v": 2,
+    }
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -107,6 +117,7 @@ def _with_class_names(req: BuildRequest) -> BuildRequest:
     if req.class_names is not None or req.weights is None or str(req.weights).lower() == "coco":
         return req
     from edgedet.model.factory import checkpoint_class_names
+
     names = checkpoint_class_names(req.weights)
     return req.replace(class_names=tuple(names)) if names else req
 

@@ -12,6 +12,7 @@ constraints. DLA (Jetson) exists up to TensorRT 10.7 and needs an FP16 or INT8 n
 TensorRT is imported only when a build runs: this module imports cleanly without it (the module-level import
 is for mypy only; see edgedet.tensorrt_lib).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,9 +27,9 @@ from edgedet.tensorrt_lib import import_tensorrt, trt_major
 if TYPE_CHECKING:
     import tensorrt as trt
 
-DLA_LAST_VERSION = (10, 7)      # DLA is not in TensorRT releases after 10.7
-STRONGLY_TYPED_FROM = 10        # build strongly typed from this major on
-POSTPROCESS_PREFIX = "pp_"      # layer names of the in-graph post-processing (converters/onnx_postprocess.py)
+DLA_LAST_VERSION = (10, 7)  # DLA is not in TensorRT releases after 10.7
+STRONGLY_TYPED_FROM = 10  # build strongly typed from this major on
+POSTPROCESS_PREFIX = "pp_"  # layer names of the in-graph post-processing (converters/onnx_postprocess.py)
 
 
 def _version_tuple(version: str) -> tuple[int, int]:
@@ -42,16 +43,18 @@ class EngineOptions:
     opt_batch: int = 1
     max_batch: int = 1
     workspace_mb: int = 2048
-    optimization_level: int = 3          # 0..5 (TensorRT >= 8.6)
-    timing_cache: str | None = None      # file reused and updated across builds
-    dla_core: int | None = None          # Jetson DLA, with GPU fallback (TensorRT <= 10.7)
-    strongly_typed: bool | None = None   # default: True from TensorRT 10 (the only mode in 11)
-    device: str | None = None            # cuda / cuda:N: the GPU the engine is built for
+    optimization_level: int = 3  # 0..5 (TensorRT >= 8.6)
+    timing_cache: str | None = None  # file reused and updated across builds
+    dla_core: int | None = None  # Jetson DLA, with GPU fallback (TensorRT <= 10.7)
+    strongly_typed: bool | None = None  # default: True from TensorRT 10 (the only mode in 11)
+    device: str | None = None  # cuda / cuda:N: the GPU the engine is built for
 
     def validate(self) -> None:
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
-            raise InputError(f"batch profile must satisfy 1 <= min <= opt <= max, got "
-                             f"{self.min_batch}/{self.opt_batch}/{self.max_batch}")
+            raise InputError(
+                f"batch profile must satisfy 1 <= min <= opt <= max, got "
+                f"{self.min_batch}/{self.opt_batch}/{self.max_batch}"
+            )
         if not 0 <= self.optimization_level <= 5:
             raise InputError("optimization level must be 0..5")
 
@@ -63,21 +66,28 @@ class EngineOptions:
         if major >= 11 and not strongly:
             raise InputError(f"TensorRT {trt_version} builds strongly typed networks only: drop strongly_typed=False")
         if strongly and major < STRONGLY_TYPED_FROM:
-            raise InputError(f"TensorRT {trt_version} has no strongly typed networks (from 10 on): drop "
-                             "strongly_typed=True")
+            raise InputError(
+                f"TensorRT {trt_version} has no strongly typed networks (from 10 on): drop strongly_typed=True"
+            )
         if self.dla_core is not None:
             if _version_tuple(trt_version) > DLA_LAST_VERSION:
-                raise InputError(f"DLA is not supported by TensorRT {trt_version} (last in "
-                                 f"{'.'.join(map(str, DLA_LAST_VERSION))}); use JetPack's TensorRT <= 10.7 on Orin")
+                raise InputError(
+                    f"DLA is not supported by TensorRT {trt_version} (last in "
+                    f"{'.'.join(map(str, DLA_LAST_VERSION))}); use JetPack's TensorRT <= 10.7 on Orin"
+                )
             if precision == "fp32":
-                raise InputError("DLA runs FP16 or INT8 layers only: an FP32 ONNX would run nothing on DLA; "
-                                 "export with --precision fp16 or use calibrate's INT8 Q/DQ ONNX")
+                raise InputError(
+                    "DLA runs FP16 or INT8 layers only: an FP32 ONNX would run nothing on DLA; "
+                    "export with --precision fp16 or use calibrate's INT8 Q/DQ ONNX"
+                )
         return strongly
 
 
-def _network(builder: trt.Builder, onnx_path: Path, strongly_typed: bool, major: int,
-             logger: trt.ILogger) -> tuple[trt.INetworkDefinition, trt.OnnxParser]:
+def _network(
+    builder: trt.Builder, onnx_path: Path, strongly_typed: bool, major: int, logger: trt.ILogger
+) -> tuple[trt.INetworkDefinition, trt.OnnxParser]:
     import tensorrt as trt
+
     flags = 0
     if major < 10:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
@@ -94,6 +104,7 @@ def _network(builder: trt.Builder, onnx_path: Path, strongly_typed: bool, major:
 def _pin_postprocess_fp32(network: trt.INetworkDefinition) -> int:
     """Weakly typed (8.6): keep the post-processing layers in FP32 so FP16 never reaches decode or NMS."""
     import tensorrt as trt
+
     pinned = 0
     for i in range(network.num_layers):
         layer = network.get_layer(i)
@@ -106,13 +117,15 @@ def _pin_postprocess_fp32(network: trt.INetworkDefinition) -> int:
     return pinned
 
 
-def _config(builder: trt.Builder, network: trt.INetworkDefinition, opts: EngineOptions, precision: str,
-            strongly_typed: bool) -> trt.IBuilderConfig:
+def _config(
+    builder: trt.Builder, network: trt.INetworkDefinition, opts: EngineOptions, precision: str, strongly_typed: bool
+) -> trt.IBuilderConfig:
     import tensorrt as trt
+
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, opts.workspace_mb << 20)
     config.builder_optimization_level = opts.optimization_level
-    if not strongly_typed:                      # TensorRT 8.6-10 weakly typed: flags, FP32 post-processing
+    if not strongly_typed:  # TensorRT 8.6-10 weakly typed: flags, FP32 post-processing
         if precision in ("fp16", "int8"):
             config.set_flag(trt.BuilderFlag.FP16)
         if precision == "int8":
@@ -130,15 +143,19 @@ def _config(builder: trt.Builder, network: trt.INetworkDefinition, opts: EngineO
         profile.set_shape(inp.name, (opts.min_batch, *rest), (opts.opt_batch, *rest), (opts.max_batch, *rest))
         config.add_optimization_profile(profile)
     elif inp.shape[0] != opts.max_batch and opts.max_batch != 1:
-        raise InputError(f"the ONNX has a static batch of {inp.shape[0]}; export it with --batch dynamic "
-                         f"for a profile up to {opts.max_batch}")
+        raise InputError(
+            f"the ONNX has a static batch of {inp.shape[0]}; export it with --batch dynamic "
+            f"for a profile up to {opts.max_batch}"
+        )
     cache = None
     if opts.timing_cache:
         blob = Path(opts.timing_cache).read_bytes() if Path(opts.timing_cache).is_file() else b""
         cache = config.create_timing_cache(blob)
         if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
-            raise ConversionError(f"TensorRT refused the timing cache {opts.timing_cache} (another TensorRT or "
-                                  "GPU?): delete it or pass another --timing-cache")
+            raise ConversionError(
+                f"TensorRT refused the timing cache {opts.timing_cache} (another TensorRT or "
+                "GPU?): delete it or pass another --timing-cache"
+            )
     return config
 
 
@@ -147,6 +164,7 @@ def _save_timing_cache(config: trt.IBuilderConfig, path: str) -> None:
     cache = config.get_timing_cache()
     if cache is None:
         import warnings
+
         warnings.warn(f"TensorRT returned no timing cache; {path} not updated", stacklevel=3)
         return
     with atomic_path(Path(path)) as tmp:
@@ -159,6 +177,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: Engine
 
     import_tensorrt()
     import tensorrt as trt
+
     opts = options or EngineOptions()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     src = Manifest.read(onnx_path)
@@ -177,42 +196,66 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: Engine
     inp = network.get_input(0)
     dynamic, static = inp.shape[0] == -1, int(inp.shape[0])
     manifest = src.derive(
-        batch=BatchSection(dynamic=dynamic, min=opts.min_batch if dynamic else static,
-                           opt=opts.opt_batch if dynamic else static, max=opts.max_batch if dynamic else static),
+        batch=BatchSection(
+            dynamic=dynamic,
+            min=opts.min_batch if dynamic else static,
+            opt=opts.opt_batch if dynamic else static,
+            max=opts.max_batch if dynamic else static,
+        ),
         device={**device, "tensorrt": trt.__version__, "dla_core": opts.dla_core},
         tools={"tensorrt": trt.__version__},
-        extra={"source_onnx_sha256": src.artifact.sha256, "strongly_typed": strongly_typed,
-               "optimization_level": opts.optimization_level, "workspace_mb": opts.workspace_mb})
-    with publish(engine_path) as tmp:          # the engine and its manifest first ...
+        extra={
+            "source_onnx_sha256": src.artifact.sha256,
+            "strongly_typed": strongly_typed,
+            "optimization_level": opts.optimization_level,
+            "workspace_mb": opts.workspace_mb,
+        },
+    )
+    with publish(engine_path) as tmp:  # the engine and its manifest first ...
         Path(tmp).write_bytes(memoryview(plan))
         manifest.write(tmp)
-    if opts.timing_cache:                      # ... then the timing cache
+    if opts.timing_cache:  # ... then the timing cache
         _save_timing_cache(config, opts.timing_cache)
     return engine_path
 
 
-def trtexec_command(onnx_path: str | Path, engine_path: str | Path, precision: str, input_name: str,
-                    input_shape: list, options: EngineOptions, trt_version: str = "10.0") -> list[str]:
+def trtexec_command(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    precision: str,
+    input_name: str,
+    input_shape: list,
+    options: EngineOptions,
+    trt_version: str = "10.0",
+) -> list[str]:
     """The equivalent `trtexec` build for a TensorRT version (default: 10 and later, strongly typed), for
     machines with TensorRT's tools but not its Python bindings. The engine it writes has no manifest; copy the
     ONNX manifest beside it and load it with `Detector.load(engine, verify=False)`, or rebuild with edgedet."""
     strongly = options.resolve(trt_version, precision)
-    cmd = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}",
-           f"--memPoolSize=workspace:{options.workspace_mb}M", f"--builderOptimizationLevel={options.optimization_level}"]
+    cmd = [
+        "trtexec",
+        f"--onnx={onnx_path}",
+        f"--saveEngine={engine_path}",
+        f"--memPoolSize=workspace:{options.workspace_mb}M",
+        f"--builderOptimizationLevel={options.optimization_level}",
+    ]
     if strongly:
-        cmd.append("--stronglyTyped")       # the ONNX's own FP16 casts and Q/DQ decide the precision
+        cmd.append("--stronglyTyped")  # the ONNX's own FP16 casts and Q/DQ decide the precision
     else:
         cmd += {"fp16": ["--fp16"], "int8": ["--int8"], "fp32": []}[precision]
     if input_shape and not isinstance(input_shape[0], int):
         rest = "x".join(str(d) for d in input_shape[1:])
-        cmd += [f"--minShapes={input_name}:{options.min_batch}x{rest}",
-                f"--optShapes={input_name}:{options.opt_batch}x{rest}",
-                f"--maxShapes={input_name}:{options.max_batch}x{rest}"]
+        cmd += [
+            f"--minShapes={input_name}:{options.min_batch}x{rest}",
+            f"--optShapes={input_name}:{options.opt_batch}x{rest}",
+            f"--maxShapes={input_name}:{options.max_batch}x{rest}",
+        ]
     if options.timing_cache:
         cmd.append(f"--timingCacheFile={options.timing_cache}")
     if options.dla_core is not None:
         cmd += [f"--useDLACore={options.dla_core}", "--allowGPUFallback"]
     return cmd
+
 
 def trtexec_line(onnx_path: Path, engine_path: Path, options: dict) -> str:
     """The trtexec command that builds the same engine (for `edgedet build` where TensorRT's Python
@@ -220,12 +263,18 @@ def trtexec_line(onnx_path: Path, engine_path: Path, options: dict) -> str:
     import shlex
 
     from .builders import engine_options
+
     m = Manifest.read(onnx_path)
     opts = engine_options(onnx_path, options)
-    line = " ".join(shlex.quote(c) for c in trtexec_command(onnx_path, engine_path, m.precision, m.input.name,
-                                                             m.input.shape, opts))
+    line = " ".join(
+        shlex.quote(c) for c in trtexec_command(onnx_path, engine_path, m.precision, m.input.name, m.input.shape, opts)
+    )
     if m.precision != "fp32" and opts.dla_core is None:
-        old = " ".join(shlex.quote(c) for c in trtexec_command(onnx_path, engine_path, m.precision, m.input.name,
-                                                                m.input.shape, opts, trt_version="8.6"))
+        old = " ".join(
+            shlex.quote(c)
+            for c in trtexec_command(
+                onnx_path, engine_path, m.precision, m.input.name, m.input.shape, opts, trt_version="8.6"
+            )
+        )
         line += f"\n  TensorRT 8.6 (JetPack 5/6.0, weakly typed):\n  {old}"
     return line

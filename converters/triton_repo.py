@@ -7,6 +7,7 @@ classes: no ensemble) and a dynamic batch. Pre-processing stays on the client (l
 manifest describes). Every written config.pbtxt is parsed with Triton's own ModelConfig protobuf schema
 (shipped in tritonclient) and its tensors are checked against the artifact's manifest.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,10 @@ OUTPUT_DTYPES = {"num_detections": "int64", "boxes": "float32", "scores": "float
 @dataclass(frozen=True)
 class TritonBackend:
     """How Triton runs one of our formats: its backend/platform line and the file name it loads."""
+
     config_line: str
     model_file: str
-    kind: str          # instance kind
+    kind: str  # instance kind
 
 
 # Triton backend rows, keyed by our backend name (edgedet.registry.BACKENDS)
@@ -53,26 +55,35 @@ def config_text(name: str, m: Manifest, triton: TritonBackend, instances: int, q
     """config.pbtxt; it carries the manifest (parameter edgedet_manifest), so a client needs only the URL."""
     inp = m.input
     d = m.postprocess.max_det
-    outputs = {"num_detections": ([1], True), "boxes": ([d, 4], False), "scores": ([d], False),
-               "classes": ([d], False)}
+    outputs = {"num_detections": ([1], True), "boxes": ([d, 4], False), "scores": ([d], False), "classes": ([d], False)}
     out_lines = []
     for out, (dims, scalar) in outputs.items():
         extra = " reshape: { shape: [ ] }" if scalar else ""
         label = ' label_filename: "labels.txt"' if out == "classes" else ""
-        out_lines.append(f'  {{ name: "{out}" data_type: {DTYPES[OUTPUT_DTYPES[out]]} dims: {_dims(dims)}{extra}{label} }}')
+        out_lines.append(
+            f'  {{ name: "{out}" data_type: {DTYPES[OUTPUT_DTYPES[out]]} dims: {_dims(dims)}{extra}{label} }}'
+        )
     max_batch = m.batch.max
     preferred = sorted({b for b in (1, 2, 4, 8, max_batch) if b <= max_batch})
     dims = _dims(inp.shape[1:])
-    return "\n".join([
-        f'name: "{name}"', triton.config_line, f"max_batch_size: {max_batch}",
-        f'input [ {{ name: "{inp.name}" data_type: {DTYPES[inp.dtype]} dims: {dims} }} ]',
-        "output [", ",\n".join(out_lines), "]",
-        f"dynamic_batching {{ preferred_batch_size: {preferred} max_queue_delay_microseconds: {queue_delay_us} }}",
-        f"instance_group [ {{ count: {instances} kind: {triton.kind} }} ]",
-        f'model_warmup [ {{ name: "zeros" batch_size: 1 inputs {{ key: "{inp.name}" value {{ '
-        f'data_type: {DTYPES[inp.dtype]} dims: {dims} zero_data: true }} }} }} ]',
-        f'parameters {{ key: "{MANIFEST_PARAMETER}" value {{ string_value: '
-        f'{_pbtxt_string(json.dumps(m.to_dict(), separators=(",", ":"), ensure_ascii=True))} }} }}', ""])
+    return "\n".join(
+        [
+            f'name: "{name}"',
+            triton.config_line,
+            f"max_batch_size: {max_batch}",
+            f'input [ {{ name: "{inp.name}" data_type: {DTYPES[inp.dtype]} dims: {dims} }} ]',
+            "output [",
+            ",\n".join(out_lines),
+            "]",
+            f"dynamic_batching {{ preferred_batch_size: {preferred} max_queue_delay_microseconds: {queue_delay_us} }}",
+            f"instance_group [ {{ count: {instances} kind: {triton.kind} }} ]",
+            f'model_warmup [ {{ name: "zeros" batch_size: 1 inputs {{ key: "{inp.name}" value {{ '
+            f"data_type: {DTYPES[inp.dtype]} dims: {dims} zero_data: true }} }} }} ]",
+            f'parameters {{ key: "{MANIFEST_PARAMETER}" value {{ string_value: '
+            f"{_pbtxt_string(json.dumps(m.to_dict(), separators=(',', ':'), ensure_ascii=True))} }} }}",
+            "",
+        ]
+    )
 
 
 def validate_config(text: str, m: Manifest):
@@ -100,14 +111,22 @@ def validate_config(text: str, m: Manifest):
     return cfg
 
 
-def write_repository(inner: Path, backend: str, config_path: Path, instances: int = 1,
-                     queue_delay_us: int = 100, offline_note: str = "", model_file: str | None = None) -> Path:
+def write_repository(
+    inner: Path,
+    backend: str,
+    config_path: Path,
+    instances: int = 1,
+    queue_delay_us: int = 100,
+    offline_note: str = "",
+    model_file: str | None = None,
+) -> Path:
     """Lay out `<repo>/<name>/` from a built inner artifact, in a temp folder renamed into place (an existing
     model folder is replaced only once the new one is complete)."""
     m = Manifest.read(inner)
     if not m.postprocess.in_graph:
-        raise ConversionError("Triton repositories use in-graph post-processing (no ensemble): build with "
-                              "postprocess='graph'")
+        raise ConversionError(
+            "Triton repositories use in-graph post-processing (no ensemble): build with postprocess='graph'"
+        )
     triton = TRITON[backend]
     model_dir = config_path.parent
     name = model_dir.name
@@ -121,7 +140,7 @@ def write_repository(inner: Path, backend: str, config_path: Path, instances: in
         target = version / (model_file or triton.model_file)
         for src in [inner] + [inner.with_name(f) for f in m.artifact.extra_files]:
             shutil.copyfile(src, version / (target.stem + src.suffix if src != inner else target.name))
-        m.derive().write(target)     # the copy under Triton's file name gets its own manifest
+        m.derive().write(target)  # the copy under Triton's file name gets its own manifest
         served = Manifest.read(target)
         text = config_text(name, served, triton, instances, queue_delay_us)
         validate_config(text, served)
@@ -129,8 +148,9 @@ def write_repository(inner: Path, backend: str, config_path: Path, instances: in
         (tmp / "labels.txt").write_text("\n".join(m.class_names) + "\n")
         if offline_note:
             (version / "BUILD_ENGINE.txt").write_text(offline_note + "\n")
-        m.derive(extra={"triton_backend": backend, "inner_file": f"1/{target.name}",
-                        "inner_sha256": m.artifact.sha256}).write(tmp / "config.pbtxt")
+        m.derive(
+            extra={"triton_backend": backend, "inner_file": f"1/{target.name}", "inner_sha256": m.artifact.sha256}
+        ).write(tmp / "config.pbtxt")
         old = model_dir.with_name(f"{prefix}{os.getpid()}-old")
         if model_dir.exists():
             os.replace(model_dir, old)
@@ -139,4 +159,3 @@ def write_repository(inner: Path, backend: str, config_path: Path, instances: in
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return config_path
-

@@ -8,6 +8,7 @@ per-channel activation scales, weight scales on an axis other than the output ch
 requires as initializers (TopK K, NMS thresholds, Unsqueeze axes), TopK K above 3840 (every version), opset
 range, and a dynamic-shape profile that covers the batch range.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 # ONNX ops the ONNX-TensorRT parser supports in TensorRT 8.6 (the oldest target; later versions add more).
-TRT_SUPPORTED_OPS = frozenset("""
+TRT_SUPPORTED_OPS = frozenset(
+    """
 GridSample LayerNormalization Mod NonZero OneHot RoiAlign Trilu
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast Ceil Celu Clip
 Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DepthToSpace DequantizeLinear Div Dropout Einsum
@@ -28,17 +30,25 @@ ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin Re
 Relu Reshape Resize ReverseSequence RNN Round ScaledTanh Scan Scatter ScatterElements ScatterND Selu Shape Sigmoid
 Sign Sin Sinh Size Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu
 Tile TopK Transpose Unsqueeze Upsample Where Xor
-""".split())
+""".split()
+)
 # Inputs the parser needs as initializers/constants: op -> input positions.
-MUST_BE_CONSTANT = {"TopK": (1,), "NonMaxSuppression": (2, 3, 4), "Unsqueeze": (1,), "Squeeze": (1,),
-                    "QuantizeLinear": (1, 2), "DequantizeLinear": (1, 2), "Conv": (1,)}
-TOPK_LIMIT = 3840          # TensorRT's TopK limit, on every version
-OPSET_RANGE_86 = (9, 17)   # TensorRT 8.6; 10.x parses up to 20+
+MUST_BE_CONSTANT = {
+    "TopK": (1,),
+    "NonMaxSuppression": (2, 3, 4),
+    "Unsqueeze": (1,),
+    "Squeeze": (1,),
+    "QuantizeLinear": (1, 2),
+    "DequantizeLinear": (1, 2),
+    "Conv": (1,),
+}
+TOPK_LIMIT = 3840  # TensorRT's TopK limit, on every version
+OPSET_RANGE_86 = (9, 17)  # TensorRT 8.6; 10.x parses up to 20+
 
 
 @dataclass
 class Finding:
-    level: str     # error | warning | info
+    level: str  # error | warning | info
     message: str
 
 
@@ -57,8 +67,13 @@ class CheckReport:
         self.findings.append(Finding(level, message))
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "ok": self.ok, "ops": self.ops, "qdq": self.qdq,
-                "findings": [f.__dict__ for f in self.findings]}
+        return {
+            "path": self.path,
+            "ok": self.ok,
+            "ops": self.ops,
+            "qdq": self.qdq,
+            "findings": [f.__dict__ for f in self.findings],
+        }
 
 
 def check_tensorrt_onnx(path: str | Path, min_batch: int | None = None, max_batch: int | None = None) -> CheckReport:
@@ -86,7 +101,10 @@ def check_tensorrt_onnx(path: str | Path, min_batch: int | None = None, max_batc
     if opset < OPSET_RANGE_86[0]:
         rep.add("error", f"opset {opset} is below {OPSET_RANGE_86[0]}")
     elif opset > OPSET_RANGE_86[1]:
-        rep.add("warning", f"opset {opset}: TensorRT 8.6 (JetPack 5/6) parses up to {OPSET_RANGE_86[1]}; needs TensorRT >= 10")
+        rep.add(
+            "warning",
+            f"opset {opset}: TensorRT 8.6 (JetPack 5/6) parses up to {OPSET_RANGE_86[1]}; needs TensorRT >= 10",
+        )
 
     counts: dict[str, int] = {}
     for n in g.node:
@@ -132,17 +150,31 @@ def _check_qdq(g, consts, rep: CheckReport) -> None:
         if scale is None or np.any(scale <= 0):
             bad_scale += 1
     granularity = _scale_granularity(g, q, consts)
-    rep.qdq = {"nodes": len(q), "non_int8": bad_type, "nonzero_zero_point": bad_zp, "bad_scale": bad_scale,
-               **granularity}
+    rep.qdq = {
+        "nodes": len(q),
+        "non_int8": bad_type,
+        "nonzero_zero_point": bad_zp,
+        "bad_scale": bad_scale,
+        **granularity,
+    }
     if granularity["per_channel_activations"]:
-        rep.add("error", f"{granularity['per_channel_activations']} activation Q/DQ nodes have per-channel scales "
-                         "(TensorRT takes per-tensor activation scales)")
+        rep.add(
+            "error",
+            f"{granularity['per_channel_activations']} activation Q/DQ nodes have per-channel scales "
+            "(TensorRT takes per-tensor activation scales)",
+        )
     if granularity["weight_axis_not_output_channel"]:
-        rep.add("error", f"{granularity['weight_axis_not_output_channel']} weight Q/DQ nodes are per-channel on an "
-                         "axis other than the output channel (axis 0)")
+        rep.add(
+            "error",
+            f"{granularity['weight_axis_not_output_channel']} weight Q/DQ nodes are per-channel on an "
+            "axis other than the output channel (axis 0)",
+        )
     if granularity["per_tensor_weights"]:
-        rep.add("warning", f"{granularity['per_tensor_weights']} weight Q/DQ nodes are per-tensor: valid, but "
-                           "per-output-channel scales keep more accuracy")
+        rep.add(
+            "warning",
+            f"{granularity['per_tensor_weights']} weight Q/DQ nodes are per-tensor: valid, but "
+            "per-output-channel scales keep more accuracy",
+        )
     if bad_type:
         rep.add("error", f"{bad_type} Q/DQ nodes are not signed INT8 (TensorRT explicit quantization needs int8)")
     if bad_zp:
@@ -188,5 +220,7 @@ def _check_inputs(g, rep: CheckReport, min_batch, max_batch) -> None:
             else:
                 rep.add("info", f"input {inp.name}: dynamic batch, profile {min_batch}..{max_batch}")
         elif min_batch is not None and dims and dims[0].dim_value and not (min_batch <= dims[0].dim_value <= max_batch):
-            rep.add("error", f"input {inp.name}: static batch {dims[0].dim_value} outside the requested "
-                             f"{min_batch}..{max_batch}")
+            rep.add(
+                "error",
+                f"input {inp.name}: static batch {dims[0].dim_value} outside the requested {min_batch}..{max_batch}",
+            )

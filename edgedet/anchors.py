@@ -1,4 +1,5 @@
 """EfficientDet anchors in numpy (effdet order: level -> y -> x -> octave -> aspect), boxes as y1,x1,y2,x2."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,14 @@ def feature_sizes(image_size, max_level: int) -> list[tuple[int, int]]:
     return sizes
 
 
-def generate_anchors(image_size, min_level: int = 3, max_level: int = 7, num_scales: int = 3,
-                     aspect_ratios=((1.0, 1.0), (1.4, 0.7), (0.7, 1.4)), anchor_scale: float = 4.0) -> np.ndarray:
+def generate_anchors(
+    image_size,
+    min_level: int = 3,
+    max_level: int = 7,
+    num_scales: int = 3,
+    aspect_ratios=((1.0, 1.0), (1.4, 0.7), (0.7, 1.4)),
+    anchor_scale: float = 4.0,
+) -> np.ndarray:
     """(A, 4) float32 anchors [y1, x1, y2, x2] in input-image pixels.
 
     Anchor size = anchor_scale * stride * 2^(octave / num_scales), stretched by the aspect pair (x, y).
@@ -42,5 +49,11 @@ def generate_anchors(image_size, min_level: int = 3, max_level: int = 7, num_sca
 def anchors_for(cfg) -> np.ndarray:
     """Anchors from a ModelConfig or a manifest's model dict."""
     get = (lambda k: cfg[k]) if isinstance(cfg, dict) else (lambda k: getattr(cfg, k))
-    return generate_anchors(get("image_size"), get("min_level"), get("max_level"), get("num_scales"),
-                            [tuple(a) for a in get("aspect_ratios")], get("anchor_scale"))
+    return generate_anchors(
+        get("image_size"),
+        get("min_level"),
+        get("max_level"),
+        get("num_scales"),
+        [tuple(a) for a in get("aspect_ratios")],
+        get("anchor_scale"),
+    )

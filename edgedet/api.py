@@ -3,6 +3,7 @@
 This is the one place (with the CLI and integrations) that uses both converters and runtimes: a model name is
 built through the artifact cache (converters), then loaded (runtimes). The core and the runtimes never
 import the converters (DESIGN.md)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,17 @@ from .errors import InputError
 from .registry import BACKENDS, BackendSpec, get_backend
 
 # keyword arguments of load() that describe the artifact to build for a model name (the rest are runtime options)
-BUILD_KEYS = ("weights", "imgsz", "precision", "batch", "max_batch", "postprocess", "num_classes", "class_names",
-              "build_options")
+BUILD_KEYS = (
+    "weights",
+    "imgsz",
+    "precision",
+    "batch",
+    "max_batch",
+    "postprocess",
+    "num_classes",
+    "class_names",
+    "build_options",
+)
 
 
 def choose_backend(model: str, **build_kw):
@@ -22,8 +32,10 @@ def choose_backend(model: str, **build_kw):
 
     def load_on(spec):
         from .runtimes import Detector
+
         built = build(model, spec, **build_kw)
         return Detector.load(built.path, backend=spec, **spec.options_for("latency"))
+
     return choose(model, {k: str(v) for k, v in build_kw.items()}, load_on, _probe_image())
 
 
@@ -32,6 +44,7 @@ def default_backend(model: str | None = None, device: str | None = None, **build
     installed candidate. For a device other than the CPU, the first installed backend that runs on it."""
     from .auto_backend import candidates
     from .devices import parse_device
+
     kind = parse_device(device).kind
     if kind != "cpu":
         on_device = [b for b in BACKENDS.values() if kind in b.devices and b.available()]
@@ -47,9 +60,11 @@ def default_backend(model: str | None = None, device: str | None = None, **build
 def _probe_image():
     """A real photograph (scikit-image) or a textured frame: what the timing runs on."""
     import numpy as np
+
     try:
         import cv2
         from skimage import data
+
         return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
     except ImportError:
         rng = np.random.default_rng(0)
@@ -65,6 +80,7 @@ def is_model_name(source) -> bool:
     """A model to build ('d0', 'lite2', ...) rather than an artifact file or a server URL. A known model name stays
     one even when a folder of that name exists here (an export's --out folder must not shadow it)."""
     from .configs import MODELS
+
     text = str(source)
     p = Path(text)
     if "://" in text or p.is_file():
@@ -72,20 +88,29 @@ def is_model_name(source) -> bool:
     return text.lower() in MODELS or (not p.suffix and not p.exists())
 
 
-def build(model: str, backend: "str | BackendSpec | None" = None, device: str | None = None, rebuild: bool = False,
-          **build):
+def build(
+    model: str, backend: "str | BackendSpec | None" = None, device: str | None = None, rebuild: bool = False, **build
+):
     """The cached artifact of `model` for a backend (its first format); returns a converters BuildResult."""
     from .converters.pipeline import BuildRequest, get_artifact
+
     spec = get_backend(backend) if backend is not None else default_backend(model, **_timing_keys(build))
     options = dict(build.pop("build_options", None) or {})
     names = build.pop("class_names", None)
-    req = BuildRequest(model=str(model), format=spec.build_format.name, device=device, options=options,
-                       class_names=tuple(names) if names else None, **build)
+    req = BuildRequest(
+        model=str(model),
+        format=spec.build_format.name,
+        device=device,
+        options=options,
+        class_names=tuple(names) if names else None,
+        **build,
+    )
     return get_artifact(req, rebuild=rebuild)
 
 
-def load(source, backend: "str | BackendSpec | None" = None, device: str | None = None, rebuild: bool = False,
-         **kwargs):
+def load(
+    source, backend: "str | BackendSpec | None" = None, device: str | None = None, rebuild: bool = False, **kwargs
+):
     """A Detector for an artifact path or a model name.
 
     Model names ('d0', 'lite2', ...) are built through the artifact cache with the build keywords
@@ -93,15 +118,21 @@ def load(source, backend: "str | BackendSpec | None" = None, device: str | None 
     other keywords are the Detector's (score_threshold, verify) and the backend's runtime options. An option
     that neither the build nor the backend declares is an InputError."""
     from .runtimes import Detector
+
     build_kw = {k: kwargs.pop(k) for k in BUILD_KEYS if k in kwargs}
     if not is_model_name(source):
         if build_kw:
-            raise InputError(f"{', '.join(build_kw)} applies to model names only; '{source}' is an artifact "
-                             "(its manifest fixes how it was built)")
+            raise InputError(
+                f"{', '.join(build_kw)} applies to model names only; '{source}' is an artifact "
+                "(its manifest fixes how it was built)"
+            )
         return Detector.load(source, backend=backend, device=device, **kwargs)
     if build_kw.get("weights") is not None:
         build_kw["weights"] = str(build_kw["weights"])
-    spec = get_backend(backend) if backend is not None else \
-        default_backend(str(source), device=device, **_timing_keys(build_kw))
+    spec = (
+        get_backend(backend)
+        if backend is not None
+        else default_backend(str(source), device=device, **_timing_keys(build_kw))
+    )
     built = build(str(source), spec, device if spec.build_format.device_specific else None, rebuild, **build_kw)
     return Detector.load(built.path, backend=spec, device=device, **kwargs)

@@ -4,6 +4,7 @@ auto=True) are timed end to end on this machine for this model and input size, a
 The result is cached in the artifact cache, keyed by CPU model and ISA flags, model, input size and library
 versions, so the measurement runs once per machine and model. Which CPU wins differs by machine (AVX2-only vs
 AVX-512/VNNI/BF16); nothing here assumes a winner."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,7 +20,7 @@ from .fileio import locked, write_json_atomic
 from .registry import BACKENDS, BackendSpec
 from .weights import cache_dir
 
-ROUNDS, CALLS = 3, 5       # interleaved rounds, so a drift of the machine hits every candidate alike
+ROUNDS, CALLS = 3, 5  # interleaved rounds, so a drift of the machine hits every candidate alike
 
 
 @dataclass
@@ -49,8 +50,12 @@ def _versions(specs) -> dict:
 
 
 def _key(model: str, build: dict, specs) -> str:
-    ident = {**cpu_identity(), "model": model, "build": {k: str(v) for k, v in sorted(build.items())},
-             "versions": _versions(specs)}
+    ident = {
+        **cpu_identity(),
+        "model": model,
+        "build": {k: str(v) for k, v in sorted(build.items())},
+        "versions": _versions(specs),
+    }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -73,7 +78,7 @@ def _read_table(path) -> dict:
     try:
         table = json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, ValueError):
-        return {}            # a damaged cache is measured again and rewritten
+        return {}  # a damaged cache is measured again and rewritten
     return table if isinstance(table, dict) else {}
 
 
@@ -83,8 +88,9 @@ def _load_all(specs, load) -> dict:
     for s in specs:
         try:
             detectors[s.name] = load(s)
-        except Exception as e:   # noqa: BLE001 - reported in the reason, the others still compete
+        except Exception as e:  # noqa: BLE001 - reported in the reason, the others still compete
             import warnings
+
             warnings.warn(f"default-backend candidate {s.name} left out: {e}", stacklevel=3)
     return detectors
 
@@ -113,10 +119,18 @@ def choose(model: str, build: dict, load, image: np.ndarray) -> Choice:
                 d.close()
         best = min(medians, key=medians.get)
         ident = cpu_identity()
-        reason = ("measured fastest here: " + ", ".join(f"{n} {m:.1f} ms" for n, m in sorted(medians.items(),
-                                                                                             key=lambda kv: kv[1]))
-                  + f" end to end ({ident['cpu']}; {' '.join(ident['flags'])})")
-        table[key] = {"backend": best, "reason": reason, "medians_ms": medians, "model": model, "build": build,
-                      "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+        reason = (
+            "measured fastest here: "
+            + ", ".join(f"{n} {m:.1f} ms" for n, m in sorted(medians.items(), key=lambda kv: kv[1]))
+            + f" end to end ({ident['cpu']}; {' '.join(ident['flags'])})"
+        )
+        table[key] = {
+            "backend": best,
+            "reason": reason,
+            "medians_ms": medians,
+            "model": model,
+            "build": build,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
         write_json_atomic(path, table)
     return Choice(BACKENDS[best], reason, medians, False)

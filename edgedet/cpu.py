@@ -2,6 +2,7 @@
 
 Several choices depend on it: the measured default backend is cached per CPU, benchmarks report the flags, and
 INT8 quantization for OpenVINO keeps weights to 7 bits on CPUs whose int8 dot products can saturate (no VNNI)."""
+
 from __future__ import annotations
 
 import platform

@@ -4,6 +4,7 @@ cuda-python is the default (`pip install cuda-python`); pycuda is accepted where
 older Jetson images. Both expose the same operations the TensorRT runner needs: allocate and free device and
 pinned host buffers, async copies on one non-blocking stream, synchronize, and (cuda-python) CUDA graphs.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,9 +22,11 @@ def _cudart():
     (a function's return type cannot carry a module's attributes)."""
     try:
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+
         return cudart
     except ImportError:
         from cuda import cudart  # type: ignore[no-redef]  # older cuda-python
+
         return cudart
 
 
@@ -74,12 +77,18 @@ class CudaPython:
             self.stream = None
 
     def h2d(self, dptr: int, host: np.ndarray) -> None:
-        _check(self.rt.cudaMemcpyAsync(dptr, host.ctypes.data, host.nbytes,
-                                       self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream))
+        _check(
+            self.rt.cudaMemcpyAsync(
+                dptr, host.ctypes.data, host.nbytes, self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream
+            )
+        )
 
     def d2h(self, host: np.ndarray, dptr: int) -> None:
-        _check(self.rt.cudaMemcpyAsync(host.ctypes.data, dptr, host.nbytes,
-                                       self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream))
+        _check(
+            self.rt.cudaMemcpyAsync(
+                host.ctypes.data, dptr, host.nbytes, self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream
+            )
+        )
 
     def synchronize(self) -> None:
         _check(self.rt.cudaStreamSynchronize(self.stream))
@@ -90,8 +99,9 @@ class CudaPython:
 
     def begin_capture(self) -> None:
         # thread-local mode: other threads' CUDA calls do not invalidate this capture (as trtexec)
-        _check(self.rt.cudaStreamBeginCapture(self.stream,
-                                              self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal))
+        _check(
+            self.rt.cudaStreamBeginCapture(self.stream, self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal)
+        )
 
     def end_capture(self):
         """End the capture (always call it after begin_capture); the instantiated graph, or None when the
@@ -127,8 +137,11 @@ class CudaPython:
     def device_properties(self, index: int = 0) -> dict:
         prop = _check(self.rt.cudaGetDeviceProperties(index))
         name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
-        return {"gpu": name.strip("\x00 "), "compute_capability": f"{prop.major}.{prop.minor}",
-                "cuda_runtime": int(_check(self.rt.cudaRuntimeGetVersion()))}
+        return {
+            "gpu": name.strip("\x00 "),
+            "compute_capability": f"{prop.major}.{prop.minor}",
+            "cuda_runtime": int(_check(self.rt.cudaRuntimeGetVersion())),
+        }
 
 
 class PyCuda:
@@ -136,15 +149,18 @@ class PyCuda:
 
     def __init__(self, device: int = 0):
         import pycuda.driver as drv
+
         if device != 0:
-            raise EdgeDetError("pycuda support here is for device 0 only (pycuda.autoinit); install cuda-python "
-                               "to choose another GPU")
+            raise EdgeDetError(
+                "pycuda support here is for device 0 only (pycuda.autoinit); install cuda-python to choose another GPU"
+            )
         import pycuda.autoinit  # creates the context, current in this thread only
+
         self.drv = drv
         self.device = 0
         self.context = pycuda.autoinit.context
         self.stream = drv.Stream()
-        self._keep: dict[int, Any] = {}   # pycuda DeviceAllocation by address
+        self._keep: dict[int, Any] = {}  # pycuda DeviceAllocation by address
 
     @contextlib.contextmanager
     def active(self):
@@ -208,8 +224,11 @@ class PyCuda:
     def device_properties(self, index: int = 0) -> dict:
         dev = self.drv.Device(index)
         major, minor = dev.compute_capability()
-        return {"gpu": dev.name(), "compute_capability": f"{major}.{minor}",
-                "cuda_runtime": self.drv.get_version()[0] * 1000 + self.drv.get_version()[1] * 10}
+        return {
+            "gpu": dev.name(),
+            "compute_capability": f"{major}.{minor}",
+            "cuda_runtime": self.drv.get_version()[0] * 1000 + self.drv.get_version()[1] * 10,
+        }
 
 
 def cuda_backend(device: int = 0):
@@ -232,7 +251,7 @@ def device_properties(index: int = 0) -> dict:
         else:
             rt = _cudart()
     except ImportError:
-        backend = cuda_backend(index)   # pycuda: its context is process-wide anyway
+        backend = cuda_backend(index)  # pycuda: its context is process-wide anyway
         try:
             return backend.device_properties(index)
         finally:
@@ -240,8 +259,12 @@ def device_properties(index: int = 0) -> dict:
     count = int(_check(rt.cudaGetDeviceCount()))
     if not 0 <= index < count:
         from .errors import InputError
+
         raise InputError(f"cuda:{index} requested but {count} CUDA device(s) are visible")
     prop = _check(rt.cudaGetDeviceProperties(index))
     name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
-    return {"gpu": name.strip("\x00 "), "compute_capability": f"{prop.major}.{prop.minor}",
-            "cuda_runtime": int(_check(rt.cudaRuntimeGetVersion()))}
+    return {
+        "gpu": name.strip("\x00 "),
+        "compute_capability": f"{prop.major}.{prop.minor}",
+        "cuda_runtime": int(_check(rt.cudaRuntimeGetVersion())),
+    }

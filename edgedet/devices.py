@@ -3,6 +3,7 @@
 A backend's spec lists the device kinds it accepts; a kind it does not accept, or an index it cannot honour,
 is an InputError, never a silent fall-back to another device.
 """
+
 from __future__ import annotations
 
 import re

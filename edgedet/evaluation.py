@@ -4,6 +4,7 @@ The evaluation score threshold is low (0.001, as the TensorRT EfficientDet sampl
 the deploy threshold. Class index i maps to the i-th category id of the annotation file (sorted), or to
 COCO id i + 1 for 90-class COCO models.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +18,20 @@ from .data.coco import CocoDataset, load_coco
 from .errors import BackendUnavailableError, InputError
 
 EVAL_SCORE_THRESHOLD = 0.001
-STAT_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100", "AR_small",
-              "AR_medium", "AR_large"]
+STAT_NAMES = [
+    "AP",
+    "AP50",
+    "AP75",
+    "AP_small",
+    "AP_medium",
+    "AP_large",
+    "AR1",
+    "AR10",
+    "AR100",
+    "AR_small",
+    "AR_medium",
+    "AR_large",
+]
 
 
 def category_map(num_classes: int, ds: CocoDataset) -> list[int]:
@@ -26,8 +39,10 @@ def category_map(num_classes: int, ds: CocoDataset) -> list[int]:
         return list(ds.category_ids)
     if num_classes == 90:
         return list(range(1, 91))
-    raise InputError(f"model has {num_classes} classes but {ds.annotation_file.name} has {len(ds.category_ids)} "
-                     "categories: evaluate with a model trained on these categories")
+    raise InputError(
+        f"model has {num_classes} classes but {ds.annotation_file.name} has {len(ds.category_ids)} "
+        "categories: evaluate with a model trained on these categories"
+    )
 
 
 def coco_eval(annotation_file: str | Path, results: list[dict], image_ids: list[int] | None = None) -> dict:
@@ -62,22 +77,35 @@ def _ground_truth(path: str, mtime_ns: int, coco_cls):
 
 def coco_results(image_id: int, xyxy, scores, class_ids, category_ids: list[int]) -> list[dict]:
     """Detections of one image as COCO result entries (bbox as x, y, w, h)."""
-    return [{"image_id": image_id, "category_id": category_ids[c],
-             "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)], "score": round(s, 5)}
-            for (x1, y1, x2, y2), s, c in zip(np.asarray(xyxy).tolist(), np.asarray(scores).tolist(),
-                                              np.asarray(class_ids).tolist())]
+    return [
+        {
+            "image_id": image_id,
+            "category_id": category_ids[c],
+            "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+            "score": round(s, 5),
+        }
+        for (x1, y1, x2, y2), s, c in zip(
+            np.asarray(xyxy).tolist(), np.asarray(scores).tolist(), np.asarray(class_ids).tolist()
+        )
+    ]
 
 
-def evaluate_detector(detector, annotation_file: str | Path, images_dir: str | Path | None = None,
-                      score_threshold: float = EVAL_SCORE_THRESHOLD, progress=None) -> dict:
+def evaluate_detector(
+    detector,
+    annotation_file: str | Path,
+    images_dir: str | Path | None = None,
+    score_threshold: float = EVAL_SCORE_THRESHOLD,
+    progress=None,
+) -> dict:
     ds = load_coco(annotation_file, images_dir)
     stats = evaluate_images(detector, ds, ds.images, score_threshold, progress)
     stats["problems"] = {k: len(v) for k, v in ds.problems.items()}
     return stats
 
 
-def evaluate_images(detector, ds: CocoDataset, images: list, score_threshold: float = EVAL_SCORE_THRESHOLD,
-                    progress=None) -> dict:
+def evaluate_images(
+    detector, ds: CocoDataset, images: list, score_threshold: float = EVAL_SCORE_THRESHOLD, progress=None
+) -> dict:
     """COCO metrics of the detector on `images` (CocoImages of `ds`, all or a subset)."""
     cats = category_map(len(detector.class_names), ds)
     results = []

@@ -1,4 +1,5 @@
 """Atomic writes: an interrupted write never leaves a file that looks valid."""
+
 from __future__ import annotations
 
 import contextlib
@@ -44,12 +45,13 @@ def _pid_alive(pid: int) -> bool:
 def clean_stale(folder: Path, prefix: str) -> None:
     """Remove leftovers `<prefix><pid>-...` of killed runs (their pid is gone) in folder."""
     import shutil
+
     if not folder.is_dir():
         return
     for p in folder.iterdir():
         if not p.name.startswith(prefix):
             continue
-        pid = p.name[len(prefix):].split("-", 1)[0]
+        pid = p.name[len(prefix) :].split("-", 1)[0]
         if pid.isdigit() and not _pid_alive(int(pid)):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
@@ -67,6 +69,7 @@ def publish(dest: str | Path):
     clean_stale(dest.parent, prefix)
     tmpdir = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=dest.parent))
     import shutil
+
     try:
         yield tmpdir / dest.name
         manifest = tmpdir / (dest.name + ".json")
@@ -74,7 +77,7 @@ def publish(dest: str | Path):
             raise RuntimeError(f"publish({dest.name}): no manifest was written")
         files = [p for p in tmpdir.iterdir() if p != manifest]
         old_manifest = dest.with_name(manifest.name)
-        old_manifest.unlink(missing_ok=True)    # the old artifact is replaced next: never pair old and new
+        old_manifest.unlink(missing_ok=True)  # the old artifact is replaced next: never pair old and new
         for p in files:
             os.replace(p, dest.with_name(p.name))
         os.replace(manifest, old_manifest)
@@ -99,6 +102,7 @@ def locked(path: str | Path):
     """An exclusive lock between processes (and threads) on `path` (created if missing), held for the block.
     Two processes building the same cache entry: the second waits, then finds the first one's result."""
     import fcntl
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:

@@ -5,6 +5,7 @@ typed key is an ArtifactError naming the key and the file. A derived artifact's 
 `Manifest.derive(**changes)`. `write()` hashes every file of the artifact (IR .bin included) and writes the
 manifest atomically, last.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,8 +32,18 @@ INPUT_NAME = "images"
 HOST_OUTPUTS = ("logits", "deltas")
 GRAPH_OUTPUTS = ("num_detections", "boxes", "scores", "classes")
 
-MODEL_KEYS = {"name": str, "image_size": list, "num_classes": int, "min_level": int, "max_level": int,
-              "num_scales": int, "aspect_ratios": list, "anchor_scale": float, "mean": list, "std": list}
+MODEL_KEYS = {
+    "name": str,
+    "image_size": list,
+    "num_classes": int,
+    "min_level": int,
+    "max_level": int,
+    "num_scales": int,
+    "aspect_ratios": list,
+    "anchor_scale": float,
+    "mean": list,
+    "std": list,
+}
 
 
 def manifest_path(artifact: str | Path) -> Path:
@@ -43,13 +54,13 @@ def manifest_path(artifact: str | Path) -> Path:
 @dataclass(frozen=True)
 class InputSection:
     name: str
-    shape: list                  # ints, or a string for a dynamic dim
-    layout: str                  # NCHW | NHWC
-    dtype: str                   # float32 | uint8
-    color: str                   # RGB | BGR
+    shape: list  # ints, or a string for a dynamic dim
+    layout: str  # NCHW | NHWC
+    dtype: str  # float32 | uint8
+    color: str  # RGB | BGR
     mean: list
     std: list
-    normalize: str = "host"      # host | in_graph (u8 input, normalisation baked into the artifact)
+    normalize: str = "host"  # host | in_graph (u8 input, normalisation baked into the artifact)
     letterbox: str = "bottom-right"
 
 
@@ -78,13 +89,13 @@ class ArtifactSection:
     sha256: str
     size: int
     extra_files: list = field(default_factory=list)
-    files_sha256: dict = field(default_factory=dict)   # every companion file (IR .bin, external data)
+    files_sha256: dict = field(default_factory=dict)  # every companion file (IR .bin, external data)
 
 
 @dataclass(frozen=True)
 class CostSection:
     params: int
-    macs: int                    # multiply-adds per image of conv/linear layers (the paper's "FLOPs")
+    macs: int  # multiply-adds per image of conv/linear layers (the paper's "FLOPs")
 
     @property
     def gmacs(self) -> float:
@@ -95,13 +106,18 @@ class CostSection:
         return 2 * self.macs / 1e9
 
 
-_SECTIONS = {"input": InputSection, "batch": BatchSection, "postprocess": PostprocessSection,
-             "artifact": ArtifactSection, "cost": CostSection}
+_SECTIONS = {
+    "input": InputSection,
+    "batch": BatchSection,
+    "postprocess": PostprocessSection,
+    "artifact": ArtifactSection,
+    "cost": CostSection,
+}
 
 
 @dataclass
 class Manifest:
-    model: dict                          # ModelConfig.to_dict()
+    model: dict  # ModelConfig.to_dict()
     class_names: list
     input: InputSection
     outputs: list
@@ -110,14 +126,14 @@ class Manifest:
     artifact: ArtifactSection | None = None
     cost: CostSection | None = None
     precision: str = "fp32"
-    weights: dict | None = None          # source, sha256
-    calibration: dict | None = None      # data hash, method, ranges file, excluded layers, gate
-    device: dict | None = None           # engines: gpu, compute capability, TensorRT/CUDA versions
+    weights: dict | None = None  # source, sha256
+    calibration: dict | None = None  # data hash, method, ranges file, excluded layers, gate
+    device: dict | None = None  # engines: gpu, compute capability, TensorRT/CUDA versions
     tools: dict = field(default_factory=dict)
     created: str = ""
     format_version: int = FORMAT_VERSION
     extra: dict = field(default_factory=dict)
-    content_sha256: str = ""             # SHA-256 of every other field: an edited manifest is detected
+    content_sha256: str = ""  # SHA-256 of every other field: an edited manifest is detected
 
     # ------------------------------------------------------------------ derive / serialise
     def derive(self, **changes) -> "Manifest":
@@ -142,16 +158,24 @@ class Manifest:
         """Hash the artifact (and its companion files) into the artifact section, then write the manifest
         atomically beside it. Call it last, after every artifact file is in place."""
         from .registry import format_of
+
         artifact_path = Path(artifact_path)
         fmt = format_of(artifact_path)
-        extra = list(extra_files) + [artifact_path.with_suffix(s).name for s in fmt.sidecars
-                                     if artifact_path.with_suffix(s).name not in extra_files]
+        extra = list(extra_files) + [
+            artifact_path.with_suffix(s).name
+            for s in fmt.sidecars
+            if artifact_path.with_suffix(s).name not in extra_files
+        ]
         self.artifact = ArtifactSection(
-            file=artifact_path.name, format=fmt.name, sha256=file_sha256(artifact_path),
-            size=artifact_path.stat().st_size, extra_files=extra,
-            files_sha256={f: file_sha256(artifact_path.with_name(f)) for f in extra})
+            file=artifact_path.name,
+            format=fmt.name,
+            sha256=file_sha256(artifact_path),
+            size=artifact_path.stat().st_size,
+            extra_files=extra,
+            files_sha256={f: file_sha256(artifact_path.with_name(f)) for f in extra},
+        )
         if not self.created:
-            self.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            self.created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         self.tools = {"python": platform.python_version(), **self.tools}
         self.content_sha256 = self.content_hash()
         path = manifest_path(artifact_path)
@@ -177,8 +201,10 @@ class Manifest:
 
     def _check_values(self, where: str) -> None:
         """Values a runtime relies on, beyond their types."""
+
         def bad(key: str, why: str):
             raise ArtifactError(f"{where}: key '{key}' {why}")
+
         size = self.model["image_size"]
         if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
             bad("model.image_size", f"must be two positive integers, got {size!r:.60}")
@@ -194,8 +220,11 @@ class Manifest:
             bad("class_names", "must be a non-empty list of strings")
         if not self.outputs or not all(isinstance(o, str) and o for o in self.outputs):
             bad("outputs", "must be a non-empty list of tensor names")
-        files = [] if self.artifact is None else [self.artifact.file, *self.artifact.extra_files,
-                                                  *self.artifact.files_sha256]
+        files = (
+            []
+            if self.artifact is None
+            else [self.artifact.file, *self.artifact.extra_files, *self.artifact.files_sha256]
+        )
         if any(not isinstance(f, str) or not f or f != Path(f).name for f in files):
             bad("artifact", "names a file outside the artifact's folder")
 
@@ -204,16 +233,19 @@ class Manifest:
         artifact_path = Path(artifact_path)
         path = manifest_path(artifact_path)
         if not path.is_file():
-            raise ArtifactError(f"no manifest for {artifact_path.name}: expected {path.name} beside it "
-                                "(artifacts are written by 'edgedet export' / 'edgedet build')")
+            raise ArtifactError(
+                f"no manifest for {artifact_path.name}: expected {path.name} beside it "
+                "(artifacts are written by 'edgedet export' / 'edgedet build')"
+            )
         try:
             data = json.loads(path.read_text())
         except (ValueError, OSError) as e:
             raise ArtifactError(f"manifest {path} is not valid JSON: {e}") from None
         version = data.get("format_version", 1) if isinstance(data, dict) else None
         if isinstance(version, int) and version > FORMAT_VERSION:
-            raise ArtifactError(f"manifest {path} has format {version}; this edgedet reads up to "
-                                f"{FORMAT_VERSION}: upgrade edgedet")
+            raise ArtifactError(
+                f"manifest {path} has format {version}; this edgedet reads up to {FORMAT_VERSION}: upgrade edgedet"
+            )
         # version 1 (untyped, no content hash) reads into the same sections; only v2+ must carry the hash
         m = cls.from_dict(data, where=f"manifest {path}")
         if verify:
@@ -226,8 +258,10 @@ class Manifest:
         if not self.content_sha256 and self.format_version >= 2:
             raise ArtifactError(f"{where} has no content hash (edited, or not written by edgedet): re-export it")
         if self.content_sha256 and self.content_sha256 != self.content_hash():
-            raise ArtifactError(f"{where} was edited after it was written (its content hash differs): precision, "
-                                "tensor names or classes may no longer describe the artifact; re-export it")
+            raise ArtifactError(
+                f"{where} was edited after it was written (its content hash differs): precision, "
+                "tensor names or classes may no longer describe the artifact; re-export it"
+            )
         if art is None:
             raise ArtifactError(f"{where}: missing key 'artifact'")
         if art.file != artifact_path.name:
@@ -240,8 +274,10 @@ class Manifest:
             if not p.is_file():
                 raise ArtifactError(f"artifact file missing: {p}")
             if want and file_sha256(p) != want:
-                raise ArtifactError(f"{p.name} does not match its manifest {where} (SHA-256 differs): the file "
-                                    "was modified, truncated or replaced; re-export it")
+                raise ArtifactError(
+                    f"{p.name} does not match its manifest {where} (SHA-256 differs): the file "
+                    "was modified, truncated or replaced; re-export it"
+                )
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -292,6 +328,7 @@ def _is_instance(value, hint) -> bool:
 
 def tool_versions(*names: str) -> dict:
     from importlib import metadata
+
     out = {}
     for n in ("edgedet",) + names:
         try:

@@ -1,6 +1,7 @@
 """Declared options: each runner (and builder) lists the options it takes, with a type and, where it has
 them, the accepted values. Unknown or wrongly typed options are an InputError that lists what is accepted;
 nothing is silently dropped."""
+
 from __future__ import annotations
 
 import difflib
@@ -16,8 +17,8 @@ class Option:
     default: Any = None
     choices: tuple = ()
     help: str = ""
-    upper: bool = False     # normalise strings to upper case before checking choices
-    minimum: float | None = None   # numbers: the smallest accepted value
+    upper: bool = False  # normalise strings to upper case before checking choices
+    minimum: float | None = None  # numbers: the smallest accepted value
 
 
 def _coerce(owner: str, name: str, spec: Option, value):
@@ -43,7 +44,7 @@ def _coerce(owner: str, name: str, spec: Option, value):
     elif spec.type is str:
         if not isinstance(value, str):
             raise InputError(f"{owner} option {name} must be a string, got {value!r}")
-        if spec.choices:   # names are case-insensitive; free text (paths) is kept as given
+        if spec.choices:  # names are case-insensitive; free text (paths) is kept as given
             value = value.upper() if spec.upper else value.lower()
     if spec.minimum is not None and isinstance(value, (int, float)) and value < spec.minimum:
         raise InputError(f"{owner} option {name} must be >= {spec.minimum:g}, got {value!r}")

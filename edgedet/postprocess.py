@@ -1,4 +1,5 @@
 """Numpy post-processing: top-k candidates, box decode, per-class NMS, at most max_det detections."""
+
 from __future__ import annotations
 
 import math
@@ -10,9 +11,9 @@ from .detections import Detections
 
 def decode_boxes(deltas: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     """(ty, tx, th, tw) relative to [y1, x1, y2, x2] anchors -> [x1, y1, x2, y2]."""
-    size = anchors[:, 2:] - anchors[:, :2]                                   # (ha, wa)
+    size = anchors[:, 2:] - anchors[:, :2]  # (ha, wa)
     centre = deltas[:, :2] * size + (anchors[:, :2] + anchors[:, 2:]) * 0.5  # (yc, xc)
-    half = np.exp(deltas[:, 2:]) * size / 2                                  # (h / 2, w / 2)
+    half = np.exp(deltas[:, 2:]) * size / 2  # (h / 2, w / 2)
     return np.concatenate([(centre - half)[:, ::-1], (centre + half)[:, ::-1]], axis=1).astype(np.float32)
 
 
@@ -85,9 +86,16 @@ def batched_nms(boxes, scores, classes, iou_threshold: float, max_keep: int, cla
     return nms(boxes + offset, scores, iou_threshold, max_keep)
 
 
-def postprocess(logits: np.ndarray, deltas: np.ndarray, anchors: np.ndarray, score_threshold: float = 0.0,
-                iou_threshold: float = 0.5, max_candidates: int = 1000, max_det: int = 100,
-                clip_hw: tuple[int, int] | None = None):
+def postprocess(
+    logits: np.ndarray,
+    deltas: np.ndarray,
+    anchors: np.ndarray,
+    score_threshold: float = 0.0,
+    iou_threshold: float = 0.5,
+    max_candidates: int = 1000,
+    max_det: int = 100,
+    clip_hw: tuple[int, int] | None = None,
+):
     """One image: logits (A, C) raw class logits, deltas (A, 4). Returns xyxy (N,4), scores (N,), classes (N,)
     in network-input pixels, best first. Top-k over all anchor x class logits, like effdet/AutoML.
     clip_hw: clip decoded boxes to [0, W] x [0, H] before NMS (what the in-graph NMS does); None keeps
@@ -126,9 +134,18 @@ class Postprocessor:
     Raw heads (`logits`, `deltas`) are decoded and NMS'd in numpy; in-graph outputs (`num_detections`, `boxes`,
     `scores`, `classes`) are only thresholded. Output tensor names come from the manifest."""
 
-    def __init__(self, model: dict, class_names, in_graph: bool, output_names, iou_threshold: float = 0.5,
-                 max_candidates: int = 1000, max_det: int = 100):
+    def __init__(
+        self,
+        model: dict,
+        class_names,
+        in_graph: bool,
+        output_names,
+        iou_threshold: float = 0.5,
+        max_candidates: int = 1000,
+        max_det: int = 100,
+    ):
         from .anchors import anchors_for
+
         self.image_size = tuple(int(s) for s in model["image_size"])
         self.class_names = list(class_names)
         self.in_graph = bool(in_graph)
@@ -145,13 +162,21 @@ class Postprocessor:
         """Image i of the batch: boxes (network-input pixels), scores, classes."""
         if self.in_graph:
             num, boxes, scores, classes = (outputs[n] for n in self.names)
-            n = int(np.ravel(num[i])[0])   # (B,) or (B, 1) (Triton's dims [1])
+            n = int(np.ravel(num[i])[0])  # (B,) or (B, 1) (Triton's dims [1])
             boxes, scores, classes = boxes[i, :n], scores[i, :n], classes[i, :n]
             keep = scores >= thr
             return boxes[keep], scores[keep], classes[keep].astype(np.int64)
         logits, deltas = (outputs[n] for n in self.names)
-        return postprocess(logits[i], deltas[i], self.anchors, score_threshold=thr, iou_threshold=self.iou_threshold,
-                           max_candidates=self.max_candidates, max_det=self.max_det, clip_hw=self.image_size)
+        return postprocess(
+            logits[i],
+            deltas[i],
+            self.anchors,
+            score_threshold=thr,
+            iou_threshold=self.iou_threshold,
+            max_candidates=self.max_candidates,
+            max_det=self.max_det,
+            clip_hw=self.image_size,
+        )
 
     def __call__(self, outputs: dict, i: int, info, thr: float):
         boxes, scores, classes = self.raw(outputs, i, thr)

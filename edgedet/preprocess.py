@@ -4,6 +4,7 @@ Conventions: numpy arrays given by the caller are OpenCV frames (BGR, or single-
 files are read with OpenCV. Grayscale and RGBA are converted to 3 channels, 16-bit images are
 scaled to 8-bit; anything else is rejected with an InputError.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ def _from_pil(img, name: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Letterbox:
-    scale: float              # network pixels per original pixel
+    scale: float  # network pixels per original pixel
     orig_hw: tuple[int, int]  # original (H, W)
 
 
@@ -103,10 +104,11 @@ class Preprocessor:
             resized, info = self.letterbox(img)
             rh, rw = resized.shape[:2]
             planes = cv2.split(resized)  # B, G, R uint8 planes
-            for c in range(3):           # RGB output channel c <- BGR plane 2 - c: convert, scale, shift in one pass
+            for c in range(3):  # RGB output channel c <- BGR plane 2 - c: convert, scale, shift in one pass
                 src = planes[2 - c]
-                cv2.addWeighted(src, self.mul[2 - c], src, 0.0, self.add[2 - c], dst=out[i, c, :rh, :rw],
-                                dtype=cv2.CV_32F)
+                cv2.addWeighted(
+                    src, self.mul[2 - c], src, 0.0, self.add[2 - c], dst=out[i, c, :rh, :rw], dtype=cv2.CV_32F
+                )
             if rh < self.h:
                 out[i, :, rh:, :] = 0.0  # padding = the mean colour after normalisation
             if rw < self.w:

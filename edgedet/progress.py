@@ -1,4 +1,5 @@
 """Progress bars and spinners on stderr (tqdm), silent when not a terminal unless forced."""
+
 from __future__ import annotations
 
 import contextlib
@@ -9,8 +10,10 @@ import time
 
 def progress(iterable=None, desc: str = "", total: int | None = None, disable: bool = False, **kw):
     from tqdm.auto import tqdm
-    return tqdm(iterable, desc=desc, total=total, disable=disable, file=sys.stderr, dynamic_ncols=True,
-                leave=False, **kw)
+
+    return tqdm(
+        iterable, desc=desc, total=total, disable=disable, file=sys.stderr, dynamic_ncols=True, leave=False, **kw
+    )
 
 
 @contextlib.contextmanager

@@ -10,13 +10,15 @@ imports nothing heavy, and the core does not import converters or runtimes (see 
 
 Adding a backend = one runner file + one BACKENDS row. Adding a format = one builder + one FORMATS row.
 """
+
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import ArtifactError, BackendUnavailableError, InputError
 
@@ -24,16 +26,16 @@ from .errors import ArtifactError, BackendUnavailableError, InputError
 @dataclass(frozen=True)
 class FormatSpec:
     name: str
-    suffixes: tuple[str, ...]          # the first is the one a converter writes
-    builder: str                       # "module:function" (req, path) -> path, in edgedet.converters
-    library: str                       # import name the builder needs
-    extra: str                         # pip extra that installs it
-    precisions: tuple[str, ...]        # build precisions the builder accepts
-    sidecars: tuple[str, ...] = ()     # companion files, by suffix (OpenVINO's .bin)
-    device_specific: bool = False      # the artifact only runs on the GPU model it was built on (engines)
-    from_onnx: str = ""                # "module:function"(onnx_path, out_path, options) for `edgedet build`
-    offline_command: str = ""          # "module:function" giving the equivalent command line where the library
-    description: str = ""              # is absent (trtexec for engines)
+    suffixes: tuple[str, ...]  # the first is the one a converter writes
+    builder: str  # "module:function" (req, path) -> path, in edgedet.converters
+    library: str  # import name the builder needs
+    extra: str  # pip extra that installs it
+    precisions: tuple[str, ...]  # build precisions the builder accepts
+    sidecars: tuple[str, ...] = ()  # companion files, by suffix (OpenVINO's .bin)
+    device_specific: bool = False  # the artifact only runs on the GPU model it was built on (engines)
+    from_onnx: str = ""  # "module:function"(onnx_path, out_path, options) for `edgedet build`
+    offline_command: str = ""  # "module:function" giving the equivalent command line where the library
+    description: str = ""  # is absent (trtexec for engines)
 
     @property
     def suffix(self) -> str:
@@ -43,19 +45,19 @@ class FormatSpec:
 @dataclass(frozen=True)
 class BackendSpec:
     name: str
-    runner: str                        # "module:Class" in edgedet.runtimes
-    library: str                       # import name of the library that runs it
-    extra: str                         # pip extra that installs it
-    formats: tuple[str, ...]           # formats it runs; the first is the one built for it from a model name
-    devices: tuple[str, ...]           # device kinds it accepts (see edgedet.devices)
+    runner: str  # "module:Class" in edgedet.runtimes
+    library: str  # import name of the library that runs it
+    extra: str  # pip extra that installs it
+    formats: tuple[str, ...]  # formats it runs; the first is the one built for it from a model name
+    devices: tuple[str, ...]  # device kinds it accepts (see edgedet.devices)
     aliases: tuple[str, ...] = ()
     # runtime options per bench mode (latency: batch 1; throughput: several requests in flight)
     run_options: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
-    static_check: str = ""             # "module:function"(onnx, min_batch, max_batch) -> report, runs without it
+    static_check: str = ""  # "module:function"(onnx, min_batch, max_batch) -> report, runs without it
     # runtime options for exact FP32 arithmetic (parity tests, accuracy gates): no reduced-precision hints
     exact_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    auto: bool = False                 # a candidate when no backend is named (measured on this machine)
-    schemes: tuple[str, ...] = ()      # URL schemes of a remote server it speaks to (source grpc://host/model)
+    auto: bool = False  # a candidate when no backend is named (measured on this machine)
+    schemes: tuple[str, ...] = ()  # URL schemes of a remote server it speaks to (source grpc://host/model)
     description: str = ""
 
     @property
@@ -85,41 +87,121 @@ def _ro(d: dict) -> Mapping:
     return MappingProxyType({k: MappingProxyType(v) for k, v in d.items()})
 
 
-FORMATS: dict[str, FormatSpec] = {f.name: f for f in (
-    FormatSpec("onnx", (".onnx",), "edgedet.converters.builders:build_onnx", "onnx", "export", ("fp32", "fp16"),
-               description="ONNX opset 17, static or dynamic batch, host or in-graph post-processing"),
-    FormatSpec("openvino", (".xml",), "edgedet.converters.builders:build_openvino", "openvino", "openvino",
-               ("fp32", "fp16"), sidecars=(".bin",), from_onnx="edgedet.converters.builders:openvino_from_onnx",
-               description="OpenVINO IR (.xml + .bin)"),
-    FormatSpec("tensorrt", (".engine", ".plan"), "edgedet.converters.builders:build_tensorrt", "tensorrt",
-               "tensorrt", ("fp32", "fp16"), device_specific=True,
-               from_onnx="edgedet.converters.builders:tensorrt_from_onnx",
-               offline_command="edgedet.converters.tensorrt_engine:trtexec_line",
-               description="serialized TensorRT plan"),
-    FormatSpec("torch", (".pth", ".pt"), "edgedet.converters.builders:build_torch", "torch", "export",
-               ("fp32", "fp16"), description="effdet-layout state dict"),
-    FormatSpec("triton", (".pbtxt",), "edgedet.converters.builders:build_triton", "tritonclient", "triton",
-               ("fp32", "fp16"), description="Triton model repository <repo>/<name>/{config.pbtxt,labels.txt,1/}"),
-)}
+FORMATS: dict[str, FormatSpec] = {
+    f.name: f
+    for f in (
+        FormatSpec(
+            "onnx",
+            (".onnx",),
+            "edgedet.converters.builders:build_onnx",
+            "onnx",
+            "export",
+            ("fp32", "fp16"),
+            description="ONNX opset 17, static or dynamic batch, host or in-graph post-processing",
+        ),
+        FormatSpec(
+            "openvino",
+            (".xml",),
+            "edgedet.converters.builders:build_openvino",
+            "openvino",
+            "openvino",
+            ("fp32", "fp16"),
+            sidecars=(".bin",),
+            from_onnx="edgedet.converters.builders:openvino_from_onnx",
+            description="OpenVINO IR (.xml + .bin)",
+        ),
+        FormatSpec(
+            "tensorrt",
+            (".engine", ".plan"),
+            "edgedet.converters.builders:build_tensorrt",
+            "tensorrt",
+            "tensorrt",
+            ("fp32", "fp16"),
+            device_specific=True,
+            from_onnx="edgedet.converters.builders:tensorrt_from_onnx",
+            offline_command="edgedet.converters.tensorrt_engine:trtexec_line",
+            description="serialized TensorRT plan",
+        ),
+        FormatSpec(
+            "torch",
+            (".pth", ".pt"),
+            "edgedet.converters.builders:build_torch",
+            "torch",
+            "export",
+            ("fp32", "fp16"),
+            description="effdet-layout state dict",
+        ),
+        FormatSpec(
+            "triton",
+            (".pbtxt",),
+            "edgedet.converters.builders:build_triton",
+            "tritonclient",
+            "triton",
+            ("fp32", "fp16"),
+            description="Triton model repository <repo>/<name>/{config.pbtxt,labels.txt,1/}",
+        ),
+    )
+}
 
-BACKENDS: dict[str, BackendSpec] = {b.name: b for b in (
-    BackendSpec("onnxruntime", "edgedet.runtimes.onnxruntime_runner:OnnxRuntimeRunner", "onnxruntime",
-                "onnxruntime", ("onnx",), ("cpu", "cuda"), aliases=("ort",), auto=True,
-                run_options=_ro({"latency": {"hint": "LATENCY"}, "throughput": {"hint": "THROUGHPUT"}})),
-    BackendSpec("openvino", "edgedet.runtimes.openvino_runner:OpenVinoRunner", "openvino", "openvino",
-                ("openvino", "onnx"), ("cpu", "gpu", "npu", "auto"), aliases=("ov",), auto=True,
-                exact_options=MappingProxyType({"inference_precision": "f32"}),
-                run_options=_ro({"latency": {"hint": "LATENCY"}, "throughput": {"hint": "THROUGHPUT"}})),
-    BackendSpec("tensorrt", "edgedet.runtimes.tensorrt_runner:TensorRTRunner", "tensorrt", "tensorrt",
-                ("tensorrt",), ("cuda",), aliases=("trt",),
-                static_check="edgedet.converters.trt_check:check_tensorrt_onnx"),
-    BackendSpec("torch", "edgedet.runtimes.torch_runner:TorchRunner", "torch", "export", ("torch",),
-                ("cpu", "cuda"), aliases=("pytorch",)),
-    # a client of a Triton (KServe v2) server: the device is the server's ("auto": its instance_group decides)
-    BackendSpec("triton", "edgedet.runtimes.triton_runner:TritonRunner", "tritonclient", "triton", ("triton",),
-                ("auto",), aliases=("tritonclient",), schemes=("grpc", "http", "https"),
-                description="inference on a Triton Inference Server, pre/post-processing on the client"),
-)}
+BACKENDS: dict[str, BackendSpec] = {
+    b.name: b
+    for b in (
+        BackendSpec(
+            "onnxruntime",
+            "edgedet.runtimes.onnxruntime_runner:OnnxRuntimeRunner",
+            "onnxruntime",
+            "onnxruntime",
+            ("onnx",),
+            ("cpu", "cuda"),
+            aliases=("ort",),
+            auto=True,
+            run_options=_ro({"latency": {"hint": "LATENCY"}, "throughput": {"hint": "THROUGHPUT"}}),
+        ),
+        BackendSpec(
+            "openvino",
+            "edgedet.runtimes.openvino_runner:OpenVinoRunner",
+            "openvino",
+            "openvino",
+            ("openvino", "onnx"),
+            ("cpu", "gpu", "npu", "auto"),
+            aliases=("ov",),
+            auto=True,
+            exact_options=MappingProxyType({"inference_precision": "f32"}),
+            run_options=_ro({"latency": {"hint": "LATENCY"}, "throughput": {"hint": "THROUGHPUT"}}),
+        ),
+        BackendSpec(
+            "tensorrt",
+            "edgedet.runtimes.tensorrt_runner:TensorRTRunner",
+            "tensorrt",
+            "tensorrt",
+            ("tensorrt",),
+            ("cuda",),
+            aliases=("trt",),
+            static_check="edgedet.converters.trt_check:check_tensorrt_onnx",
+        ),
+        BackendSpec(
+            "torch",
+            "edgedet.runtimes.torch_runner:TorchRunner",
+            "torch",
+            "export",
+            ("torch",),
+            ("cpu", "cuda"),
+            aliases=("pytorch",),
+        ),
+        # a client of a Triton (KServe v2) server: the device is the server's ("auto": its instance_group decides)
+        BackendSpec(
+            "triton",
+            "edgedet.runtimes.triton_runner:TritonRunner",
+            "tritonclient",
+            "triton",
+            ("triton",),
+            ("auto",),
+            aliases=("tritonclient",),
+            schemes=("grpc", "http", "https"),
+            description="inference on a Triton Inference Server, pre/post-processing on the client",
+        ),
+    )
+}
 
 _BACKEND_NAMES = {a: b.name for b in BACKENDS.values() for a in (b.name, *b.aliases)}
 _BACKEND_BY_SCHEME = {s: b.name for b in BACKENDS.values() for s in b.schemes}
@@ -182,15 +264,19 @@ def remote_backend(source) -> "BackendSpec | None":
 def format_of(path: "str | Path") -> FormatSpec:
     suffix = Path(path).suffix.lower()
     if suffix not in _FORMAT_BY_SUFFIX:
-        raise ArtifactError(f"cannot tell the format of '{Path(path).name}': known artifact suffixes are "
-                            f"{', '.join(sorted(_FORMAT_BY_SUFFIX))}")
+        raise ArtifactError(
+            f"cannot tell the format of '{Path(path).name}': known artifact suffixes are "
+            f"{', '.join(sorted(_FORMAT_BY_SUFFIX))}"
+        )
     return FORMATS[_FORMAT_BY_SUFFIX[suffix]]
 
 
 def default_backend(fmt: FormatSpec) -> BackendSpec:
     if fmt.name not in _DEFAULT_BACKEND:
-        raise ArtifactError(f"no backend here runs the {fmt.name} format ({fmt.description}): serve it with its "
-                            "server, or load the artifact inside it")
+        raise ArtifactError(
+            f"no backend here runs the {fmt.name} format ({fmt.description}): serve it with its "
+            "server, or load the artifact inside it"
+        )
     return BACKENDS[_DEFAULT_BACKEND[fmt.name]]
 
 
@@ -202,6 +288,8 @@ def backend_for(path: "str | Path", backend: "str | BackendSpec | None" = None) 
         return default_backend(fmt)
     spec = get_backend(backend)
     if fmt.name not in spec.formats:
-        raise ArtifactError(f"backend '{spec.name}' cannot run '{Path(path).name}' ({fmt.name} format); it runs "
-                            f"{', '.join(spec.formats)}")
+        raise ArtifactError(
+            f"backend '{spec.name}' cannot run '{Path(path).name}' ({fmt.name} format); it runs "
+            f"{', '.join(spec.formats)}"
+        )
     return spec

@@ -5,6 +5,7 @@ TensorRT itself is imported only inside these functions.
 Typing (typecheck/run.sh): mypy cannot carry a module's attributes through a function's return type, so
 callers type-check TensorRT as `import_tensorrt()` (the clear error) followed by `import tensorrt as trt` (the
 module, typed by tensorrt-stubs; already loaded, so nothing more happens at run time)."""
+
 from __future__ import annotations
 
 from types import ModuleType
@@ -35,5 +36,7 @@ def check_engine_device(built: dict | None, current: dict, trt_version: str) -> 
     if built.get("gpu") and built["gpu"] != current.get("gpu"):
         problems.append(f"GPU {built['gpu']} (here {current.get('gpu')})")
     if problems:
-        raise ArtifactError("engine was built for " + ", ".join(problems) + ": rebuild it from the ONNX "
-                            "('edgedet build', or edgedet.load(name, backend='trt') rebuilds through the cache)")
+        raise ArtifactError(
+            "engine was built for " + ", ".join(problems) + ": rebuild it from the ONNX "
+            "('edgedet build', or edgedet.load(name, backend='trt') rebuilds through the cache)"
+        )

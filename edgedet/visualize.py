@@ -1,4 +1,5 @@
 """Draw detections on BGR images (OpenCV)."""
+
 from __future__ import annotations
 
 import cv2
@@ -21,8 +22,9 @@ def draw(image: np.ndarray, dets: Detections, text: str | None = None) -> np.nda
         caption = f"{label} {score:.2f}"
         (tw, th), _ = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
         cv2.rectangle(out, (p1[0], max(0, p1[1] - th - 4)), (p1[0] + tw + 2, p1[1]), c, -1)
-        cv2.putText(out, caption, (p1[0] + 1, max(th, p1[1] - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            out, caption, (p1[0] + 1, max(th, p1[1] - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA
+        )
     if text:
         cv2.putText(out, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 0), 2, cv2.LINE_AA)
     return out

@@ -2,6 +2,7 @@
 
 Only numpy, OpenCV and the backend's own library are imported here: no torch (unless the torch backend runs),
 and never the converters. Building an artifact from a model name is the facade's job: `edgedet.load()`."""
+
 from .detector import Detector, Timing
 from .sources import CaptureOptions, open_source
 from .stream import DetectionStream, StreamItem

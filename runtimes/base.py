@@ -1,11 +1,12 @@
 """The runner contract: dict[str, np.ndarray] -> dict[str, np.ndarray], plus the device it runs on."""
+
 from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -25,7 +26,7 @@ class Runner(ABC):
     name: str = "base"
     OPTIONS: dict[str, Option] = {}
     thread_safe: bool = True
-    stream_jobs: int = 1   # requests in flight by default when streaming (ThreadedQueue workers)
+    stream_jobs: int = 1  # requests in flight by default when streaming (ThreadedQueue workers)
 
     def __init__(self, path: Path, manifest: Manifest, device: Device):
         self.path = Path(path)
@@ -123,7 +124,7 @@ class ThreadedQueue(AsyncQueue):
     def _run(self, inputs, callback):
         try:
             outputs = self._runner(inputs)
-        except BaseException as e:   # the request failed: remember it, so wait_all raises instead of losing it
+        except BaseException as e:  # the request failed: remember it, so wait_all raises instead of losing it
             with self._lock:
                 self._errors.append(e)
             if self.on_error is not None:

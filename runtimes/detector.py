@@ -4,6 +4,7 @@ Thread safety: one Detector may be called from several threads at once. Preproce
 thread, the runner's call is serialised where the runner says it is not thread-safe, and each call's
 results belong to that call's images.
 """
+
 from __future__ import annotations
 
 import threading
@@ -26,6 +27,7 @@ DEFAULT_SCORE_THRESHOLD = 0.25
 @dataclass
 class Timing:
     """Milliseconds of the last call, split by stage."""
+
     pre: float = 0.0
     infer: float = 0.0
     post: float = 0.0
@@ -60,7 +62,7 @@ class Detector:
         self.post = Postprocessor.from_manifest(manifest)
         self.max_batch = int(manifest.batch.max)
         self.static_batch = None if manifest.batch.dynamic else int(manifest.batch.max)
-        self._local = threading.local()       # per-thread buffers and timing
+        self._local = threading.local()  # per-thread buffers and timing
         self._run_lock = None if getattr(runner, "thread_safe", True) else threading.Lock()
         self._check_input_shape()
 
@@ -70,21 +72,31 @@ class Detector:
         if not actual:
             return
         if len(actual) != len(expected) or any(
-                isinstance(a, int) and isinstance(e, int) and a != e for a, e in zip(actual, expected)):
-            raise ArtifactError(f"{self.runner.path.name} takes input {actual} but its manifest says {expected}: "
-                                "the manifest does not belong to this artifact; re-export it")
+            isinstance(a, int) and isinstance(e, int) and a != e for a, e in zip(actual, expected)
+        ):
+            raise ArtifactError(
+                f"{self.runner.path.name} takes input {actual} but its manifest says {expected}: "
+                "the manifest does not belong to this artifact; re-export it"
+            )
 
     # ---------------------------------------------------------------- loading
     @classmethod
-    def load(cls, source: str | Path, backend=None, device=None, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-             verify: bool = True, **options) -> "Detector":
+    def load(
+        cls,
+        source: str | Path,
+        backend=None,
+        device=None,
+        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+        verify: bool = True,
+        **options,
+    ) -> "Detector":
         """Load an artifact (.onnx, .xml, .engine, .pth) and its manifest on a backend (default: by format), or
         a model on a server by URL (grpc://host:8001/d0, http://host:8000/d0: Triton, see triton_runner).
 
         `options` are the backend's runtime options (its runner's OPTIONS); an unknown one is an InputError.
         A model name ('d0') is built by the facade: `edgedet.load('d0', ...)`."""
         remote = remote_backend(source)
-        if remote is not None:       # a model on a server (grpc://host:port/model): the runner brings the manifest
+        if remote is not None:  # a model on a server (grpc://host:port/model): the runner brings the manifest
             if backend is not None and get_backend(backend) is not remote:
                 raise InputError(f"{source} is served by a {remote.name} server; backend '{backend}' cannot run it")
             runner = remote.runner_class().create(remote, source, None, device, **options)
@@ -92,15 +104,19 @@ class Detector:
         path = Path(source)
         if not path.exists():
             if not path.suffix:
-                raise InputError(f"'{source}' is not an artifact file; to build a model by name use "
-                                 f"edgedet.load('{source}', ...) or 'edgedet export'")
+                raise InputError(
+                    f"'{source}' is not an artifact file; to build a model by name use "
+                    f"edgedet.load('{source}', ...) or 'edgedet export'"
+                )
             raise ArtifactError(f"artifact not found: {path}")
         if not path.is_file():
             raise ArtifactError(f"not an artifact file: {path}")
         spec = backend_for(path, backend)
-        if spec.schemes:         # a server's client: the artifact is served, not loaded (a Triton repository)
-            raise InputError(f"{path.name} is served by a server, not loaded here: start it (tritonserver "
-                             f"--model-repository <repo>) and load {spec.schemes[0]}://host:port/<model>")
+        if spec.schemes:  # a server's client: the artifact is served, not loaded (a Triton repository)
+            raise InputError(
+                f"{path.name} is served by a server, not loaded here: start it (tritonserver "
+                f"--model-repository <repo>) and load {spec.schemes[0]}://host:port/<model>"
+            )
         runner_cls = spec.runner_class()
         manifest = Manifest.read(path, verify=verify)
         return cls._with_runner(runner_cls.create(spec, path, manifest, device, **options), manifest, score_threshold)
@@ -139,7 +155,7 @@ class Detector:
         timing = Timing()
         step = self.static_batch or self.max_batch
         for start in range(0, len(frames), step):
-            results.extend(self._run_chunk(frames[start:start + step], thr, timing))
+            results.extend(self._run_chunk(frames[start : start + step], thr, timing))
         self._local.timing = timing
         return results[0] if single else results
 
@@ -165,7 +181,7 @@ class Detector:
         buf = self._buffer(self.static_batch or len(frames))
         if self.u8_input:
             return buf, self._letterbox_u8(frames, buf)
-        _, infos = self.pre(frames, out=buf[:len(frames)])
+        _, infos = self.pre(frames, out=buf[: len(frames)])
         return buf, infos
 
     def _letterbox_u8(self, frames, buf: np.ndarray) -> list:
@@ -174,7 +190,7 @@ class Detector:
         infos = []
         for i, f in enumerate(frames):
             resized, info = self.pre.letterbox(f)
-            buf[i, :resized.shape[0], :resized.shape[1]] = resized
+            buf[i, : resized.shape[0], : resized.shape[1]] = resized
             infos.append(info)
         return infos
 
@@ -192,6 +208,7 @@ class Detector:
 
         Options: batch, queue_size, jobs (requests in flight), score_threshold, capture (CaptureOptions)."""
         from .stream import DetectionStream
+
         return DetectionStream(self, source, realtime=realtime, **options)
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -226,5 +243,7 @@ class Detector:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"Detector({self.manifest.model['name']}, backend={self.backend}, device={self.device}, "
-                f"precision={self.manifest.precision}, input={self.image_size})")
+        return (
+            f"Detector({self.manifest.model['name']}, backend={self.backend}, device={self.device}, "
+            f"precision={self.manifest.precision}, input={self.image_size})"
+        )

@@ -1,5 +1,6 @@
 """ONNX Runtime runner: CPU, or CUDA through onnxruntime-gpu's CUDA execution provider (device cuda / cuda:N),
 with IO binding on CUDA so each input and output crosses the bus once."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,12 @@ from edgedet.options import Option
 
 from .base import Runner
 
-_LEVELS = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-           "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
 
 
 def _providers(device) -> list:
@@ -24,9 +29,11 @@ def _providers(device) -> list:
     wanted = rows[device.kind](device)
     first = wanted[0][0] if isinstance(wanted[0], tuple) else wanted[0]
     if first not in ort.get_available_providers():
-        raise BackendUnavailableError(f"onnxruntime on {device}", "onnxruntime-gpu",
-                                      RuntimeError(f"{first} is not in this onnxruntime build "
-                                                   f"({', '.join(ort.get_available_providers())})"))
+        raise BackendUnavailableError(
+            f"onnxruntime on {device}",
+            "onnxruntime-gpu",
+            RuntimeError(f"{first} is not in this onnxruntime build ({', '.join(ort.get_available_providers())})"),
+        )
     return wanted
 
 

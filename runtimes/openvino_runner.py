@@ -3,6 +3,7 @@
 `inference_precision` is OpenVINO's runtime INFERENCE_PRECISION_HINT (f32 | bf16 | f16), distinct from the
 precision an artifact was built with. Each calling thread gets its own infer request, so one Detector can be
 shared by threads."""
+
 from __future__ import annotations
 
 import threading
@@ -26,23 +27,37 @@ class OpenVinoRunner(Runner):
     name = "openvino"
     OPTIONS = {
         "hint": Option(str, "LATENCY", ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"), upper=True),
-        "inference_precision": Option(str, None, ("f32", "bf16", "f16"),
-                                      help="runtime precision hint (default: OpenVINO's choice for the device)"),
+        "inference_precision": Option(
+            str, None, ("f32", "bf16", "f16"), help="runtime precision hint (default: OpenVINO's choice for the device)"
+        ),
         "cache_dir": Option(str, help="OpenVINO model cache folder (default: in the edgedet cache; '' disables)"),
         "streams": Option(int, minimum=1, help="NUM_STREAMS (default: from the hint)"),
         "threads": Option(int, minimum=1, help="INFERENCE_NUM_THREADS"),
     }
 
-    def __init__(self, path, manifest, device, hint="LATENCY", inference_precision=None, cache_dir=None,
-                 streams=None, threads=None):
+    def __init__(
+        self,
+        path,
+        manifest,
+        device,
+        hint="LATENCY",
+        inference_precision=None,
+        cache_dir=None,
+        streams=None,
+        threads=None,
+    ):
         super().__init__(path, manifest, device)
         self.core = ov.Core()
         dev = _ov_device(device)
         config = {"PERFORMANCE_HINT": hint}
-        if cache_dir is None:   # compiled blobs are reused across processes: a second start skips the compile
+        if cache_dir is None:  # compiled blobs are reused across processes: a second start skips the compile
             cache_dir = _default_model_cache()
-        optional = {"INFERENCE_PRECISION_HINT": inference_precision, "CACHE_DIR": cache_dir or None,
-                    "NUM_STREAMS": None if streams is None else str(streams), "INFERENCE_NUM_THREADS": threads}
+        optional = {
+            "INFERENCE_PRECISION_HINT": inference_precision,
+            "CACHE_DIR": cache_dir or None,
+            "NUM_STREAMS": None if streams is None else str(streams),
+            "INFERENCE_NUM_THREADS": threads,
+        }
         config.update({k: v for k, v in optional.items() if v is not None})
         try:
             if dev not in self.core.available_devices and device.kind != "auto":
@@ -50,8 +65,7 @@ class OpenVinoRunner(Runner):
             model = self.core.read_model(str(self.path))
             self.compiled = self.core.compile_model(model, dev, config)
         except Exception as e:
-            raise ArtifactError(f"OpenVINO cannot load {self.path.name} on {dev}: "
-                                f"{_first_line(e)}") from None
+            raise ArtifactError(f"OpenVINO cannot load {self.path.name} on {dev}: {_first_line(e)}") from None
         self._requests = threading.local()
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]
         self._device = dev
@@ -63,6 +77,7 @@ class OpenVinoRunner(Runner):
         from pathlib import Path
 
         from edgedet.devices import parse_device
+
         self = cls.__new__(cls)
         Runner.__init__(self, Path(label), manifest, parse_device("cpu"))
         self.core, self.compiled, self._device = None, compiled, "CPU"
@@ -98,7 +113,7 @@ class OpenVinoRunner(Runner):
         """Outputs are views of this thread's request tensors: valid until this thread's next call (the
         Detector consumes them at once); copy them to keep them longer."""
         outputs = self._request().infer(inputs, share_inputs=True, share_outputs=True)
-        return dict(zip(self.output_names, outputs.to_tuple()))   # in the compiled model's output order
+        return dict(zip(self.output_names, outputs.to_tuple()))  # in the compiled model's output order
 
     def optimal_requests(self) -> int:
         return int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
@@ -119,6 +134,7 @@ def _default_model_cache() -> str:
     import warnings
 
     from edgedet.weights import cache_dir
+
     folder = cache_dir() / "openvino-model-cache"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -153,7 +169,7 @@ class OpenVinoAsyncQueue(AsyncQueue):
         self._queue.start_async(inputs, callback, share_inputs=True)  # blocks while all requests are busy
 
     def check(self):
-        for request in self._queue:   # a finished request that failed raises here (it skips our callback)
+        for request in self._queue:  # a finished request that failed raises here (it skips our callback)
             request.wait_for(0)
 
     def wait_all(self):

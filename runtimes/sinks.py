@@ -3,6 +3,7 @@ moved into place only when closed successfully, so a file under the final name i
 file never ends in a half line, a video is reopened and its frames counted before it is published. A write
 failure (disk full) raises OSError; `abort()` (or a failed close) removes the temporary file. Leftovers of
 killed runs (their process is gone) are removed the next time a sink opens in that folder."""
+
 from __future__ import annotations
 
 import errno
@@ -38,6 +39,7 @@ def check_writable(path: str | Path, what: str) -> Path:
     if not os.access(parent, os.W_OK):
         raise InputError(f"{what} {path}: folder {parent} is not writable")
     return path
+
 
 # container suffix -> fourcc that the pip OpenCV builds can encode
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
@@ -78,8 +80,12 @@ class VideoSink:
         try:
             decoded = count_frames(self.tmp)
             if decoded < self.frames:
-                raise OSError(errno.EIO, f"video {self.path} is incomplete: {decoded} of {self.frames} frames "
-                                         "decode (disk full?); nothing was written under its name", str(self.path))
+                raise OSError(
+                    errno.EIO,
+                    f"video {self.path} is incomplete: {decoded} of {self.frames} frames "
+                    "decode (disk full?); nothing was written under its name",
+                    str(self.path),
+                )
             os.replace(self.tmp, self.path)
         finally:
             self.abort()
@@ -114,7 +120,7 @@ class JsonLines:
 
     def write(self, record: dict) -> None:
         self.f.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self.f.flush()   # a full disk fails here, on this line, not at close
+        self.f.flush()  # a full disk fails here, on this line, not at close
         self.lines += 1
 
     def close(self) -> None:
@@ -145,5 +151,12 @@ class JsonlSink(JsonLines):
         self._clock = time.time() - time.perf_counter()  # perf_counter -> unix time
 
     def write(self, item) -> None:
-        super().write({"source": item.source, "frame": item.index, "time": round(self._clock + item.captured, 4),
-                       "latency_ms": round(item.latency_ms, 2), **item.detections.to_dict()})
+        super().write(
+            {
+                "source": item.source,
+                "frame": item.index,
+                "time": round(self._clock + item.captured, 4),
+                "latency_ms": round(item.latency_ms, 2),
+                **item.detections.to_dict(),
+            }
+        )

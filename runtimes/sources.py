@@ -4,13 +4,14 @@ Every source yields `(index, frame)` with `index` the frame's position in the st
 could not be decoded), keeps counters in `SourceStats`, and never blocks without a bound: network opens and
 reads carry OpenCV timeouts, and live sources reconnect with exponential backoff a bounded number of times.
 """
+
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -28,10 +29,10 @@ class SourceStats:
     name: str
     live: bool
     frames_read: int = 0
-    corrupt: int = 0          # frames that failed to decode and were skipped
+    corrupt: int = 0  # frames that failed to decode and were skipped
     reconnects: int = 0
-    expected: int | None = None   # frame count announced by a file, when known
-    ended: str = ""               # why the source stopped: "end", "gave up: ...", "stopped"
+    expected: int | None = None  # frame count announced by a file, when known
+    ended: str = ""  # why the source stopped: "end", "gave up: ...", "stopped"
     fps: float = 0.0
     events: list[str] = field(default_factory=list)
 
@@ -94,13 +95,13 @@ class FolderSource(FrameSource):
 class CaptureOptions:
     open_timeout_s: float = 10.0
     read_timeout_s: float = 10.0
-    max_reconnects: int = 5         # live sources: reopen attempts after one drop (0 = never)
+    max_reconnects: int = 5  # live sources: reopen attempts after one drop (0 = never)
     max_reconnects_total: int = 50  # live sources: successful reconnects over the whole run
-    reconnect_window_s: float = 300.0   # ... and at most max_reconnects_per_window within any such window,
+    reconnect_window_s: float = 300.0  # ... and at most max_reconnects_per_window within any such window,
     max_reconnects_per_window: int = 10  # so a source that stalls again and again is given up
-    backoff_s: float = 0.5          # first wait before reopening; doubles up to backoff_max_s
+    backoff_s: float = 0.5  # first wait before reopening; doubles up to backoff_max_s
     backoff_max_s: float = 8.0
-    max_bad_reads: int = 30         # files: consecutive undecodable frames before giving up
+    max_bad_reads: int = 30  # files: consecutive undecodable frames before giving up
 
 
 class CaptureSource(FrameSource):
@@ -123,19 +124,28 @@ class CaptureSource(FrameSource):
     def _open_error(self) -> str:
         if self.kind == "file":
             size = Path(self.spec).stat().st_size
-            return (f"cannot open video {self.spec}" + (" (empty file)" if size == 0 else
-                                                          " (not a video OpenCV can decode, or truncated)"))
+            return f"cannot open video {self.spec}" + (
+                " (empty file)" if size == 0 else " (not a video OpenCV can decode, or truncated)"
+            )
         if self.kind == "gstreamer":
-            return (f"cannot open GStreamer pipeline {self.spec!r}: this OpenCV build "
-                    f"{'has' if _has_backend('GSTREAMER') else 'has no'} GStreamer support")
+            return (
+                f"cannot open GStreamer pipeline {self.spec!r}: this OpenCV build "
+                f"{'has' if _has_backend('GSTREAMER') else 'has no'} GStreamer support"
+            )
         if self.kind == "camera":
             return f"cannot open camera {self.spec} (no such device, or in use by another process)"
-        return (f"cannot open stream {self.spec} within {self.opt.open_timeout_s:g}s "
-                "(unreachable host, refused connection, or an unsupported URL)")
+        return (
+            f"cannot open stream {self.spec} within {self.opt.open_timeout_s:g}s "
+            "(unreachable host, refused connection, or an unsupported URL)"
+        )
 
     def _open(self):
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.opt.open_timeout_s * 1000),
-                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.opt.read_timeout_s * 1000)]
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(self.opt.open_timeout_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(self.opt.read_timeout_s * 1000),
+        ]
         if self.kind == "camera":
             cap = cv2.VideoCapture(int(self.spec))
         elif self.kind == "gstreamer":
@@ -150,7 +160,7 @@ class CaptureSource(FrameSource):
         return cap
 
     def __iter__(self):
-        index = 0       # position in the stream, counting frames that failed to decode
+        index = 0  # position in the stream, counting frames that failed to decode
         bad = 0
         while not self._stopped:
             ok, frame = self.cap.read() if self.cap is not None else (False, None)
@@ -211,8 +221,9 @@ class CaptureSource(FrameSource):
         if self.stats.reconnects >= self.opt.max_reconnects_total:
             reason = f"gave up after {self.stats.reconnects} reconnects in total (max_reconnects_total)"
         elif len(recent) >= self.opt.max_reconnects_per_window:
-            reason = (f"gave up: {len(recent)} reconnects within {self.opt.reconnect_window_s:g}s "
-                      "(max_reconnects_per_window)")
+            reason = (
+                f"gave up: {len(recent)} reconnects within {self.opt.reconnect_window_s:g}s (max_reconnects_per_window)"
+            )
         if reason:
             self.stats.ended = reason
             self.stats.note(reason)
@@ -276,6 +287,8 @@ def open_source(spec, options: CaptureOptions | None = None) -> FrameSource:
     if kind == "folder":
         return FolderSource(Path(spec))
     if kind == "image":
-        raise InputError(f"{spec} is a single image: call the detector on it directly (stream takes videos, "
-                         "cameras, URLs and folders)")
+        raise InputError(
+            f"{spec} is a single image: call the detector on it directly (stream takes videos, "
+            "cameras, URLs and folders)"
+        )
     return CaptureSource(spec, kind, options)

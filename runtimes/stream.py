@@ -11,6 +11,7 @@ behind holds the dispatcher, which holds the readers. With `realtime=True` a hel
 frame instead of blocking (live cameras stay current); otherwise every frame is processed. `stop()` stops
 reading; the frames already read still come out, so a Ctrl-C loses no detections.
 """
+
 from __future__ import annotations
 
 import queue
@@ -31,12 +32,13 @@ _END = object()
 @dataclass
 class StreamItem:
     """One processed frame. Unpacks as `index, frame, detections`; `source` says which stream it came from."""
+
     index: int
     frame: np.ndarray
     detections: Detections
     source: int = 0
-    captured: float = 0.0       # time.perf_counter() when the frame was read
-    latency_ms: float = 0.0     # read -> detections ready
+    captured: float = 0.0  # time.perf_counter() when the frame was read
+    latency_ms: float = 0.0  # read -> detections ready
 
     def __iter__(self):
         return iter((self.index, self.frame, self.detections))
@@ -46,7 +48,7 @@ class StreamItem:
 class StreamStats:
     sources: list[SourceStats] = field(default_factory=list)
     frames_out: int = 0
-    dropped: int = 0            # realtime mode: frames skipped to stay current
+    dropped: int = 0  # realtime mode: frames skipped to stay current
     batches: int = 0
     started: float = field(default_factory=time.perf_counter)
     finished: float | None = None
@@ -57,11 +59,24 @@ class StreamStats:
         return self.frames_out / max(end - self.started, 1e-9)
 
     def to_dict(self) -> dict:
-        return {"frames": self.frames_out, "fps": round(self.fps, 2), "dropped": self.dropped,
-                "batches": self.batches,
-                "sources": [{"source": s.name, "frames_read": s.frames_read, "corrupt": s.corrupt,
-                             "reconnects": s.reconnects, "expected": s.expected, "ended": s.ended,
-                             "events": s.events[-10:]} for s in self.sources]}
+        return {
+            "frames": self.frames_out,
+            "fps": round(self.fps, 2),
+            "dropped": self.dropped,
+            "batches": self.batches,
+            "sources": [
+                {
+                    "source": s.name,
+                    "frames_read": s.frames_read,
+                    "corrupt": s.corrupt,
+                    "reconnects": s.reconnects,
+                    "expected": s.expected,
+                    "ended": s.ended,
+                    "events": s.events[-10:],
+                }
+                for s in self.sources
+            ],
+        }
 
 
 @dataclass
@@ -77,9 +92,17 @@ class _Frame:
 class DetectionStream:
     """Iterator over StreamItems; use as a context manager or call `close()` to release sources and threads."""
 
-    def __init__(self, detector, sources, realtime: bool = False, batch: int | None = None,
-                 queue_size: int = 4, jobs: int | None = None, score_threshold: float | None = None,
-                 capture: CaptureOptions | None = None):
+    def __init__(
+        self,
+        detector,
+        sources,
+        realtime: bool = False,
+        batch: int | None = None,
+        queue_size: int = 4,
+        jobs: int | None = None,
+        score_threshold: float | None = None,
+        capture: CaptureOptions | None = None,
+    ):
         self.det = detector
         specs = list(sources) if isinstance(sources, (list, tuple)) else [sources]
         self.sources: list[FrameSource] = []
@@ -92,6 +115,7 @@ class DetectionStream:
             raise
         self.realtime = realtime
         from .detector import _threshold
+
         self.thr = detector.score_threshold if score_threshold is None else _threshold(score_threshold)
         cap = detector.static_batch or detector.max_batch
         self.batch = max(1, min(int(batch or len(self.sources)), cap))
@@ -101,17 +125,19 @@ class DetectionStream:
         self._stop = threading.Event()
         self._closed = threading.Event()
         self._error: BaseException | None = None
-        self._next_seq = 0                      # batch sequence numbers, to emit in submission order
+        self._next_seq = 0  # batch sequence numbers, to emit in submission order
         self._ready: dict[int, list[StreamItem]] = {}
         self._emit_seq = 0
         self._pending: list[StreamItem] = []
         self._done = False
         self._aq = detector.runner.async_queue(jobs)
-        self._aq.on_error = self._fail      # a failed request stops the stream and is raised to the caller
+        self._aq.on_error = self._fail  # a failed request stops the stream and is raised to the caller
         # batches submitted and not yet taken by the caller: the requests in flight plus one ready batch
         self._untaken = threading.Semaphore(self._aq.capacity + 1)
-        self._readers = [threading.Thread(target=self._read, args=(i, s), daemon=True, name=f"edgedet-read-{i}")
-                         for i, s in enumerate(self.sources)]
+        self._readers = [
+            threading.Thread(target=self._read, args=(i, s), daemon=True, name=f"edgedet-read-{i}")
+            for i, s in enumerate(self.sources)
+        ]
         self._live_readers = len(self._readers)
         self._readers_lock = threading.Lock()
         self._dispatcher = threading.Thread(target=self._dispatch, daemon=True, name="edgedet-dispatch")
@@ -211,8 +237,11 @@ class DetectionStream:
                 items = []
                 for i, f in enumerate(group):
                     dets = self.det.postprocess(outputs, i, f.info, self.thr)
-                    items.append(StreamItem(f.index, f.frame, dets, f.source, f.captured,
-                                            (time.perf_counter() - f.captured) * 1e3))
+                    items.append(
+                        StreamItem(
+                            f.index, f.frame, dets, f.source, f.captured, (time.perf_counter() - f.captured) * 1e3
+                        )
+                    )
                 self._out.put((seq, items))
             except BaseException as e:  # noqa: BLE001
                 self._fail(e)
@@ -247,7 +276,7 @@ class DetectionStream:
             taken = self._ready.pop(self._emit_seq, None)
             if taken is not None:
                 self._emit_seq += 1
-                self._untaken.release()   # this batch is the caller's now: the dispatcher may submit another
+                self._untaken.release()  # this batch is the caller's now: the dispatcher may submit another
                 self._pending = taken
                 continue
             got = self._out.get()  # an interrupt here leaves the stream intact: iterate again to drain
@@ -279,7 +308,7 @@ class DetectionStream:
             s.stop()
 
     def close(self) -> None:
-        self._closed.set()   # a dispatcher waiting for the caller to take batches gives up
+        self._closed.set()  # a dispatcher waiting for the caller to take batches gives up
         self.stop()
         for t in self._readers:
             t.join(timeout=5)

@@ -8,6 +8,7 @@ The engine must match this machine: the manifest records GPU, compute capability
 checked before deserialising (a plan from another GPU or TensorRT version is refused with a clear
 message; through the artifact cache it is rebuilt from the ONNX instead).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,23 +24,29 @@ from .base import Runner
 class TensorRTRunner(Runner):
     name = "tensorrt"
     thread_safe = False
-    OPTIONS = {"cuda_graph": Option(bool, False, help="capture and replay a CUDA graph per input shape "
-                                                      "(engines with host post-processing only)")}
+    OPTIONS = {
+        "cuda_graph": Option(
+            bool, False, help="capture and replay a CUDA graph per input shape (engines with host post-processing only)"
+        )
+    }
 
     def __init__(self, path, manifest, device, cuda_graph=False):
         super().__init__(path, manifest, device)
         if cuda_graph and manifest.postprocess.in_graph:
-            raise InputError("cuda_graph cannot be used with in-graph NMS: NonMaxSuppression has a "
-                             "data-dependent output shape, which CUDA graphs cannot capture; build the engine with "
-                             "--postprocess host to use CUDA graphs")
+            raise InputError(
+                "cuda_graph cannot be used with in-graph NMS: NonMaxSuppression has a "
+                "data-dependent output shape, which CUDA graphs cannot capture; build the engine with "
+                "--postprocess host to use CUDA graphs"
+            )
         import_tensorrt()
-        import tensorrt as trt   # loaded by import_tensorrt(); typed for mypy (see edgedet.tensorrt_lib)
+        import tensorrt as trt  # loaded by import_tensorrt(); typed for mypy (see edgedet.tensorrt_lib)
+
         self.trt = trt
         self.cuda = cuda_backend(device.ordinal)
         try:
             self._open_engine(trt, manifest, device)
         except BaseException:
-            self.cuda.close()    # the stream (and context) made above is released on a failed load
+            self.cuda.close()  # the stream (and context) made above is released on a failed load
             raise
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -54,8 +61,10 @@ class TensorRTRunner(Runner):
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
-            raise ArtifactError(f"TensorRT {trt.__version__} cannot deserialize {self.path.name}: truncated, "
-                                "or built by another TensorRT version; rebuild it with 'edgedet build'")
+            raise ArtifactError(
+                f"TensorRT {trt.__version__} cannot deserialize {self.path.name}: truncated, "
+                "or built by another TensorRT version; rebuild it with 'edgedet build'"
+            )
         self.context = self.engine.create_execution_context()
 
     @property
@@ -77,8 +86,9 @@ class TensorRTRunner(Runner):
     def _prepare(self, shape: tuple[int, ...]) -> None:
         lo, hi = self.batch_range()
         if not lo <= shape[0] <= hi:
-            raise InputError(f"batch {shape[0]} is outside the engine's profile {lo}..{hi}; rebuild with "
-                             f"--max-batch {shape[0]}")
+            raise InputError(
+                f"batch {shape[0]} is outside the engine's profile {lo}..{hi}; rebuild with --max-batch {shape[0]}"
+            )
         name = self.inputs[0]
         self._free_buffers()  # a new shape: release the previous shape's buffers before allocating
         self.context.set_input_shape(name, shape)
@@ -123,7 +133,7 @@ class TensorRTRunner(Runner):
         try:
             ok = self.context.execute_async_v3(self.cuda.stream_handle)
         finally:
-            graph = self.cuda.end_capture()   # leaves the stream out of capture mode whatever happened
+            graph = self.cuda.end_capture()  # leaves the stream out of capture mode whatever happened
         if not ok or graph is None:
             self.use_graph = False
             if graph is not None:
@@ -139,7 +149,7 @@ class TensorRTRunner(Runner):
         return times[warmup:]
 
     def __call__(self, inputs):
-        with self.cuda.active():   # worker threads (streaming) get this runner's device/context
+        with self.cuda.active():  # worker threads (streaming) get this runner's device/context
             return self._call(inputs)
 
     def _call(self, inputs):
@@ -170,4 +180,3 @@ class TensorRTRunner(Runner):
             self._free_buffers()
             self.context = self.engine = None  # released: unusable after close()
             self.cuda.close()
-

@@ -2,6 +2,7 @@
 
 Options: half (fp16 on CUDA), channels_last, compile (torch.compile), cuda_graph (fixed-shape replay).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +25,9 @@ class TorchRunner(Runner):
         "cuda_graph": Option(bool, False, help="replay a CUDA graph for a fixed input shape"),
     }
 
-    def __init__(self, path, manifest, device, half=None, channels_last=None, compile=False, threads=None,
-                 cuda_graph=False):
+    def __init__(
+        self, path, manifest, device, half=None, channels_last=None, compile=False, threads=None, cuda_graph=False
+    ):
         super().__init__(path, manifest, device)
         from edgedet.model import EfficientDet, load_weights
         from edgedet.model.export import FlatHeads
@@ -58,8 +60,8 @@ class TorchRunner(Runner):
         if cuda_graph and dev.type != "cuda":
             raise InputError("cuda_graph needs device cuda")
         self.cuda_graph = cuda_graph
-        self.thread_safe = not cuda_graph   # one captured graph and its static buffers
-        self._graph = None   # (input shape, static input, CUDAGraph, static outputs)
+        self.thread_safe = not cuda_graph  # one captured graph and its static buffers
+        self._graph = None  # (input shape, static input, CUDAGraph, static outputs)
         if manifest.postprocess.in_graph:
             raise ArtifactError("torch artifacts carry raw heads (logits, deltas); in-graph NMS is ONNX-only")
 

@@ -9,14 +9,15 @@ repository `edgedet export --format triton` writes carries it in config.pbtxt (p
 model served from elsewhere, give `manifest_path=` (the repository's model folder, its config.pbtxt or an artifact whose
 manifest describes the served graph); its tensors are checked against the server's model metadata.
 """
+
 from __future__ import annotations
 
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -43,9 +44,11 @@ class TritonURL:
     def parse(cls, url: str) -> "TritonURL":
         m = _URL.match(str(url))
         if not m:
-            raise InputError(f"'{url}' is not a Triton model URL: serve the repository with tritonserver "
-                             "--model-repository <repo>, then load grpc://host:port/model[/version] or "
-                             "http://host:port/model[/version]")
+            raise InputError(
+                f"'{url}' is not a Triton model URL: serve the repository with tritonserver "
+                "--model-repository <repo>, then load grpc://host:port/model[/version] or "
+                "http://host:port/model[/version]"
+            )
         return cls(m["scheme"], m["host"], m["model"], m["version"] or "")
 
     def __str__(self) -> str:
@@ -55,19 +58,26 @@ class TritonURL:
 @dataclass(frozen=True)
 class _Scheme:
     """How one protocol's client is made and called (tritonclient's gRPC and HTTP clients differ in both)."""
+
     module: str
-    shared: bool        # one client for all threads (gRPC); else one per thread (HTTP: gevent is per thread)
+    shared: bool  # one client for all threads (gRPC); else one per thread (HTTP: gevent is per thread)
     client_kwargs: Callable[[TritonURL, float], dict]
-    json_kwargs: dict   # how to get plain dicts back from metadata/config calls
-    call_kwargs: Callable[[float], dict]    # a client-side deadline per call (infer included)
-    config_key: str     # the config's key inside get_model_config's answer ("" = the answer itself)
+    json_kwargs: dict  # how to get plain dicts back from metadata/config calls
+    call_kwargs: Callable[[float], dict]  # a client-side deadline per call (infer included)
+    config_key: str  # the config's key inside get_model_config's answer ("" = the answer itself)
 
 
-_GRPC = _Scheme("tritonclient.grpc", True, lambda url, t: {}, {"as_json": True},
-                lambda t: {"client_timeout": t}, "config")
-_HTTP = _Scheme("tritonclient.http", False,    # its deadline is the client's network_timeout
-                lambda url, t: {"connection_timeout": t, "network_timeout": t, "ssl": url.scheme == "https"},
-                {}, lambda t: {}, "")
+_GRPC = _Scheme(
+    "tritonclient.grpc", True, lambda url, t: {}, {"as_json": True}, lambda t: {"client_timeout": t}, "config"
+)
+_HTTP = _Scheme(
+    "tritonclient.http",
+    False,  # its deadline is the client's network_timeout
+    lambda url, t: {"connection_timeout": t, "network_timeout": t, "ssl": url.scheme == "https"},
+    {},
+    lambda t: {},
+    "",
+)
 SCHEMES = {"grpc": _GRPC, "http": _HTTP, "https": _HTTP}
 
 
@@ -76,9 +86,11 @@ class _Protocol:
 
     def __init__(self, url: TritonURL, timeout: float):
         from edgedet.errors import BackendUnavailableError
+
         self.scheme = SCHEMES[url.scheme]
         try:
             import importlib
+
             self.lib = importlib.import_module(self.scheme.module)
         except (ImportError, RuntimeError) as e:
             raise BackendUnavailableError(f"triton ({url.scheme})", "triton", e) from e
@@ -116,8 +128,9 @@ class _Protocol:
         return f"{meta.get('name', 'server')} {meta.get('version', '')}".strip()
 
     def infer(self, model: str, version: str, inputs, outputs):
-        return self.client.infer(model, inputs, model_version=version, outputs=outputs,
-                                 **self.scheme.call_kwargs(self.timeout))
+        return self.client.infer(
+            model, inputs, model_version=version, outputs=outputs, **self.scheme.call_kwargs(self.timeout)
+        )
 
     def close(self) -> None:
         client = self._shared or getattr(self._local, "client", None)
@@ -150,8 +163,11 @@ class TritonRunner(Runner):
 
     name = "triton"
     OPTIONS = {
-        "manifest_path": Option(str, help="local manifest (repository model folder, config.pbtxt or artifact) for a "
-                                     "model whose server config does not carry one"),
+        "manifest_path": Option(
+            str,
+            help="local manifest (repository model folder, config.pbtxt or artifact) for a "
+            "model whose server config does not carry one",
+        ),
         "timeout": Option(float, 60.0, minimum=0.001, help="seconds per request"),
         "jobs": Option(int, 4, minimum=1, help="requests in flight when streaming"),
     }
@@ -168,15 +184,21 @@ class TritonRunner(Runner):
 
     def _connect(self, manifest, manifest_path, device) -> None:
         from tritonclient.utils import InferenceServerException
+
         try:
             self._connect_check()
             config = self.proto.config(self.url.model, self.url.version)
-            manifest = (manifest_from_path(manifest_path) if manifest_path else
-                        manifest or manifest_from_config(config, str(self.url)))
+            manifest = (
+                manifest_from_path(manifest_path)
+                if manifest_path
+                else manifest or manifest_from_config(config, str(self.url))
+            )
             if manifest is None:
-                raise ArtifactError(f"{self.url}: the server's config carries no {MANIFEST_PARAMETER} parameter "
-                                    "(not a repository written by 'edgedet export --format triton'); give "
-                                    "manifest_path=<the repository's model folder or the artifact it serves>")
+                raise ArtifactError(
+                    f"{self.url}: the server's config carries no {MANIFEST_PARAMETER} parameter "
+                    "(not a repository written by 'edgedet export --format triton'); give "
+                    "manifest_path=<the repository's model folder or the artifact it serves>"
+                )
             super().__init__(Path(self.url.model), manifest, device)
             self.meta = self.proto.metadata(self.url.model, self.url.version)
             self._check_tensors()
@@ -186,11 +208,13 @@ class TritonRunner(Runner):
 
     def _connect_check(self) -> None:
         from tritonclient.utils import InferenceServerException
+
         try:
             ready = self.proto.call("is_model_ready", self.url.model, self.url.version)
         except (InferenceServerException, OSError, ConnectionError) as e:
-            raise ArtifactError(f"cannot reach Triton at {self.url.host} ({self.url.scheme}): "
-                                f"{str(e).splitlines()[0][:200]}") from None
+            raise ArtifactError(
+                f"cannot reach Triton at {self.url.host} ({self.url.scheme}): {str(e).splitlines()[0][:200]}"
+            ) from None
         if not ready:
             raise ArtifactError(f"model '{self.url.model}' is not ready on the Triton server at {self.url.host}")
 
@@ -200,13 +224,16 @@ class TritonRunner(Runner):
         want = self.manifest.input
         got = inputs.get(want.name)
         if got is None:
-            raise ArtifactError(f"{self.url}: the served model has inputs {sorted(inputs)}, the manifest says "
-                                f"'{want.name}'")
+            raise ArtifactError(
+                f"{self.url}: the served model has inputs {sorted(inputs)}, the manifest says '{want.name}'"
+            )
         dims = [int(d) for d in got.get("shape", [])]
         per_image = [int(d) for d in want.shape[1:]]
-        if got.get("datatype") != V2_DTYPES.get(want.dtype) or dims[-len(per_image):] != per_image:
-            raise ArtifactError(f"{self.url}: served input {want.name} is {got.get('datatype')} {dims}, the "
-                                f"manifest says {V2_DTYPES.get(want.dtype)} {per_image}")
+        if got.get("datatype") != V2_DTYPES.get(want.dtype) or dims[-len(per_image) :] != per_image:
+            raise ArtifactError(
+                f"{self.url}: served input {want.name} is {got.get('datatype')} {dims}, the "
+                f"manifest says {V2_DTYPES.get(want.dtype)} {per_image}"
+            )
         served = {t["name"] for t in self.meta.get("outputs", [])}
         missing = [o for o in self.output_names if o not in served]
         if missing:
@@ -234,6 +261,7 @@ class TritonRunner(Runner):
             requests.append(inp)
         outputs = [lib.InferRequestedOutput(n) for n in self.output_names]
         from tritonclient.utils import InferenceServerException
+
         try:
             result = self.proto.infer(self.url.model, self.url.version, requests, outputs)
         except (InferenceServerException, OSError) as e:
@@ -242,6 +270,7 @@ class TritonRunner(Runner):
 
     def versions(self):
         import importlib.metadata
+
         return {"tritonclient": importlib.metadata.version("tritonclient"), "server": self._server}
 
     def close(self) -> None:

@@ -1,4 +1,5 @@
 """Shared fixtures: a private artifact cache, non-trivial random weights for the tiny model, images."""
+
 from __future__ import annotations
 
 import json
@@ -29,12 +30,14 @@ def paper_reference() -> dict:
     if SHARED_REFERENCE.is_file():
         return json.loads(SHARED_REFERENCE.read_text())
     from edgedet.info import paper_reference
+
     return paper_reference()
 
 
 def randomize_(state: dict, seed: int = 0, class_bias: float = 3.5) -> dict:
     """Perturb every float tensor (BN stats included) so that outputs and detections are non-trivial."""
     import torch
+
     g = torch.Generator().manual_seed(seed)
     out = {}
     for k, v in state.items():
@@ -54,7 +57,9 @@ def randomize_(state: dict, seed: int = 0, class_bias: float = 3.5) -> dict:
 def test_weights(tmp_path_factory) -> Path:
     """A .pth for the tiny 'test' model whose detections have varied scores and classes."""
     import torch
+
     from edgedet.model import create_model
+
     torch.manual_seed(0)
     model = create_model("test")
     path = tmp_path_factory.mktemp("weights") / "test_random.pth"
@@ -64,8 +69,9 @@ def test_weights(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def images() -> list[np.ndarray]:
-    from skimage import data
     import cv2
+    from skimage import data
+
     photos = [data.astronaut(), data.coffee(), data.chelsea()]
     return [cv2.cvtColor(p, cv2.COLOR_RGB2BGR) for p in photos]
 
@@ -74,16 +80,20 @@ def images() -> list[np.ndarray]:
 def artifacts(tmp_path_factory, test_weights):
     """Tiny-model artifacts on every CPU backend, exported once per session."""
     from edgedet.converters.pipeline import BuildRequest, export_artifact
+
     out = tmp_path_factory.mktemp("artifacts")
     w = str(test_weights)
     paths = {
         "torch": export_artifact(BuildRequest("test", "torch", weights=w), out / "torch"),
         "onnx": export_artifact(BuildRequest("test", "onnx", weights=w), out / "onnx"),
         "onnx_graph": export_artifact(BuildRequest("test", "onnx", weights=w, postprocess="graph"), out / "graph"),
-        "onnx_dynamic": export_artifact(BuildRequest("test", "onnx", weights=w, batch="dynamic", max_batch=8),
-                                        out / "dynamic"),
+        "onnx_dynamic": export_artifact(
+            BuildRequest("test", "onnx", weights=w, batch="dynamic", max_batch=8), out / "dynamic"
+        ),
         "openvino": export_artifact(BuildRequest("test", "openvino", weights=w), out / "ov"),
-        "openvino_graph": export_artifact(BuildRequest("test", "openvino", weights=w, postprocess="graph"), out / "ovg"),
+        "openvino_graph": export_artifact(
+            BuildRequest("test", "openvino", weights=w, postprocess="graph"), out / "ovg"
+        ),
     }
     return paths
 
@@ -93,6 +103,7 @@ def small_fs(tmp_path):
     """A real, nearly full filesystem: a size-limited tmpfs mounted for the test (needs root, as on the CI
     machines). Yields (folder, fill) where fill(left_bytes) leaves about that many bytes free."""
     import subprocess
+
     mnt = tmp_path / "small"
     mnt.mkdir()
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, text=True)
@@ -104,6 +115,7 @@ def small_fs(tmp_path):
         free = st.f_bavail * st.f_frsize
         with open(mnt / "filler.bin", "wb") as f:
             f.write(b"\0" * max(0, free - left))
+
     try:
         yield mnt, fill
     finally:

@@ -5,6 +5,7 @@ every bind(0) of this and other processes (a starting Ray cluster makes dozens) 
 again before the server, which starts seconds later, binds it. These ports come from below that range and above
 Ray's worker ports (10002-19999), where nothing is handed out by the kernel, and are checked free on all
 addresses (Triton listens on 0.0.0.0)."""
+
 from __future__ import annotations
 
 import random
@@ -20,7 +21,7 @@ def _ephemeral_low() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
-        return 32768   # Linux's default; macOS and Windows hand out from 49152
+        return 32768  # Linux's default; macOS and Windows hand out from 49152
 
 
 def free_ports(n: int) -> list[int]:
@@ -40,14 +41,14 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # never through an http_proxy
+_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through an http_proxy
 
 
 def http_ok(url: str) -> bool:
     try:
         with _LOCAL.open(url, timeout=5) as r:
             return r.status == 200
-    except OSError:   # not listening yet (URLError), or not ready (HTTPError)
+    except OSError:  # not listening yet (URLError), or not ready (HTTPError)
         return False
 
 

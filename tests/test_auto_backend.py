@@ -1,5 +1,6 @@
 """The measured default backend: the fastest installed CPU candidate for this model on this machine, cached by
 CPU identity, model, input size and library versions."""
+
 import json
 
 import pytest
@@ -19,9 +20,9 @@ def test_choice_is_the_measured_fastest_and_cached(test_weights, monkeypatch):
     assert again.cached and again.backend == first.backend
     table = json.loads((cache_dir() / "default_backend.json").read_text())
     assert any(v["model"] == "test" for v in table.values())
-    other = choose_backend("test", weights=str(test_weights), imgsz=160)   # another input size: measured anew
+    other = choose_backend("test", weights=str(test_weights), imgsz=160)  # another input size: measured anew
     assert not other.cached
-    det = edgedet.load("test", weights=test_weights)                      # the facade uses it
+    det = edgedet.load("test", weights=test_weights)  # the facade uses it
     assert det.backend == first.backend.name
 
 
@@ -29,6 +30,7 @@ def test_measurement_picks_the_lower_median(monkeypatch):
     """On a clock that only the detectors move (a loaded machine cannot reorder them): each backend's median is
     its own call time."""
     import types
+
     clock = [0.0]
     monkeypatch.setattr(auto_backend, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
 
@@ -41,5 +43,6 @@ def test_measurement_picks_the_lower_median(monkeypatch):
 
         def close(self):
             pass
+
     medians = auto_backend.measure({"a": Slow(0.004), "b": Slow(0.001)}, None)
     assert medians == {"a": pytest.approx(4.0), "b": pytest.approx(1.0)}

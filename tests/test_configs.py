@@ -1,4 +1,5 @@
 """Model zoo configs against the paper's Table 2 and effdet's parameter counts (edgedet info)."""
+
 import json
 
 import pytest

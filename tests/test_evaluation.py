@@ -1,4 +1,5 @@
 """edgedet's COCO evaluation against pycocotools' own COCOeval on hand-made cases with known answers."""
+
 import contextlib
 import io
 import json
@@ -10,9 +11,9 @@ pytest.importorskip("pycocotools")
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from edgedet.evaluation import category_map, coco_eval, evaluate_detector
 from edgedet.data.coco import load_coco
 from edgedet.detections import Detections
+from edgedet.evaluation import category_map, coco_eval, evaluate_detector
 
 GT = [(1, 1, [10, 10, 50, 40]), (1, 2, [100, 80, 60, 60]), (2, 1, [30, 30, 80, 100]), (3, 2, [5, 5, 20, 20])]
 
@@ -20,16 +21,22 @@ GT = [(1, 1, [10, 10, 50, 40]), (1, 2, [100, 80, 60, 60]), (2, 1, [30, 30, 80, 1
 @pytest.fixture
 def dataset(tmp_path):
     import cv2
+
     (tmp_path / "images").mkdir()
     images = []
     for i in (1, 2, 3, 4):  # image 4 has no annotations
         cv2.imwrite(str(tmp_path / "images" / f"{i}.png"), np.zeros((200, 200, 3), np.uint8))
         images.append({"id": i, "file_name": f"{i}.png", "width": 200, "height": 200})
-    anns = [{"id": k + 1, "image_id": im, "category_id": c, "bbox": b, "area": b[2] * b[3], "iscrowd": 0}
-            for k, (im, c, b) in enumerate(GT)]
+    anns = [
+        {"id": k + 1, "image_id": im, "category_id": c, "bbox": b, "area": b[2] * b[3], "iscrowd": 0}
+        for k, (im, c, b) in enumerate(GT)
+    ]
     path = tmp_path / "ann.json"
-    path.write_text(json.dumps({"images": images, "annotations": anns,
-                                "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}))
+    path.write_text(
+        json.dumps(
+            {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+        )
+    )
     return path
 
 
@@ -42,8 +49,10 @@ def _reference(path, results):
 
 
 def _as_results(boxes, shift=0.0):
-    return [{"image_id": im, "category_id": c, "bbox": [b[0] + shift, b[1], b[2], b[3]], "score": 0.9 - 0.1 * k}
-            for k, (im, c, b) in enumerate(boxes)]
+    return [
+        {"image_id": im, "category_id": c, "bbox": [b[0] + shift, b[1], b[2], b[3]], "score": 0.9 - 0.1 * k}
+        for k, (im, c, b) in enumerate(boxes)
+    ]
 
 
 def test_perfect_detections_give_ap_one(dataset):
@@ -65,6 +74,7 @@ def test_empty_results_give_zero(dataset):
 
 class _FakeDetector:
     """Returns the ground truth of each image (in xyxy) as detections."""
+
     def __init__(self, path):
         self.class_names = ["a", "b"]
         meta = json.loads(path.read_text())
@@ -72,6 +82,7 @@ class _FakeDetector:
 
     def __call__(self, image, score_threshold):
         from pathlib import Path
+
         iid = self.files[Path(image).name]
         rows = [(c - 1, b) for im, c, b in GT if im == iid]
         xyxy = [[b[0], b[1], b[0] + b[2], b[1] + b[3]] for _, b in rows]

@@ -7,14 +7,19 @@ and fails on an arrow against the order.
                                                                            INT8 gate (converters/int8/gate.py)
     benchmarks/, edgedet/cli/, edgedet/integrations/, the facade            may import everything
 """
+
 import ast
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FOLDERS = {"edgedet": REPO / "edgedet", "edgedet.converters": REPO / "converters",
-           "edgedet.runtimes": REPO / "runtimes", "edgedet.benchmarks": REPO / "benchmarks"}
+FOLDERS = {
+    "edgedet": REPO / "edgedet",
+    "edgedet.converters": REPO / "converters",
+    "edgedet.runtimes": REPO / "runtimes",
+    "edgedet.benchmarks": REPO / "benchmarks",
+}
 TOP = ("edgedet.cli", "edgedet.integrations", "edgedet.benchmarks")
 FACADE = ("edgedet.api", "edgedet", "edgedet.__main__")
 ALLOWED = {
@@ -23,7 +28,7 @@ ALLOWED = {
     "converters": {"core", "converters"},
     "top": {"core", "runtimes", "converters", "top"},
 }
-EXCEPTIONS = {("edgedet.converters.int8.gate", "runtimes")}   # the accuracy gate evaluates through the Detector
+EXCEPTIONS = {("edgedet.converters.int8.gate", "runtimes")}  # the accuracy gate evaluates through the Detector
 
 
 def _modules():
@@ -56,7 +61,7 @@ def imported(name: str, path: Path, is_pkg: bool):
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
@@ -99,8 +104,15 @@ def test_the_checker_sees_a_planted_arrow(tmp_path, monkeypatch):
     assert "bad_runner (runtimes) imports edgedet.converters.pipeline" in found
 
 
-@pytest.mark.parametrize("module, expected", [("edgedet.manifest", "core"), ("edgedet.cli.detect", "top"),
-                                              ("edgedet.runtimes.detector", "runtimes"), ("edgedet.api", "top"),
-                                              ("edgedet.converters.int8.gate", "converters")])
+@pytest.mark.parametrize(
+    "module, expected",
+    [
+        ("edgedet.manifest", "core"),
+        ("edgedet.cli.detect", "top"),
+        ("edgedet.runtimes.detector", "runtimes"),
+        ("edgedet.api", "top"),
+        ("edgedet.converters.int8.gate", "converters"),
+    ],
+)
 def test_layers(module, expected):
     assert layer(module) == expected

@@ -1,4 +1,5 @@
 """Numpy pre/post-processing: image loading, letterbox, anchors, NMS (against torchvision/effdet)."""
+
 import cv2
 import numpy as np
 import pytest
@@ -15,8 +16,8 @@ def test_letterbox_keeps_aspect_and_pads_bottom_right():
     batch, infos = pre([img])
     assert batch.shape == (1, 3, 128, 128)
     assert infos[0].scale == pytest.approx(1.28)
-    assert np.allclose(batch[0, :, :64, :], 1.0)     # image: (1 - 0.5) / 0.5
-    assert np.allclose(batch[0, :, 64:, :], 0.0)     # pad: the mean colour, normalised
+    assert np.allclose(batch[0, :, :64, :], 1.0)  # image: (1 - 0.5) / 0.5
+    assert np.allclose(batch[0, :, 64:, :], 0.0)  # pad: the mean colour, normalised
 
 
 def test_bgr_to_rgb_and_normalisation():
@@ -24,8 +25,8 @@ def test_bgr_to_rgb_and_normalisation():
     img = np.zeros((32, 32, 3), np.uint8)
     img[..., 0] = 255  # blue in BGR
     batch, _ = pre([img])
-    assert np.allclose(batch[0, 0], (0 - 0.1) / 0.5)            # R
-    assert np.allclose(batch[0, 1], (0 - 0.2) / 0.25)           # G
+    assert np.allclose(batch[0, 0], (0 - 0.1) / 0.5)  # R
+    assert np.allclose(batch[0, 1], (0 - 0.2) / 0.25)  # G
     assert np.allclose(batch[0, 2], (1 - 0.3) / 0.125, atol=1e-5)  # B
 
 
@@ -36,7 +37,7 @@ def test_normalised_pixels_match_the_formula(hw):
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     pre = Preprocessor((64, 64), mean, std)
     img = np.random.default_rng(1).integers(0, 256, (*hw, 3), dtype=np.uint8)
-    out = np.full((1, 3, 64, 64), 7.0, np.float32)   # stale values from an earlier call must not survive
+    out = np.full((1, 3, 64, 64), 7.0, np.float32)  # stale values from an earlier call must not survive
     batch, (info,) = pre([img], out=out)
     resized, _ = pre.letterbox(img)
     rh, rw = resized.shape[:2]
@@ -60,12 +61,15 @@ def test_gray_rgba_and_16bit_are_handled(tmp_path):
     assert to_bgr8(np.zeros((5, 6), np.uint8)).shape == (5, 6, 3)
 
 
-@pytest.mark.parametrize("bad, msg", [
-    (np.zeros((4, 4, 3), np.float32), "unsupported pixel type"),
-    (np.zeros((4, 4, 2), np.uint8), "expected an image of shape"),
-    (np.zeros((1, 4, 3), np.uint8), "too small"),
-    ("not an image", "expected a numpy array"),
-])
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        (np.zeros((4, 4, 3), np.float32), "unsupported pixel type"),
+        (np.zeros((4, 4, 2), np.uint8), "expected an image of shape"),
+        (np.zeros((1, 4, 3), np.uint8), "too small"),
+        ("not an image", "expected a numpy array"),
+    ],
+)
 def test_bad_arrays_rejected(bad, msg):
     with pytest.raises(InputError, match=msg):
         to_bgr8(bad)
@@ -90,7 +94,7 @@ def test_anchors_match_effdet():
         np.testing.assert_allclose(ours, ref.boxes.numpy(), atol=1e-3)
 
 
-@pytest.mark.parametrize("n", [40, 256, 257, 1200])   # both sides of DENSE_NMS_MAX (all pairs at once / row by row)
+@pytest.mark.parametrize("n", [40, 256, 257, 1200])  # both sides of DENSE_NMS_MAX (all pairs at once / row by row)
 def test_batched_nms_matches_torchvision(n):
     torch = pytest.importorskip("torch")
     tv = pytest.importorskip("torchvision")
@@ -98,7 +102,7 @@ def test_batched_nms_matches_torchvision(n):
     xy = rng.uniform(0, 200, (n, 2)).astype(np.float32)
     wh = rng.uniform(5, 60, (n, 2)).astype(np.float32)
     boxes = np.concatenate([xy, xy + wh], 1)
-    boxes[::17, 2] = boxes[::17, 0]                          # zero-area boxes: NaN IoU, never suppress
+    boxes[::17, 2] = boxes[::17, 0]  # zero-area boxes: NaN IoU, never suppress
     scores = rng.random(n).astype(np.float32)
     classes = rng.integers(0, 5, n)
     ours = batched_nms(boxes, scores, classes, 0.5, max_keep=n)
@@ -109,11 +113,13 @@ def test_batched_nms_matches_torchvision(n):
 
 def _greedy_reference(boxes, scores, thr, max_keep):
     """Textbook greedy NMS in plain Python: best score first, ties by the lower index."""
+
     def iou(a, b):
         w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
         h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
         union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
         return w * h / union if union > 0 else float("nan")
+
     keep = []
     for i in sorted(range(len(scores)), key=lambda k: (-scores[k], k)):
         if len(keep) < max_keep and not any(iou(boxes[i], boxes[k]) > thr for k in keep):
@@ -126,6 +132,7 @@ def test_nms_matches_plain_greedy_with_ties(n, dense_max, monkeypatch):
     """Tied scores (torchvision's order of ties is not stable), zero-area boxes and a cap: both NMS paths keep
     what the textbook loop keeps, in its order."""
     import edgedet.postprocess as post
+
     monkeypatch.setattr(post, "DENSE_NMS_MAX", dense_max)
     rng = np.random.default_rng(3)
     xy = rng.uniform(0, 100, (n, 2)).astype(np.float32)
@@ -152,15 +159,17 @@ def test_exif_orientation_is_applied(tmp_path):
     """Issue 16 #5: a phone photo stored landscape with EXIF orientation 6 (rotate 90 CW) is read as displayed,
     portrait, as OpenCV's default imread and PIL's exif_transpose show it."""
     from PIL import Image
+
     stored = np.zeros((60, 100, 3), np.uint8)
-    stored[:, :50] = (0, 0, 255)                 # left half red (RGB) in the stored pixels
+    stored[:, :50] = (0, 0, 255)  # left half red (RGB) in the stored pixels
     img = Image.fromarray(stored)
     exif = img.getexif()
     exif[0x0112] = 6
     path = tmp_path / "phone.jpg"
     img.save(path, exif=exif.tobytes(), quality=95)
     got = read_image(path)
-    assert got.shape == (100, 60, 3)             # displayed: portrait
+    assert got.shape == (100, 60, 3)  # displayed: portrait
     from PIL import ImageOps
+
     shown = cv2.cvtColor(np.asarray(ImageOps.exif_transpose(Image.open(path))), cv2.COLOR_RGB2BGR)
     assert np.abs(got.astype(int) - shown.astype(int)).mean() < 2

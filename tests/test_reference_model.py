@@ -4,6 +4,7 @@ backend, and equal to the recorded figure; and boxes at known places through a r
 The split is regenerated from its seed (the generator is deterministic); seed 7 was used neither for training
 (seed 0 train split) nor for model selection (seed 0 val). The weights are read from this checkout's
 tests/assets: a missing file is a failure, not a skip."""
+
 import json
 from pathlib import Path
 
@@ -69,10 +70,22 @@ def _scene(w: int, h: int, objects, seed: int):
 
 # circle 0, cross 3, ring 4: scale 0.4 (640 wide) and 0.284 (900 tall) into the 256-px network input
 SCENES = {
-    "640x480": ((640, 480, [(0, 130, 240, 75, (20, 20, 230)), (4, 320, 240, 70, (230, 60, 20)),
-                            (3, 510, 240, 75, (30, 200, 40))], 0)),
-    "300x900": ((300, 900, [(4, 150, 150, 105, (240, 240, 20)), (0, 150, 450, 95, (200, 30, 200)),
-                            (0, 150, 750, 100, (20, 160, 250))], 1)),
+    "640x480": (
+        (
+            640,
+            480,
+            [(0, 130, 240, 75, (20, 20, 230)), (4, 320, 240, 70, (230, 60, 20)), (3, 510, 240, 75, (30, 200, 40))],
+            0,
+        )
+    ),
+    "300x900": (
+        (
+            300,
+            900,
+            [(4, 150, 150, 105, (240, 240, 20)), (0, 150, 450, 95, (200, 30, 200)), (0, 150, 750, 100, (20, 160, 250))],
+            1,
+        )
+    ),
 }
 
 

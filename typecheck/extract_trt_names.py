@@ -12,6 +12,7 @@ defines them all (returning NULL), under the file names the .so asks for, lets t
 child process, with no GPU and no TensorRT. Its dir() is then exact: the module's names, and the members of the
 classes in CLASSES and of every enum (nothing in TensorRT is ever called).
 """
+
 from __future__ import annotations
 
 import json
@@ -29,9 +30,24 @@ WHEELS = {  # version key -> (requirement, manylinux platform of its x86_64 whee
     "11": ("tensorrt-cu12-bindings==11.4.0.106", "manylinux_2_28_x86_64"),
 }
 # classes whose members are recorded (besides every enum): those the project's TensorRT code holds objects of
-CLASSES = ("Builder", "IBuilderConfig", "INetworkDefinition", "ILayer", "ITensor", "OnnxParser", "IParserError",
-           "IOptimizationProfile", "ITimingCache", "IHostMemory", "Runtime", "ICudaEngine", "IExecutionContext",
-           "Logger", "ILogger", "Dims")
+CLASSES = (
+    "Builder",
+    "IBuilderConfig",
+    "INetworkDefinition",
+    "ILayer",
+    "ITensor",
+    "OnnxParser",
+    "IParserError",
+    "IOptimizationProfile",
+    "ITimingCache",
+    "IHostMemory",
+    "Runtime",
+    "ICudaEngine",
+    "IExecutionContext",
+    "Logger",
+    "ILogger",
+    "Dims",
+)
 
 
 def _run(*cmd: str, **kw) -> str:
@@ -40,9 +56,13 @@ def _run(*cmd: str, **kw) -> str:
 
 def _stub_libraries(so: Path, libdir: Path) -> None:
     """libdir/<each libnv*.so.N the .so needs>: one stub defining every plain C/C++ symbol the .so imports."""
-    symbols = sorted({line.split()[-1] for line in _run("nm", "-D", "--undefined-only", str(so)).splitlines()
-                      if line.split()[0] == "U" and "@" not in line
-                      and not line.split()[-1].startswith(("Py", "_Py", "dl"))})
+    symbols = sorted(
+        {
+            line.split()[-1]
+            for line in _run("nm", "-D", "--undefined-only", str(so)).splitlines()
+            if line.split()[0] == "U" and "@" not in line and not line.split()[-1].startswith(("Py", "_Py", "dl"))
+        }
+    )
     src = libdir / "stub.c"
     src.write_text("".join(f"void *{s}(void) {{ return 0; }}\n" for s in symbols))
     _run(os.environ.get("CC", "cc"), "-shared", "-fPIC", "-o", str(libdir / "libstub.so"), str(src))
@@ -54,6 +74,7 @@ def _stub_libraries(so: Path, libdir: Path) -> None:
 def _dump(pkg_parent: str) -> None:
     """(child process) Print the names of the tensorrt_bindings package found in pkg_parent, as JSON."""
     import inspect
+
     sys.path.insert(0, pkg_parent)
     import tensorrt_bindings as trt
 
@@ -70,8 +91,21 @@ def extract(key: str, requirement: str, platform: str, tmp: Path) -> list[str]:
     work = tmp / key
     work.mkdir()
     py = f"{sys.version_info.major}{sys.version_info.minor}"
-    _run(sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", py,
-         "--platform", platform, "-d", str(work), requirement)
+    _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        py,
+        "--platform",
+        platform,
+        "-d",
+        str(work),
+        requirement,
+    )
     wheel = next(work.glob("*.whl"))
     zipfile.ZipFile(wheel).extractall(work / "pkg")
     _stub_libraries(work / "pkg" / "tensorrt_bindings" / "tensorrt.so", work)

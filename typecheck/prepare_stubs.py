@@ -8,6 +8,7 @@
    classes; functions become Callable[..., Any]) into a stub-only package `cuda-stubs` in site-packages.
 Idempotent: running it again changes nothing.
 """
+
 from __future__ import annotations
 
 import ast
@@ -42,13 +43,13 @@ def _default_after_defaults(line: str) -> str:
         depth += {"(": 1, ")": -1}.get(line[end], 0)
         end += 1
     fixed, seen_default = [], False
-    for p in _split_params(line[start:end - 1]):
+    for p in _split_params(line[start : end - 1]):
         if "=" in p:
             seen_default = True
         elif seen_default and p.strip() and not p.strip().startswith("*"):
             p += " = ..."
         fixed.append(p)
-    return line[:start] + ",".join(fixed) + line[end - 1:]
+    return line[:start] + ",".join(fixed) + line[end - 1 :]
 
 
 def _dims_runtime_facts(text: str) -> str:
@@ -65,7 +66,7 @@ def patch_tensorrt_stubs() -> None:
             sys.exit(f"tensorrt-stubs is not installed in {SITE}")
         (SITE / pkg / "py.typed").write_text("")
     for path in sorted((SITE / "tensorrt_bindings").glob("*.pyi")) + [SITE / "tensorrt" / "__init__.pyi"]:
-        text = re.sub(r"([(,]\s*)in(\s*:)", r"\1in_\2", path.read_text())   # `in` is a keyword
+        text = re.sub(r"([(,]\s*)in(\s*:)", r"\1in_\2", path.read_text())  # `in` is a keyword
         if path.name == "tensorrt.pyi" and "_Iterator" not in text:
             text = _dims_runtime_facts(text)
         lines = text.splitlines()
@@ -88,12 +89,13 @@ def patch_tensorrt_stubs() -> None:
 
 def generate_cuda_stubs() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([str(Path(sys.executable).parent / "stubgen"), "-q", "-m", "cuda.bindings.runtime", "-o", tmp],
-                       check=True)
+        subprocess.run(
+            [str(Path(sys.executable).parent / "stubgen"), "-q", "-m", "cuda.bindings.runtime", "-o", tmp], check=True
+        )
         text = (Path(tmp) / "cuda" / "bindings" / "runtime.pyi").read_text()
     text = re.sub(r"^import (_cython_\w+|cuda\.bindings\.\w+(\.\w+)*)\n", "", text, flags=re.M)
     text = re.sub(r"_cython_\w+\.cython_function_or_method", "Callable[..., Any]", text)
-    text = text.replace("cuda.bindings._internal._fast_enum.FastEnum", "int")   # enums are int-like
+    text = text.replace("cuda.bindings._internal._fast_enum.FastEnum", "int")  # enums are int-like
     text = re.sub(r"cuda\.bindings\.driver\.\w+", "Incomplete", text)
     text = "from collections.abc import Callable\nfrom typing import Any\nfrom _typeshed import Incomplete\n" + text
     ast.parse(text)
@@ -102,7 +104,7 @@ def generate_cuda_stubs() -> None:
     (out / "__init__.pyi").write_text("")
     (out / "bindings" / "__init__.pyi").write_text("")
     (out / "bindings" / "runtime.pyi").write_text(text)
-    (out / "cudart.pyi").write_text("from cuda.bindings.runtime import *\n")   # the pre-12.6 module name
+    (out / "cudart.pyi").write_text("from cuda.bindings.runtime import *\n")  # the pre-12.6 module name
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ in this run. Weights are random (timing only; --weights takes a checkpoint).
 Writes OUT_DIR/bench.json (rewritten after every row, so a killed run keeps what it measured), bench.txt and
 fps.png. Rows that fail are recorded with their error; the run goes on.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-TARGET_B1_MS = 2.0          # D0 end to end at batch 1 on an H100
-TARGET_B32_IPS = 3000.0     # D0 images/s at batch 32 on an H100
+TARGET_B1_MS = 2.0  # D0 end to end at batch 1 on an H100
+TARGET_B32_IPS = 3000.0  # D0 images/s at batch 32 on an H100
 BACKENDS = ("torch", "effdet", "onnxruntime", "tensorrt")
-MIN_SECONDS = {"torch": 20, "effdet": 20, "onnxruntime": 60, "tensorrt": 150}   # left in the budget to start a row
+MIN_SECONDS = {"torch": 20, "effdet": 20, "onnxruntime": 60, "tensorrt": 150}  # left in the budget to start a row
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -65,6 +66,7 @@ def summarize(times_ms) -> dict | None:
     if not times_ms:
         return None
     from edgedet.benchmarks.stats import summarize as _summarize
+
     return _summarize(times_ms)
 
 
@@ -77,9 +79,15 @@ def images_per_s(batch: int, times_ms) -> float | None:
 
 def block(batch: int, e2e, net, device) -> dict:
     """One batch size's numbers: ms statistics and images/s for end to end, runner call and device compute."""
-    return {"batch": batch, "e2e_ms": summarize(e2e), "net_ms": summarize(net), "device_ms": summarize(device),
-            "e2e_ips": images_per_s(batch, e2e), "net_ips": images_per_s(batch, net),
-            "device_ips": images_per_s(batch, device)}
+    return {
+        "batch": batch,
+        "e2e_ms": summarize(e2e),
+        "net_ms": summarize(net),
+        "device_ms": summarize(device),
+        "e2e_ips": images_per_s(batch, e2e),
+        "net_ips": images_per_s(batch, net),
+        "device_ips": images_per_s(batch, device),
+    }
 
 
 def frames_for(frames: list, batch: int) -> list:
@@ -90,6 +98,7 @@ def sample_frames() -> list[np.ndarray]:
     """The benchmark images of `edgedet bench` (scikit-image photographs), else a synthetic textured image."""
     try:
         from edgedet.benchmarks.images import sample_images
+
         return sample_images()
     except Exception as e:  # a missing data file must not stop the benchmark
         log(f"sample images unavailable ({e}); using a synthetic image")
@@ -101,20 +110,37 @@ def sample_frames() -> list[np.ndarray]:
 # Per backend row: edgedet.load keywords (on CUDA, and always), the precision they give, and whether each batch
 # size needs its own artifact (static TensorRT engines). A table, not a chain of branches.
 ROWS = {
-    "torch": {"cuda": {"half": True, "channels_last": True, "cuda_graph": True}, "always": {},
-              "precision": ("fp16", "fp32"), "per_batch": False},
-    "onnxruntime": {"cuda": {}, "always": {"batch": "dynamic"},    # one dynamic-batch ONNX serves b1 and b32
-                    "precision": ("fp32", "fp32"), "per_batch": False},
-    "tensorrt": {"cuda": {}, "always": {"precision": "fp16", "postprocess": "graph"},
-                 "precision": ("fp16", "fp16"), "per_batch": True},   # one static engine per batch size
+    "torch": {
+        "cuda": {"half": True, "channels_last": True, "cuda_graph": True},
+        "always": {},
+        "precision": ("fp16", "fp32"),
+        "per_batch": False,
+    },
+    "onnxruntime": {
+        "cuda": {},
+        "always": {"batch": "dynamic"},  # one dynamic-batch ONNX serves b1 and b32
+        "precision": ("fp32", "fp32"),
+        "per_batch": False,
+    },
+    "tensorrt": {
+        "cuda": {},
+        "always": {"precision": "fp16", "postprocess": "graph"},
+        "precision": ("fp16", "fp16"),
+        "per_batch": True,
+    },  # one static engine per batch size
 }
 
 
 def load_options(backend: str, args, batch: int) -> tuple[dict, str]:
     """edgedet.load() keywords for a backend on args.device, and the precision they give."""
     row = ROWS[backend]
-    opts = {"device": args.device, "weights": args.weights, "backend": backend, **row["always"],
-            **(row["cuda"] if args.cuda else {})}
+    opts = {
+        "device": args.device,
+        "weights": args.weights,
+        "backend": backend,
+        **row["always"],
+        **(row["cuda"] if args.cuda else {}),
+    }
     if row["per_batch"]:
         opts["batch"] = batch
     elif opts.get("batch") == "dynamic":
@@ -138,6 +164,7 @@ def measure_detector(det, frames: list, batch: int, iters: int, warmup: int) -> 
             stages[k].append(getattr(det.timing, k))
 
     from edgedet.benchmarks.stats import time_calls
+
     e2e = time_calls(e2e_call, iters, warmup)
     x = det.preprocess(chunk)[0].copy()
     net = time_calls(lambda: det.infer(x), iters, warmup)
@@ -150,19 +177,24 @@ def measure_detector(det, frames: list, batch: int, iters: int, warmup: int) -> 
 
 def edgedet_row(model: str, backend: str, args, frames: list) -> dict:
     import edgedet
+
     t0 = time.perf_counter()
     opts, precision = load_options(backend, args, 1)
-    row = {"model": model, "backend": backend, "precision": precision,
-           "options": {k: v for k, v in opts.items() if k not in ("device", "weights", "backend")}}
+    row = {
+        "model": model,
+        "backend": backend,
+        "precision": precision,
+        "options": {k: v for k, v in opts.items() if k not in ("device", "weights", "backend")},
+    }
     det = edgedet.load(model, **opts)
-    if args.cuda and "cpu" in det.device.lower():   # ONNX Runtime falls back to its CPU provider silently
+    if args.cuda and "cpu" in det.device.lower():  # ONNX Runtime falls back to its CPU provider silently
         det.close()
         raise RuntimeError(f"{backend} runs on {det.device}, not on the GPU (CUDA provider libraries missing?)")
     row.update(device=det.device, input_size=list(det.image_size), load_s=round(time.perf_counter() - t0, 2))
     log(f"{model} {backend}: loaded in {row['load_s']} s on {det.device}; batch 1")
     try:
         row["b1"] = measure_detector(det, frames, 1, args.iters, args.warmup)
-        if ROWS[backend]["per_batch"]:     # static engines: batch 32 is another artifact
+        if ROWS[backend]["per_batch"]:  # static engines: batch 32 is another artifact
             det.close()
             det = edgedet.load(model, **load_options(backend, args, args.big_batch)[0])
         log(f"{model} {backend}: batch {args.big_batch}")
@@ -176,22 +208,30 @@ def edgedet_row(model: str, backend: str, args, frames: list) -> dict:
 def effdet_model(model: str, args):
     """effdet's own model (FP32, eager) with our weights, and DetBenchPredict (its post-processing), as
     edgedet.benchmarks.harness.baseline_row builds it; None where effdet has no such model."""
-    from effdet import DetBenchPredict, create_model as effdet_create
+    from effdet import DetBenchPredict
+    from effdet import create_model as effdet_create
 
     from edgedet.configs import get_config
     from edgedet.model import create_model
+
     cfg = get_config(model)
     if cfg.effdet_name is None:
         return None
     ours = create_model(model, weights=args.weights)
-    ref = effdet_create(cfg.effdet_name, pretrained=False, pretrained_backbone=False,
-                        num_classes=ours.config.num_classes, image_size=cfg.image_size)
+    ref = effdet_create(
+        cfg.effdet_name,
+        pretrained=False,
+        pretrained_backbone=False,
+        num_classes=ours.config.num_classes,
+        image_size=cfg.image_size,
+    )
     ref.load_state_dict(ours.state_dict())
     return cfg, ref, DetBenchPredict(ref)
 
 
 def cuda_event_ms(fn, iters: int, warmup: int) -> list[float]:
     import torch
+
     times = []
     for i in range(warmup + iters):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -211,6 +251,7 @@ def measure_effdet(cfg, ref, bench, dev, frames: list, batch: int, iters: int, w
 
     from edgedet.benchmarks.stats import time_calls
     from edgedet.preprocess import Preprocessor
+
     pre = Preprocessor(cfg.image_size, cfg.mean, cfg.std)
     chunk = frames_for(frames, batch)
     cycle = {"i": 0}
@@ -238,6 +279,7 @@ def effdet_row(model: str, _backend: str, args, frames: list) -> dict | None:
     import torch
 
     from edgedet.devices import parse_device
+
     t0 = time.perf_counter()
     built = effdet_model(model, args)
     if built is None:
@@ -247,9 +289,15 @@ def effdet_row(model: str, _backend: str, args, frames: list) -> dict | None:
     dev = torch.device("cuda", d.ordinal) if d.kind == "cuda" else torch.device("cpu")
     ref, bench = ref.to(dev).eval(), bench.to(dev).eval()
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
-    row = {"model": model, "backend": "effdet-eager", "precision": "fp32", "options": {"baseline": True},
-           "device": f"{dev} ({name})", "input_size": list(cfg.image_size),
-           "load_s": round(time.perf_counter() - t0, 2)}
+    row = {
+        "model": model,
+        "backend": "effdet-eager",
+        "precision": "fp32",
+        "options": {"baseline": True},
+        "device": f"{dev} ({name})",
+        "input_size": list(cfg.image_size),
+        "load_s": round(time.perf_counter() - t0, 2),
+    }
     log(f"{model} effdet eager baseline on {row['device']}")
     row["b1"] = measure_effdet(cfg, ref, bench, dev, frames, 1, args.iters, args.warmup)
     row["big"] = measure_effdet(cfg, ref, bench, dev, frames, args.big_batch, args.iters32, min(args.warmup, 3))
@@ -280,26 +328,44 @@ def gpu_environment(args) -> dict:
     import torch
 
     from edgedet.benchmarks.environment import environment
-    env = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "device": args.device,
-           "python": platform.python_version(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
-           "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-           "onnxruntime": _version("onnxruntime"), "tensorrt": _version("tensorrt"), "effdet": _version("effdet"),
-           "timm": _version("timm"), "cuda_available": torch.cuda.is_available()}
+
+    env = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "device": args.device,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "onnxruntime": _version("onnxruntime"),
+        "tensorrt": _version("tensorrt"),
+        "effdet": _version("effdet"),
+        "timm": _version("timm"),
+        "cuda_available": torch.cuda.is_available(),
+    }
     if args.cuda and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        env.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
-                   compute_capability=f"{props.major}.{props.minor}")
-    smi = _run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit",
-                "--format=csv,noheader"])
+        env.update(
+            gpu=props.name,
+            gpu_memory_gib=round(props.total_memory / 2**30, 1),
+            compute_capability=f"{props.major}.{props.minor}",
+        )
+    smi = _run(
+        [
+            "nvidia-smi",
+            "--query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit",
+            "--format=csv,noheader",
+        ]
+    )
     env["nvidia_smi"] = smi
     env["driver"] = smi.splitlines()[0].split(",")[1].strip() if smi else None
     try:
         import onnxruntime as ort
+
         env["onnxruntime_providers"] = ort.get_available_providers()
     except Exception:
         pass
     env["git_commit"] = _run(["git", "rev-parse", "HEAD"])
-    env["host"] = environment()     # CPU model, cores, flags, OS, package versions
+    env["host"] = environment()  # CPU model, cores, flags, OS, package versions
     env["cpu"] = env["host"]["cpu"]
     return env
 
@@ -310,6 +376,7 @@ def prepare_onnxruntime(args) -> None:
         return
     try:
         import onnxruntime as ort
+
         if hasattr(ort, "preload_dlls") and "CUDAExecutionProvider" in ort.get_available_providers():
             ort.preload_dlls()
     except Exception as e:
@@ -342,8 +409,10 @@ def add_ratios(rows: list[dict]) -> None:
             continue
         lat, blat = _p50(r, "b1", "e2e_ms"), _p50(b, "b1", "e2e_ms")
         ips, bips = (r.get("big") or {}).get("e2e_ips"), (b.get("big") or {}).get("e2e_ips")
-        r["vs_effdet"] = {"b1_e2e_latency_x": round(blat / lat, 2) if lat and blat else None,
-                          "big_e2e_ips_x": round(ips / bips, 2) if ips and bips else None}
+        r["vs_effdet"] = {
+            "b1_e2e_latency_x": round(blat / lat, 2) if lat and blat else None,
+            "big_e2e_ips_x": round(ips / bips, 2) if ips and bips else None,
+        }
 
 
 def targets(rows: list[dict], env: dict, big_batch: int) -> dict:
@@ -354,19 +423,29 @@ def targets(rows: list[dict], env: dict, big_batch: int) -> dict:
     net = max(d0, key=lambda r: (r.get("big") or {}).get("net_ips") or 0.0, default=None)
 
     def check(row, value, ok, goal):
-        return {"goal": goal, "best_backend": row["backend"] if row else None, "value": value,
-                "pass": None if value is None else bool(ok(value))}   # None: not measured
+        return {
+            "goal": goal,
+            "best_backend": row["backend"] if row else None,
+            "value": value,
+            "pass": None if value is None else bool(ok(value)),
+        }  # None: not measured
 
     lat_v = _p50(lat, "b1", "e2e_ms") if lat else None
     thr_v = (thr.get("big") or {}).get("e2e_ips") if thr else None
     net_v = (net.get("big") or {}).get("net_ips") if net else None
     return {
-        "gpu": env.get("gpu"), "is_h100": "H100" in str(env.get("gpu") or ""),
+        "gpu": env.get("gpu"),
+        "is_h100": "H100" in str(env.get("gpu") or ""),
         "d0_b1_e2e_p50_ms": check(lat, lat_v, lambda v: v < TARGET_B1_MS, f"< {TARGET_B1_MS} ms end to end, batch 1"),
-        "d0_big_e2e_ips": check(thr, thr_v, lambda v: v >= TARGET_B32_IPS,
-                                f">= {TARGET_B32_IPS:.0f} images/s end to end, batch {big_batch}"),
-        "d0_big_net_ips": check(net, net_v, lambda v: v >= TARGET_B32_IPS,
-                                f">= {TARGET_B32_IPS:.0f} images/s network only (runner call), batch {big_batch}"),
+        "d0_big_e2e_ips": check(
+            thr, thr_v, lambda v: v >= TARGET_B32_IPS, f">= {TARGET_B32_IPS:.0f} images/s end to end, batch {big_batch}"
+        ),
+        "d0_big_net_ips": check(
+            net,
+            net_v,
+            lambda v: v >= TARGET_B32_IPS,
+            f">= {TARGET_B32_IPS:.0f} images/s network only (runner call), batch {big_batch}",
+        ),
     }
 
 
@@ -376,9 +455,11 @@ def _fmt(v, nd=2) -> str:
 
 def table(report: dict) -> str:
     big = report["config"]["big_batch"]
-    head = (f"{'model':6} {'backend':12} {'prec':5} | {'b1 e2e p50':>10} {'p90':>7} {'p99':>7} {'net p50':>8} "
-            f"{'dev p50':>8} | {f'b{big} e2e img/s':>14} {'net img/s':>10} {'dev ms':>8} | {'x effdet b1':>11} "
-            f"{f'x effdet b{big}':>12}")
+    head = (
+        f"{'model':6} {'backend':12} {'prec':5} | {'b1 e2e p50':>10} {'p90':>7} {'p99':>7} {'net p50':>8} "
+        f"{'dev p50':>8} | {f'b{big} e2e img/s':>14} {'net img/s':>10} {'dev ms':>8} | {'x effdet b1':>11} "
+        f"{f'x effdet b{big}':>12}"
+    )
     lines = [head, "-" * len(head)]
     for r in report["rows"]:
         if "b1" not in r:
@@ -387,23 +468,26 @@ def table(report: dict) -> str:
             continue
         b1, bb, vs = r["b1"], r.get("big") or {}, r.get("vs_effdet") or {}
         e = b1["e2e_ms"]
-        lines.append(f"{r['model']:6} {r['backend']:12} {r['precision']:5} | {e['p50']:>10.3f} {e['p90']:>7.3f} "
-                     f"{e['p99']:>7.3f} {_fmt(_p50(r, 'b1', 'net_ms'), 3):>8} "
-                     f"{_fmt(_p50(r, 'b1', 'device_ms'), 3):>8} | "
-                     f"{_fmt(bb.get('e2e_ips'), 1):>14} {_fmt(bb.get('net_ips'), 1):>10} "
-                     f"{_fmt(_p50(r, 'big', 'device_ms'), 3):>8} | {_fmt(vs.get('b1_e2e_latency_x')):>11} "
-                     f"{_fmt(vs.get('big_e2e_ips_x')):>12}")
+        lines.append(
+            f"{r['model']:6} {r['backend']:12} {r['precision']:5} | {e['p50']:>10.3f} {e['p90']:>7.3f} "
+            f"{e['p99']:>7.3f} {_fmt(_p50(r, 'b1', 'net_ms'), 3):>8} "
+            f"{_fmt(_p50(r, 'b1', 'device_ms'), 3):>8} | "
+            f"{_fmt(bb.get('e2e_ips'), 1):>14} {_fmt(bb.get('net_ips'), 1):>10} "
+            f"{_fmt(_p50(r, 'big', 'device_ms'), 3):>8} | {_fmt(vs.get('b1_e2e_latency_x')):>11} "
+            f"{_fmt(vs.get('big_e2e_ips_x')):>12}"
+        )
     return "\n".join(lines)
 
 
 def targets_text(t: dict) -> str:
-    lines = [f"Targets (defined for an H100; this GPU: {t['gpu'] or 'none'}"
-             f"{'' if t['is_h100'] else ' - NOT an H100, so the pass/fail below is indicative only'}):"]
+    lines = [
+        f"Targets (defined for an H100; this GPU: {t['gpu'] or 'none'}"
+        f"{'' if t['is_h100'] else ' - NOT an H100, so the pass/fail below is indicative only'}):"
+    ]
     for key in ("d0_b1_e2e_p50_ms", "d0_big_e2e_ips", "d0_big_net_ips"):
         c = t[key]
         verdict = {True: "PASS", False: "FAIL", None: "NOT MEASURED"}[c["pass"]]
-        lines.append(f"  D0 {c['goal']:58} {verdict}  "
-                     f"(best: {_fmt(c['value'])} by {c['best_backend'] or 'no row'})")
+        lines.append(f"  D0 {c['goal']:58} {verdict}  (best: {_fmt(c['value'])} by {c['best_backend'] or 'no row'})")
     return "\n".join(lines)
 
 
@@ -411,20 +495,25 @@ def text_report(report: dict) -> str:
     env, cfg = report["environment"], report["config"]
     state = "" if report["complete"] else ", INCOMPLETE"
     devices = sorted({f"{r['backend']}: {r['device']}" for r in report["rows"] if r.get("device")})
-    lines = [f"edgedet GPU benchmark  {report['date']}  ({report['seconds']} s{state})",
-             f"GPU: {env.get('gpu') or 'none'}  driver: {env.get('driver')}  CUDA (torch): {env.get('torch_cuda')}  "
-             f"torch {env.get('torch')}  onnxruntime {env.get('onnxruntime')}  tensorrt {env.get('tensorrt')}",
-             f"CPU: {env.get('cpu')}  python {env.get('python')}  commit {env.get('git_commit')}",
-             f"models {','.join(cfg['models'])}, iters {cfg['iters']} (batch 1) / {cfg['iters32']} "
-             f"(batch {cfg['big_batch']}), warm-up {cfg['warmup']}, weights {cfg['weights'] or 'random (timing only)'}",
-             "",
-             "ms: end to end = BGR uint8 image in memory -> Detections (letterbox, copies, inference, decode+NMS);",
-             "net = runner call on a prepared batch (inference + host<->device copies);",
-             "dev = GPU compute alone (CUDA events, input already on the GPU).",
-             "img/s = images / total time of the timed calls. x effdet = speed relative to effdet eager FP32 here.",
-             "", table(report), "",
-             "rows ran on: " + "; ".join(devices),
-             "", targets_text(report["targets"])]
+    lines = [
+        f"edgedet GPU benchmark  {report['date']}  ({report['seconds']} s{state})",
+        f"GPU: {env.get('gpu') or 'none'}  driver: {env.get('driver')}  CUDA (torch): {env.get('torch_cuda')}  "
+        f"torch {env.get('torch')}  onnxruntime {env.get('onnxruntime')}  tensorrt {env.get('tensorrt')}",
+        f"CPU: {env.get('cpu')}  python {env.get('python')}  commit {env.get('git_commit')}",
+        f"models {','.join(cfg['models'])}, iters {cfg['iters']} (batch 1) / {cfg['iters32']} "
+        f"(batch {cfg['big_batch']}), warm-up {cfg['warmup']}, weights {cfg['weights'] or 'random (timing only)'}",
+        "",
+        "ms: end to end = BGR uint8 image in memory -> Detections (letterbox, copies, inference, decode+NMS);",
+        "net = runner call on a prepared batch (inference + host<->device copies);",
+        "dev = GPU compute alone (CUDA events, input already on the GPU).",
+        "img/s = images / total time of the timed calls. x effdet = speed relative to effdet eager FP32 here.",
+        "",
+        table(report),
+        "",
+        "rows ran on: " + "; ".join(devices),
+        "",
+        targets_text(report["targets"]),
+    ]
     for note in report.get("notes", []):
         lines.append(f"note: {note}")
     return "\n".join(lines) + "\n"
@@ -434,6 +523,7 @@ def plot(report: dict, path: Path) -> str | None:
     """Bar chart: batch-1 end-to-end images/s and batch-N images/s (end to end, network only) per row."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -443,9 +533,11 @@ def plot(report: dict, path: Path) -> str | None:
         return "no measured rows: no fps.png"
     big = report["config"]["big_batch"]
     labels = [f"{r['model']}\n{r['backend']}\n{r['precision']}" for r in rows]
-    series = {"batch 1, end to end": [1000.0 / _p50(r, "b1", "e2e_ms") for r in rows],
-              f"batch {big}, end to end": [(r.get("big") or {}).get("e2e_ips") or 0 for r in rows],
-              f"batch {big}, network only": [(r.get("big") or {}).get("net_ips") or 0 for r in rows]}
+    series = {
+        "batch 1, end to end": [1000.0 / _p50(r, "b1", "e2e_ms") for r in rows],
+        f"batch {big}, end to end": [(r.get("big") or {}).get("e2e_ips") or 0 for r in rows],
+        f"batch {big}, network only": [(r.get("big") or {}).get("net_ips") or 0 for r in rows],
+    }
     x, w = np.arange(len(rows)), 0.27
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(rows)), 4.5))
     for i, (name, values) in enumerate(series.items()):
@@ -479,7 +571,7 @@ def write(report: dict, out: Path, final: bool) -> None:
     (out / "bench.txt").write_text(text_report(report))
 
 
-MEASURE = {"effdet": effdet_row}   # rows that are not edgedet backends
+MEASURE = {"effdet": effdet_row}  # rows that are not edgedet backends
 
 
 # ---------------------------------------------------------------- main
@@ -497,8 +589,11 @@ def run_job(model: str, backend: str, args, frames, report) -> dict | None:
         return {"model": model, "backend": backend, "skipped": skip}
     left = args.budget_s - (time.time() - report["_t0"])
     if left < MIN_SECONDS[backend]:
-        return {"model": model, "backend": backend,
-                "skipped": f"time budget ({left:.0f} s left of {args.budget_s:.0f})"}
+        return {
+            "model": model,
+            "backend": backend,
+            "skipped": f"time budget ({left:.0f} s left of {args.budget_s:.0f})",
+        }
     try:
         row = MEASURE.get(backend, edgedet_row)(model, backend, args, frames)
         if row is None:
@@ -506,8 +601,12 @@ def run_job(model: str, backend: str, args, frames, report) -> dict | None:
         return row
     except Exception as e:
         log(f"{model} {backend} FAILED: {type(e).__name__}: {e}")
-        return {"model": model, "backend": backend, "error": f"{type(e).__name__}: {e}",
-                "traceback": traceback.format_exc(limit=8)}
+        return {
+            "model": model,
+            "backend": backend,
+            "error": f"{type(e).__name__}: {e}",
+            "traceback": traceback.format_exc(limit=8),
+        }
     finally:
         _free_cuda(args)
 
@@ -517,6 +616,7 @@ def _free_cuda(args) -> None:
         import gc
 
         import torch
+
         gc.collect()
         torch.cuda.empty_cache()
 
@@ -526,13 +626,20 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     import torch
+
     if args.cuda and not torch.cuda.is_available():
         log("torch sees no CUDA GPU: every CUDA row will fail (run with --device cpu for a smoke test)")
     prepare_onnxruntime(args)
     config = {k: v for k, v in vars(args).items() if k != "out"}
-    report = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "config": config, "environment": gpu_environment(args),
-              "rows": [], "notes": [], "_t0": time.time(),
-              "_skip": {"tensorrt": tensorrt_skip_reason(args)}}
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "config": config,
+        "environment": gpu_environment(args),
+        "rows": [],
+        "notes": [],
+        "_t0": time.time(),
+        "_skip": {"tensorrt": tensorrt_skip_reason(args)},
+    }
     if report["_skip"]["tensorrt"] and "tensorrt" in args.backends:
         report["notes"].append(f"TensorRT skipped: {report['_skip']['tensorrt']}")
     frames = sample_frames()

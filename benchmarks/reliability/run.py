@@ -14,12 +14,11 @@ Cases (each `--trials` times, on the tiny `test` model so a trial takes seconds)
 - shared-detector: 4 threads call one Detector (ONNX Runtime and OpenVINO); every result must equal the
                   sequential one. Also reports 1-thread vs 2-thread throughput on the shared instance.
 """
+
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -35,12 +34,14 @@ PY = sys.executable
 
 
 def _cli(*args, **kw):
-    return subprocess.Popen([PY, "-m", "edgedet", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **kw)
+    return subprocess.Popen(
+        [PY, "-m", "edgedet", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw
+    )
 
 
 def _loads(path: Path) -> bool:
     from edgedet.runtimes import Detector
+
     try:
         Detector.load(path).close()
         return True
@@ -50,9 +51,12 @@ def _loads(path: Path) -> bool:
 
 def kill9_export(work: Path, weights: Path, rng) -> str | None:
     out = work / "export"
-    if not (out / "test.onnx").is_file():   # a valid artifact in place before the first trial
-        subprocess.run([PY, "-m", "edgedet", "export", "--model", "test", "--weights", str(weights), "--out",
-                        str(out)], check=True, capture_output=True)
+    if not (out / "test.onnx").is_file():  # a valid artifact in place before the first trial
+        subprocess.run(
+            [PY, "-m", "edgedet", "export", "--model", "test", "--weights", str(weights), "--out", str(out)],
+            check=True,
+            capture_output=True,
+        )
     p = _cli("export", "--model", "test", "--weights", weights, "--out", out, "--postprocess", "graph")
     time.sleep(rng.uniform(0.5, 6.0))
     p.send_signal(signal.SIGKILL)
@@ -64,18 +68,35 @@ def kill9_detect(work: Path, model: Path, video: Path, rng) -> str | None:
     folder = work / "detect"
     folder.mkdir(exist_ok=True)
     before = {n: (folder / n).read_bytes() for n in ("out.mp4", "out.jsonl") if (folder / n).exists()}
-    p = _cli("detect", "--model", model, "--source", video, "--save", folder / "out.mp4", "--jsonl",
-             folder / "out.jsonl")
+    p = _cli(
+        "detect", "--model", model, "--source", video, "--save", folder / "out.mp4", "--jsonl", folder / "out.jsonl"
+    )
     time.sleep(rng.uniform(1.0, 4.0))
     p.send_signal(signal.SIGKILL)
     p.communicate()
     if p.returncode != -signal.SIGKILL:
-        return None   # finished before the kill: nothing to check here
+        return None  # finished before the kill: nothing to check here
     after = {n: (folder / n).read_bytes() for n in ("out.mp4", "out.jsonl") if (folder / n).exists()}
     if after != before:
         return "a final output changed after kill -9 (half-written or unpaired)"
-    r = subprocess.run([PY, "-m", "edgedet", "detect", "--model", str(model), "--source", str(video), "--save",
-                        str(folder / "out.mp4"), "--jsonl", str(folder / "out.jsonl")], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            PY,
+            "-m",
+            "edgedet",
+            "detect",
+            "--model",
+            str(model),
+            "--source",
+            str(video),
+            "--save",
+            str(folder / "out.mp4"),
+            "--jsonl",
+            str(folder / "out.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         return f"re-run failed: {r.stderr.strip().splitlines()[-1:]}"
     if [f.name for f in folder.iterdir() if f.name.startswith(".")]:
@@ -85,21 +106,28 @@ def kill9_detect(work: Path, model: Path, video: Path, rng) -> str | None:
 
 def _outputs_agree(folder: Path) -> str | None:
     from edgedet.runtimes.sinks import count_frames
+
     lines = len((folder / "out.jsonl").read_text().splitlines())
     frames = count_frames(folder / "out.mp4")
     return None if frames == lines > 0 else f"video has {frames} frames for {lines} JSON lines"
 
 
-RACE = ("import sys, pathlib; from edgedet.converters.pipeline import BuildRequest, get_artifact; "
-        "from edgedet.runtimes import Detector; "
-        "r = get_artifact(BuildRequest('test', 'onnx', weights=sys.argv[2]), root=pathlib.Path(sys.argv[1])); "
-        "Detector.load(r.path).close()")
+RACE = (
+    "import sys, pathlib; from edgedet.converters.pipeline import BuildRequest, get_artifact; "
+    "from edgedet.runtimes import Detector; "
+    "r = get_artifact(BuildRequest('test', 'onnx', weights=sys.argv[2]), root=pathlib.Path(sys.argv[1])); "
+    "Detector.load(r.path).close()"
+)
 
 
 def race(work: Path, weights: Path, rng) -> str | None:
     root = work / f"cache{rng.integers(1 << 30)}"
-    procs = [subprocess.Popen([PY, "-c", RACE, str(root), str(weights)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [PY, "-c", RACE, str(root), str(weights)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     errs = [p.communicate()[1] for p in procs]
     bad = [e.strip().splitlines()[-1] for p, e in zip(procs, errs) if p.returncode != 0]
     return f"a racing build failed: {bad[0]}" if bad else None
@@ -114,8 +142,24 @@ def full_disk(work: Path, model: Path, video: Path, rng) -> str | None:
         st = os.statvfs(mnt)
         left = int(rng.uniform(8e3, 1.2e6))
         (mnt / "filler").write_bytes(b"\0" * max(0, st.f_bavail * st.f_frsize - left))
-        r = subprocess.run([PY, "-m", "edgedet", "detect", "--model", str(model), "--source", str(video), "--save",
-                            str(mnt / "out.mp4"), "--jsonl", str(mnt / "out.jsonl")], capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                PY,
+                "-m",
+                "edgedet",
+                "detect",
+                "--model",
+                str(model),
+                "--source",
+                str(video),
+                "--save",
+                str(mnt / "out.mp4"),
+                "--jsonl",
+                str(mnt / "out.jsonl"),
+            ],
+            capture_output=True,
+            text=True,
+        )
         published = [f.name for f in mnt.iterdir() if f.name != "filler"]
         if r.returncode == 2:
             err = r.stderr.strip().splitlines()
@@ -132,6 +176,7 @@ def full_disk(work: Path, model: Path, video: Path, rng) -> str | None:
 def shared_detector(model_paths: dict, images, rng) -> str | None:
     from edgedet.registry import get_backend
     from edgedet.runtimes import Detector
+
     for key, path in model_paths.items():
         spec = get_backend(key)
         det = Detector.load(path, backend=spec, **spec.exact_options)
@@ -152,6 +197,7 @@ def throughput(model_paths: dict, images, seconds: float = 4.0) -> list[dict]:
     import timeit
 
     from edgedet.runtimes import Detector
+
     rows = []
     for key, path in model_paths.items():
         det = Detector.load(path)
@@ -165,13 +211,15 @@ def throughput(model_paths: dict, images, seconds: float = 4.0) -> list[dict]:
                 while time.perf_counter() < stop:
                     det(images[counts[i] % len(images)])
                     counts[i] += 1
+
             with ThreadPoolExecutor(threads) as pool:
                 list(pool.map(loop, range(threads)))
             row[f"images_per_s_{threads}_thread"] = round(sum(counts) / seconds, 1)
         lookup_ns = timeit.timeit(lambda: det._buffer(1), number=100_000) / 100_000 * 1e9
         call_ms = 1000.0 / row["images_per_s_1_thread"]
-        row.update(buffer_lookup_ns=round(lookup_ns, 1),
-                   buffer_lookup_share_of_call=f"{lookup_ns / (call_ms * 1e6):.2e}")
+        row.update(
+            buffer_lookup_ns=round(lookup_ns, 1), buffer_lookup_share_of_call=f"{lookup_ns / (call_ms * 1e6):.2e}"
+        )
         row["ratio_2_over_1"] = round(row["images_per_s_2_thread"] / row["images_per_s_1_thread"], 3)
         det.close()
         rows.append(row)
@@ -184,13 +232,17 @@ def _prepare(work: Path):
     from edgedet.benchmarks.streaming import make_video
     from edgedet.converters.pipeline import BuildRequest, export_artifact
     from edgedet.model import create_model
+
     torch.manual_seed(0)
     weights = work / "test.pth"
     torch.save(create_model("test").state_dict(), weights)
-    models = {"onnxruntime": export_artifact(BuildRequest("test", "onnx", weights=str(weights)), work / "m"),
-              "openvino": export_artifact(BuildRequest("test", "openvino", weights=str(weights)), work / "m")}
+    models = {
+        "onnxruntime": export_artifact(BuildRequest("test", "onnx", weights=str(weights)), work / "m"),
+        "openvino": export_artifact(BuildRequest("test", "openvino", weights=str(weights)), work / "m"),
+    }
     video = make_video(work / "clip.mp4", 150, size=(320, 240))
     from edgedet.benchmarks.images import sample_images
+
     return weights, models, video, sample_images(None)
 
 
@@ -219,22 +271,41 @@ def main(argv=None) -> int:
             skipped += result == "SKIP"
             if result and result != "SKIP":
                 failures.append(result)
-        table.append({"case": name, "trials": a.trials - skipped, "failures": len(failures),
-                      "examples": failures[:3], "seconds": round(time.perf_counter() - t0, 1)})
-        print(f"{name:<16} trials {a.trials - skipped:>3}  failures {len(failures):>3}  "
-              f"({table[-1]['seconds']}s){'  e.g. ' + failures[0] if failures else ''}", flush=True)
+        table.append(
+            {
+                "case": name,
+                "trials": a.trials - skipped,
+                "failures": len(failures),
+                "examples": failures[:3],
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
+        print(
+            f"{name:<16} trials {a.trials - skipped:>3}  failures {len(failures):>3}  "
+            f"({table[-1]['seconds']}s){'  e.g. ' + failures[0] if failures else ''}",
+            flush=True,
+        )
     rows = throughput(models, images)
     for r in rows:
-        print(f"shared Detector {r['backend']:<12} 1 thread {r['images_per_s_1_thread']:7.1f} img/s, 2 threads "
-              f"{r['images_per_s_2_thread']:7.1f} img/s ({r['ratio_2_over_1']}x); buffer lookup "
-              f"{r['buffer_lookup_ns']} ns = {r['buffer_lookup_share_of_call']} of a call")
+        print(
+            f"shared Detector {r['backend']:<12} 1 thread {r['images_per_s_1_thread']:7.1f} img/s, 2 threads "
+            f"{r['images_per_s_2_thread']:7.1f} img/s ({r['ratio_2_over_1']}x); buffer lookup "
+            f"{r['buffer_lookup_ns']} ns = {r['buffer_lookup_share_of_call']} of a call"
+        )
     if a.out:
         from edgedet.benchmarks.environment import environment
         from edgedet.fileio import write_json_atomic
-        write_json_atomic(Path(a.out) / "reliability.json", {
-            "command": "python benchmarks/reliability/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "cases": table, "shared_detector_throughput": rows, "environment": environment(),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+        write_json_atomic(
+            Path(a.out) / "reliability.json",
+            {
+                "command": "python benchmarks/reliability/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                "cases": table,
+                "shared_detector_throughput": rows,
+                "environment": environment(),
+                "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            },
+        )
     shutil.rmtree(work, ignore_errors=True)
     return 1 if any(r["failures"] for r in table) else 0
 

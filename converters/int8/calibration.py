@@ -1,6 +1,7 @@
 """Calibration data: an image folder, a video (every k-th frame) or a COCO json, sampled deterministically and
 preprocessed exactly as at deploy time (the artifact manifest's letterbox, mean/std). The hash of the chosen
 files (names and bytes) identifies the set in manifests and range caches."""
+
 from __future__ import annotations
 
 import hashlib
@@ -21,7 +22,7 @@ TINY = 50
 
 @dataclass
 class CalibrationSet:
-    frames: list[np.ndarray]          # uint8 BGR
+    frames: list[np.ndarray]  # uint8 BGR
     sources: list[str]
     data_hash: str
     warnings: list[str] = field(default_factory=list)
@@ -38,8 +39,13 @@ def _pick(items: list, num: int) -> list:
     return [items[i] for i in idx]
 
 
-def load_calibration(source: str | Path, num: int = 300, every: int | None = None,
-                     input_size: tuple[int, int] | None = None, num_classes: int | None = None) -> CalibrationSet:
+def load_calibration(
+    source: str | Path,
+    num: int = 300,
+    every: int | None = None,
+    input_size: tuple[int, int] | None = None,
+    num_classes: int | None = None,
+) -> CalibrationSet:
     src = Path(source)
     if src.is_dir():
         files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -51,20 +57,25 @@ def load_calibration(source: str | Path, num: int = 300, every: int | None = Non
     elif src.suffix.lower() == ".json":
         cal = _from_coco(src, num, num_classes)
     else:
-        raise InputError(f"calibration source {src} is not a folder, a video ({', '.join(sorted(VIDEO_SUFFIXES))}) "
-                         "or a COCO json")
+        raise InputError(
+            f"calibration source {src} is not a folder, a video ({', '.join(sorted(VIDEO_SUFFIXES))}) or a COCO json"
+        )
     if len(cal.frames) < TINY:
-        cal.warnings.append(f"only {len(cal.frames)} calibration images (recommended: 300); ranges may not "
-                            "represent your cameras")
+        cal.warnings.append(
+            f"only {len(cal.frames)} calibration images (recommended: 300); ranges may not represent your cameras"
+        )
     if input_size is not None:
         small = sum(1 for f in cal.frames if max(f.shape[0] / input_size[0], f.shape[1] / input_size[1]) < 0.5)
         if small > len(cal.frames) // 2:
-            cal.warnings.append(f"{small} of {len(cal.frames)} calibration images are less than half the network "
-                                f"input ({input_size[1]}x{input_size[0]}): upscaled frames calibrate differently")
+            cal.warnings.append(
+                f"{small} of {len(cal.frames)} calibration images are less than half the network "
+                f"input ({input_size[1]}x{input_size[0]}): upscaled frames calibrate differently"
+            )
         sizes = {f.shape[:2] for f in cal.frames}
         if len(sizes) > 1:
-            cal.warnings.append(f"calibration images come in {len(sizes)} resolutions; deploy-time frames should "
-                                "look like them")
+            cal.warnings.append(
+                f"calibration images come in {len(sizes)} resolutions; deploy-time frames should look like them"
+            )
     for w in cal.warnings:
         warnings.warn(w, stacklevel=2)
     return cal
@@ -127,6 +138,7 @@ def _from_video(path: Path, num: int, every: int | None) -> CalibrationSet:
 
 def _from_coco(path: Path, num: int, num_classes: int | None) -> CalibrationSet:
     from edgedet.data.coco import load_coco
+
     ds = load_coco(path)
     images = _pick(ds.images, num)
     warns = []
@@ -135,8 +147,9 @@ def _from_coco(path: Path, num: int, num_classes: int | None) -> CalibrationSet:
         seen.update(im.labels.tolist())
     missing = [ds.class_names[i] for i in range(len(ds.class_names)) if i not in seen]
     if missing:
-        warns.append(f"calibration images contain no {', '.join(missing[:10])}: ranges for those classes' "
-                     "features may be off")
+        warns.append(
+            f"calibration images contain no {', '.join(missing[:10])}: ranges for those classes' features may be off"
+        )
     return _from_files([im.path for im in images], warns)
 
 

@@ -1,5 +1,6 @@
 """The accuracy gate: COCO mAP of an artifact through the runtime Detector. The one place where converters
 use runtimes (DESIGN.md: converters import runtimes only to evaluate what they built)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,6 +12,7 @@ def evaluate(path: Path, val: str, val_images: str | None, backend: str | None =
     from edgedet.evaluation import evaluate_detector
     from edgedet.registry import backend_for
     from edgedet.runtimes import Detector
+
     spec = backend_for(path, backend)
     with Detector.load(path, backend=spec, **spec.exact_options) as det:
         return evaluate_detector(det, val, val_images)["AP"]
@@ -25,6 +27,7 @@ def openvino_validation(manifest, val: str, val_images: str | None):
     from edgedet.preprocess import Preprocessor, read_image
     from edgedet.runtimes import Detector
     from edgedet.runtimes.openvino_runner import OpenVinoRunner
+
     ds = load_coco(val, val_images)
     pre = Preprocessor(manifest.image_size, manifest.input.mean, manifest.input.std)
 
@@ -33,12 +36,16 @@ def openvino_validation(manifest, val: str, val_images: str | None):
 
     if manifest.input.normalize == "in_graph":
         from edgedet.errors import ConversionError
-        raise ConversionError("NNCF accuracy control needs the FP32 ONNX with float input (normalisation on the "
-                              "host), as calibration does")
+
+        raise ConversionError(
+            "NNCF accuracy control needs the FP32 ONNX with float input (normalisation on the "
+            "host), as calibration does"
+        )
 
     def metric(compiled, items) -> float:
         det = Detector(OpenVinoRunner.from_compiled(compiled, manifest), manifest)
         return float(evaluate_images(det, ds, list(items))["AP"])
+
     return ds.images, transform, metric
 
 
@@ -52,24 +59,27 @@ def median_latency(entries: dict, frames: list, iters: int, rounds: int = 3) -> 
     import numpy as np
 
     from edgedet.runtimes import Detector
+
     dets = {}
     try:
         for label, (path, backend) in entries.items():
             dets[label] = Detector.load(path, backend=backend)
             for f in frames[:3]:
-                dets[label](f)                      # warm-up
+                dets[label](f)  # warm-up
         times: dict[str, list[float]] = {k: [] for k in dets}
         per_round = max(1, iters // rounds)
         for _ in range(rounds):
             for label, det in dets.items():
-                for f in frames[:2]:     # unmeasured: the previous backend's worker threads wind down meanwhile
+                for f in frames[:2]:  # unmeasured: the previous backend's worker threads wind down meanwhile
                     det(f)
                 for i in range(per_round):
                     t0 = time.perf_counter()
                     det(frames[i % len(frames)])
                     times[label].append((time.perf_counter() - t0) * 1e3)
-        return ({k: float(np.median(v)) for k, v in times.items()},
-                {k: det.runner.execution_precision for k, det in dets.items()})
+        return (
+            {k: float(np.median(v)) for k, v in times.items()},
+            {k: det.runner.execution_precision for k, det in dets.items()},
+        )
     finally:
         for det in dets.values():
             det.close()

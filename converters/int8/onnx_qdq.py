@@ -8,6 +8,7 @@ Two forms from the same cached ranges:
 Only convolutions are quantized (they are >99% of the multiply-adds); nodes_to_exclude keeps sensitive
 layers in float.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -51,8 +52,18 @@ def _stride(n: int, most: int = 16) -> int:
     return max(d for d in range(1, min(n, most) + 1) if n % d == 0)
 
 
-def quantize_qdq(fp32_onnx: Path, out: Path, tensors: list[np.ndarray] | None, form: str, method: str,
-                 ranges_cache: Path, exclude: list[str] = (), *, input_name: str, reduce_range: bool = False) -> Path:
+def quantize_qdq(
+    fp32_onnx: Path,
+    out: Path,
+    tensors: list[np.ndarray] | None,
+    form: str,
+    method: str,
+    ranges_cache: Path,
+    exclude: list[str] = (),
+    *,
+    input_name: str,
+    reduce_range: bool = False,
+) -> Path:
     """`reduce_range`: 7-bit weights, for CPUs without VNNI whose u8 x s8 dot products can saturate."""
     try:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -64,8 +75,12 @@ def quantize_qdq(fp32_onnx: Path, out: Path, tensors: list[np.ndarray] | None, f
         raise InputError(f"--method must be one of {', '.join(METHODS)}")
     spec = FORMS[form]
     reader = _Reader(input_name, tensors) if tensors is not None else None
-    extra = {"ActivationSymmetric": spec["symmetric_activations"], "WeightSymmetric": True,
-             "CalibMovingAverage": False, "QuantizeBias": spec["quantize_bias"]}
+    extra = {
+        "ActivationSymmetric": spec["symmetric_activations"],
+        "WeightSymmetric": True,
+        "CalibMovingAverage": False,
+        "QuantizeBias": spec["quantize_bias"],
+    }
     if method == "percentile":
         extra["CalibPercentile"] = 99.99
     if method != "minmax" and tensors:
@@ -73,11 +88,21 @@ def quantize_qdq(fp32_onnx: Path, out: Path, tensors: list[np.ndarray] | None, f
         # 256-px D0 image: 300 images exhaust 24 GB). Feeding slices bins as it goes: memory of one slice.
         extra["CalibStridedMinMax"] = _stride(len(tensors))
     try:
-        quantize_static(str(fp32_onnx), str(out), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
-                        per_channel=True, activation_type=getattr(QuantType, spec["activation"]),
-                        weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude), reduce_range=reduce_range,
-                        calibrate_method=getattr(CalibrationMethod, METHODS[method]), extra_options=extra,
-                        calibration_cache_path=str(ranges_cache))
+        quantize_static(
+            str(fp32_onnx),
+            str(out),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["Conv"],
+            per_channel=True,
+            activation_type=getattr(QuantType, spec["activation"]),
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(exclude),
+            reduce_range=reduce_range,
+            calibrate_method=getattr(CalibrationMethod, METHODS[method]),
+            extra_options=extra,
+            calibration_cache_path=str(ranges_cache),
+        )
     except Exception as e:
         raise ConversionError(f"INT8 quantization ({form}, {method}) failed: {e}") from e
     return out
@@ -85,4 +110,5 @@ def quantize_qdq(fp32_onnx: Path, out: Path, tensors: list[np.ndarray] | None, f
 
 def conv_nodes(onnx_path: Path) -> list[str]:
     import onnx
+
     return [n.name for n in onnx.load(str(onnx_path), load_external_data=False).graph.node if n.op_type == "Conv"]

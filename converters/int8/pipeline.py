@@ -13,6 +13,7 @@ weights to 7 bits (NNCF's overflow fix on every layer, ONNX Runtime's reduce_ran
 dot products sum u8 x s8 pairs in 16 bits and can saturate. A strategy's `float_prior` ops (OpenVINO: the
 EfficientDet heads' depthwise convs) start in float.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -54,10 +55,10 @@ class CalibrateRequest:
     val: str | None = None
     val_images: str | None = None
     max_map_drop: float = 0.01
-    speed_iters: int = 30           # end-to-end calls per artifact for the INT8 vs FP32 timing (0: skip)
-    ranking_subset: int = 100       # validation images NNCF's accuracy control ranks layers on (fewer: faster)
+    speed_iters: int = 30  # end-to-end calls per artifact for the INT8 vs FP32 timing (0: skip)
+    ranking_subset: int = 100  # validation images NNCF's accuracy control ranks layers on (fewer: faster)
     seven_bit_weights: str = "auto"  # auto (on where this CPU has no VNNI/AMX) | on | off
-    float_prior: bool = True        # start each strategy with its float_prior ops in float
+    float_prior: bool = True  # start each strategy with its float_prior ops in float
     report: dict = field(default_factory=dict)
 
 
@@ -68,12 +69,22 @@ def _cpu(req: CalibrateRequest) -> dict:
     if req.seven_bit_weights not in SEVEN_BIT:
         raise InputError(f"seven_bit_weights must be one of {', '.join(SEVEN_BIT)}, got {req.seven_bit_weights!r}")
     dot = cpuinfo.has_int8_dot()
-    why = ("asked for" if req.seven_bit_weights != "auto" else
-           "not an x86 CPU: no 16-bit saturation of int8 dot products" if not cpuinfo.is_x86() else
-           "this CPU has VNNI/AMX: int8 dot products accumulate in 32 bits" if dot else
-           "no VNNI/AMX on this CPU: its int8 dot products can saturate 16-bit sums")
-    return {"model": cpuinfo.cpu_model(), "isa": cpuinfo.isa_flags(), "int8_dot_product": dot,
-            "seven_bit_weights": SEVEN_BIT[req.seven_bit_weights](), "why": why}
+    why = (
+        "asked for"
+        if req.seven_bit_weights != "auto"
+        else "not an x86 CPU: no 16-bit saturation of int8 dot products"
+        if not cpuinfo.is_x86()
+        else "this CPU has VNNI/AMX: int8 dot products accumulate in 32 bits"
+        if dot
+        else "no VNNI/AMX on this CPU: its int8 dot products can saturate 16-bit sums"
+    )
+    return {
+        "model": cpuinfo.cpu_model(),
+        "isa": cpuinfo.isa_flags(),
+        "int8_dot_product": dot,
+        "seven_bit_weights": SEVEN_BIT[req.seven_bit_weights](),
+        "why": why,
+    }
 
 
 def _prior(strategy: Strategy, req: CalibrateRequest) -> list[tuple[str, tuple[str, ...]]]:
@@ -91,6 +102,7 @@ def _fp32_onnx(req: CalibrateRequest) -> Path:
         Manifest.read(p)
         return p
     from ..pipeline import BuildRequest, get_artifact
+
     return get_artifact(BuildRequest(model=req.model, format="onnx", weights=req.weights, imgsz=req.imgsz)).path
 
 
@@ -110,17 +122,29 @@ def _fp32_ap(fp32: Path, req: CalibrateRequest, strategy: Strategy, cache: dict)
 
 
 def _final_manifest(src: Manifest, path: Path, strategy: Strategy, calib: dict) -> None:
-    m = src.derive(precision="int8", calibration=calib, tools=tool_versions("onnxruntime", "openvino", "nncf"),
-                   extra={"int8_form": strategy.backend, "int8_strategy": strategy.name,
-                          "source_onnx_sha256": src.artifact.sha256})
+    m = src.derive(
+        precision="int8",
+        calibration=calib,
+        tools=tool_versions("onnxruntime", "openvino", "nncf"),
+        extra={
+            "int8_form": strategy.backend,
+            "int8_strategy": strategy.name,
+            "source_onnx_sha256": src.artifact.sha256,
+        },
+    )
     m.write(path)
 
 
 def _log_row(row: dict, log) -> None:
-    gated = (f"AP {row['AP']:.4f} (drop {row['drop']:+.4f}) {'PASS' if row['passed'] else 'over budget'}"
-             if row["AP"] is not None else "no validation set: not gated")
-    log(f"  {row['backend']:<11} preset {row['preset']:<11} float: {', '.join(row['float_layers']) or 'none':<40} "
-        + gated)
+    gated = (
+        f"AP {row['AP']:.4f} (drop {row['drop']:+.4f}) {'PASS' if row['passed'] else 'over budget'}"
+        if row["AP"] is not None
+        else "no validation set: not gated"
+    )
+    log(
+        f"  {row['backend']:<11} preset {row['preset']:<11} float: {', '.join(row['float_layers']) or 'none':<40} "
+        + gated
+    )
 
 
 class _Best:
@@ -143,10 +167,18 @@ class _Best:
             float_layers, more = float_layers()
             extra = {**extra, **more}
         ap = _evaluate(self.path, self.req, self.strategy) if self.req.val else None
-        row = {"backend": self.strategy.backend, "strategy": self.strategy.name, "artifact": str(self.path),
-               "preset": preset, "float_layers": float_layers, "AP": ap,
-               "drop": None if ap is None else round(self.fp32_ap - ap, 5),
-               "build_s": round(time.perf_counter() - tb, 1), "round": self.attempts, **extra}
+        row = {
+            "backend": self.strategy.backend,
+            "strategy": self.strategy.name,
+            "artifact": str(self.path),
+            "preset": preset,
+            "float_layers": float_layers,
+            "AP": ap,
+            "drop": None if ap is None else round(self.fp32_ap - ap, 5),
+            "build_s": round(time.perf_counter() - tb, 1),
+            "round": self.attempts,
+            **extra,
+        }
         row["passed"] = None if ap is None else row["drop"] <= self.req.max_map_drop
         self.attempts += 1
         _log_row(row, self.log)
@@ -192,11 +224,16 @@ def _accuracy_control(strategy: Strategy, fp32: Path, out: Path, ctx: BuildConte
     best = _Best(strategy, out, req, fp32_ap, log)
 
     def reverted():
-        said = (f"{len(ctx.float_ops)} ops reverted to float by NNCF accuracy control of {ctx.quantized_ops} "
-                "quantized" if ctx.quantized_ops else "NNCF accuracy control: within budget as quantized, none "
-                "reverted")
-        return ([name for name, _ in prior] + [said],
-                {"reverted_ops": list(ctx.float_ops), "fake_quantize_nodes": ctx.fake_quantize_nodes})
+        said = (
+            f"{len(ctx.float_ops)} ops reverted to float by NNCF accuracy control of {ctx.quantized_ops} quantized"
+            if ctx.quantized_ops
+            else "NNCF accuracy control: within budget as quantized, none reverted"
+        )
+        return (
+            [name for name, _ in prior] + [said],
+            {"reverted_ops": list(ctx.float_ops), "fake_quantize_nodes": ctx.fake_quantize_nodes},
+        )
+
     for preset in strategy.presets:
         row = best.attempt(build, fp32, ctx, preset, reverted, method="nncf.quantize_with_accuracy_control")
         if row["passed"]:
@@ -218,22 +255,46 @@ def calibrate(req: CalibrateRequest, log=print) -> dict:
     tensors = cal.tensors(src.image_size, src.input.mean, src.input.std)
     ranges = cache_dir() / "calibration" / f"{cache_key(src.artifact.sha256, cal.data_hash, req.method)}.json"
     ranges.parent.mkdir(parents=True, exist_ok=True)
-    log(f"calibration: {len(tensors)} images, data hash {cal.data_hash[:12]}, method {req.method}, "
-        f"ranges {'cached' if ranges.is_file() else 'computed'} at {ranges}")
+    log(
+        f"calibration: {len(tensors)} images, data hash {cal.data_hash[:12]}, method {req.method}, "
+        f"ranges {'cached' if ranges.is_file() else 'computed'} at {ranges}"
+    )
     fp32_ap = _evaluate(fp32, req) if req.val else None
-    fp32_aps: dict = {backend_for(fp32).name: fp32_ap}      # FP32 AP per evaluating backend
-    report = {"fp32_onnx": str(fp32), "calibration": {"images": len(tensors), "data_hash": cal.data_hash,
-              "method": req.method, "warnings": cal.warnings, "ranges_file": str(ranges)},
-              "fp32_AP": fp32_ap, "max_map_drop": req.max_map_drop, "artifacts": []}
+    fp32_aps: dict = {backend_for(fp32).name: fp32_ap}  # FP32 AP per evaluating backend
+    report = {
+        "fp32_onnx": str(fp32),
+        "calibration": {
+            "images": len(tensors),
+            "data_hash": cal.data_hash,
+            "method": req.method,
+            "warnings": cal.warnings,
+            "ranges_file": str(ranges),
+        },
+        "fp32_AP": fp32_ap,
+        "max_map_drop": req.max_map_drop,
+        "artifacts": [],
+    }
     report["cpu"] = cpu
-    log(f"CPU: {cpu['model']} ({' '.join(cpu['isa']) or 'no AVX2'}); 7-bit weights for the CPU forms: "
-        f"{'yes' if cpu['seven_bit_weights'] else 'no'} ({cpu['why']})")
+    log(
+        f"CPU: {cpu['model']} ({' '.join(cpu['isa']) or 'no AVX2'}); 7-bit weights for the CPU forms: "
+        f"{'yes' if cpu['seven_bit_weights'] else 'no'} ({cpu['why']})"
+    )
     bests = []
     for strategy in strategies:
-        ctx = BuildContext(tensors, src.input.name, req.method, ranges, [], "-",
-                           seven_bit_weights=cpu["seven_bit_weights"] and strategy.cpu_int8)
-        bests.append(_gate_strategy(strategy, fp32, out, ctx, req, _fp32_ap(fp32, req, strategy, fp32_aps)
-                                    if req.val else None, log))
+        ctx = BuildContext(
+            tensors,
+            src.input.name,
+            req.method,
+            ranges,
+            [],
+            "-",
+            seven_bit_weights=cpu["seven_bit_weights"] and strategy.cpu_int8,
+        )
+        bests.append(
+            _gate_strategy(
+                strategy, fp32, out, ctx, req, _fp32_ap(fp32, req, strategy, fp32_aps) if req.val else None, log
+            )
+        )
         bests[-1]["seven_bit_weights"] = ctx.seven_bit_weights
     if req.speed_iters:
         report["speed"] = _speed(fp32, strategies, bests, cal.frames[:8], req.speed_iters, log)
@@ -242,21 +303,35 @@ def calibrate(req: CalibrateRequest, log=print) -> dict:
         if best["drop"] is not None and -best["drop"] > max(req.max_map_drop, 0.01):
             # quantization does not make a working model better by more than the budget: the FP32 baseline is
             # likely out of its regime on this validation set (another input size than it was trained at, ...)
-            best["warning"] = (f"INT8 scores {-best['drop']:.4f} AP above FP32 (FP32 AP {fp32_gate:.4f}): the "
-                               "FP32 model is likely out of its regime on this validation set, so the gate says "
-                               "little; check FP32 on data like yours")
+            best["warning"] = (
+                f"INT8 scores {-best['drop']:.4f} AP above FP32 (FP32 AP {fp32_gate:.4f}): the "
+                "FP32 model is likely out of its regime on this validation set, so the gate says "
+                "little; check FP32 on data like yours"
+            )
             log(f"WARNING: {strategy.backend} {best['warning']}")
-        calib = {**report["calibration"], "float_layers": best["float_layers"], "preset": best["preset"],
-                 "strategy": strategy.name, "seven_bit_weights": best["seven_bit_weights"],
-                 "built_on": {"cpu": cpu["model"], "isa": cpu["isa"]},
-                 "gate": {"fp32_AP": fp32_gate, "int8_AP": best["AP"], "drop": best["drop"],
-                          "max_map_drop": req.max_map_drop, "passed": best["passed"],
-                          **({"warning": best["warning"]} if "warning" in best else {})},
-                 **({"speed": best["speed"]} if "speed" in best else {})}
+        calib = {
+            **report["calibration"],
+            "float_layers": best["float_layers"],
+            "preset": best["preset"],
+            "strategy": strategy.name,
+            "seven_bit_weights": best["seven_bit_weights"],
+            "built_on": {"cpu": cpu["model"], "isa": cpu["isa"]},
+            "gate": {
+                "fp32_AP": fp32_gate,
+                "int8_AP": best["AP"],
+                "drop": best["drop"],
+                "max_map_drop": req.max_map_drop,
+                "passed": best["passed"],
+                **({"warning": best["warning"]} if "warning" in best else {}),
+            },
+            **({"speed": best["speed"]} if "speed" in best else {}),
+        }
         _final_manifest(src, Path(best["artifact"]), strategy, calib)
         if best["passed"] is False:
-            log(f"WARNING: {strategy.backend} INT8 failed the gate (drop {best['drop']:+.4f} > {req.max_map_drop}): "
-                f"{best['artifact']} is marked 'passed: false' in its manifest")
+            log(
+                f"WARNING: {strategy.backend} INT8 failed the gate (drop {best['drop']:+.4f} > {req.max_map_drop}): "
+                f"{best['artifact']} is marked 'passed: false' in its manifest"
+            )
         report["artifacts"].append(best)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     write_json_atomic(out / "calibration_report.json", report)
@@ -267,6 +342,7 @@ def _speed(fp32: Path, strategies: list[Strategy], bests: list[dict], frames, it
     """Each INT8 artifact timed end to end against its backend's FP32 and the fastest FP32 of this CPU's backends,
     in one run; each best row gains `speed` with both ratios and a verdict. A slower INT8 artifact says so."""
     from edgedet.auto_backend import candidates
+
     fp32_backends = {b.name for b in candidates()}
     if not fp32_backends:
         log("no CPU backend installed to time FP32 against: INT8 speed not measured")
@@ -284,16 +360,32 @@ def _speed(fp32: Path, strategies: list[Strategy], bests: list[dict], frames, it
     for strategy, best in zip(strategies, bests):
         int8, own = ms[f"int8 {strategy.backend}"], ms[f"fp32 {runs_on[strategy.backend]}"]
         vs_own, vs_best = own / int8, ms[best_fp32] / int8
-        verdict = ("faster than every FP32 here" if vs_best > 1 else
-                   f"faster than its FP32, slower than the best FP32 ({best_fp32[5:]}): not the fast path here"
-                   if vs_own > 1 else "slower than its own FP32: not the fast path here")
-        best["speed"] = {"int8_ms": round(int8, 2), "fp32_ms": round(own, 2), "measured_on": runs_on[strategy.backend],
-                         "best_fp32": {"backend": best_fp32[5:], "ms": round(ms[best_fp32], 2)},
-                         "vs_own_fp32": round(vs_own, 3), "vs_best_fp32": round(vs_best, 3), "verdict": verdict}
-        log(f"  {strategy.backend:<11} INT8 {int8:7.2f} ms vs its FP32 {own:7.2f} ms ({vs_own:.2f}x), vs best FP32 "
-            f"{best_fp32[5:]} {ms[best_fp32]:.2f} ms ({vs_best:.2f}x): {verdict}")
-    return {"median_ms": {k: round(v, 2) for k, v in ms.items()}, "executed_precision": precisions,
-            "best_fp32": best_fp32[5:], "calls": iters}
+        verdict = (
+            "faster than every FP32 here"
+            if vs_best > 1
+            else f"faster than its FP32, slower than the best FP32 ({best_fp32[5:]}): not the fast path here"
+            if vs_own > 1
+            else "slower than its own FP32: not the fast path here"
+        )
+        best["speed"] = {
+            "int8_ms": round(int8, 2),
+            "fp32_ms": round(own, 2),
+            "measured_on": runs_on[strategy.backend],
+            "best_fp32": {"backend": best_fp32[5:], "ms": round(ms[best_fp32], 2)},
+            "vs_own_fp32": round(vs_own, 3),
+            "vs_best_fp32": round(vs_best, 3),
+            "verdict": verdict,
+        }
+        log(
+            f"  {strategy.backend:<11} INT8 {int8:7.2f} ms vs its FP32 {own:7.2f} ms ({vs_own:.2f}x), vs best FP32 "
+            f"{best_fp32[5:]} {ms[best_fp32]:.2f} ms ({vs_best:.2f}x): {verdict}"
+        )
+    return {
+        "median_ms": {k: round(v, 2) for k, v in ms.items()},
+        "executed_precision": precisions,
+        "best_fp32": best_fp32[5:],
+        "calls": iters,
+    }
 
 
 def _files(path: Path) -> list[Path]:

@@ -3,6 +3,7 @@
 `edgedet`, `python -m edgedet` and `python -m edgedet.cli` all run `main()`. User errors print one line
 and exit 2; Ctrl-C (or SIGTERM) exits 130 after saying what was kept.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,6 +37,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from edgedet import __version__
+
     parser = _Parser(prog="edgedet", description="EfficientDet from PyTorch to the edge.")
     parser.add_argument("--version", action="version", version=f"edgedet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")

@@ -1,5 +1,6 @@
 """`edgedet batch`: detection over folders, globs, buckets and videos on Ray Data (one Detector per actor),
 written through Ray's Parquet or JSON writer."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,10 @@ def add_arguments(p):
     add_detector_arguments(p)
     p.add_argument("--source", required=True, nargs="+", help="image folders, globs, files, s3:// URLs or videos")
     p.add_argument("--out", required=True, help="results.parquet or results.jsonl (a folder of Ray's part files)")
-    p.add_argument("--address", help="Ray cluster address ('auto' joins a running cluster; default: $RAY_ADDRESS, "
-                                     "else a new local one)")
+    p.add_argument(
+        "--address",
+        help="Ray cluster address ('auto' joins a running cluster; default: $RAY_ADDRESS, else a new local one)",
+    )
     p.add_argument("--actors", type=positive, default=2, help="actors, each with its own Detector")
     p.add_argument("--batch", type=positive, default=32, help="images per Ray batch (larger: less per-batch overhead)")
     p.add_argument("--gpus-per-actor", type=float, default=0.0)
@@ -31,6 +34,7 @@ def add_arguments(p):
 def run(a) -> int:
     from edgedet.integrations import ray_data
     from edgedet.integrations.common import ray_address
+
     out = Path(a.out)
     writer = WRITERS.get(out.suffix.lower())
     if writer is None:
@@ -45,15 +49,31 @@ def run(a) -> int:
     t0 = time.perf_counter()
     parts = ([ray_data.image_dataset(images)] if images else []) + ([ray_data.video_dataset(videos)] if videos else [])
     ds = parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
-    result = ray_data.detect_dataset(ds, artifact, actors=a.actors, batch_size=a.batch, backend=a.backend,
-                                     device=a.device, score_threshold=a.conf, num_gpus=a.gpus_per_actor)
+    result = ray_data.detect_dataset(
+        ds,
+        artifact,
+        actors=a.actors,
+        batch_size=a.batch,
+        backend=a.backend,
+        device=a.device,
+        score_threshold=a.conf,
+        num_gpus=a.gpus_per_actor,
+    )
     result = result.materialize()
     getattr(result, writer)(str(out))
     errors = result.filter(lambda r: bool(r["error"])).count()
-    summary = {"rows": result.count(), "errors": errors, "seconds": round(time.perf_counter() - t0, 1),
-               "out": str(out), "actors": a.actors}
-    print(json.dumps(summary, indent=2) if a.json else
-          f"{summary['rows']} rows ({errors} unreadable) in {summary['seconds']} s with {a.actors} actors: {out}")
+    summary = {
+        "rows": result.count(),
+        "errors": errors,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "out": str(out),
+        "actors": a.actors,
+    }
+    print(
+        json.dumps(summary, indent=2)
+        if a.json
+        else f"{summary['rows']} rows ({errors} unreadable) in {summary['seconds']} s with {a.actors} actors: {out}"
+    )
     if errors:
         print(f"{errors} inputs could not be decoded; see their 'error' column", file=sys.stderr)
     return 0

@@ -1,4 +1,5 @@
 """`edgedet bench`: latency, FPS and FPS/FLOP of models on backends, with the effdet baseline in the same run."""
+
 from __future__ import annotations
 
 import json
@@ -13,22 +14,32 @@ HELP = "benchmark latency, FPS and FPS/FLOP of models on backends"
 
 def add_arguments(p):
     p.add_argument("--model", type=models, default=[], help="comma list, e.g. d0,d1,d2 (or only --artifact)")
-    p.add_argument("--backend", default="auto", help="comma list: openvino,onnxruntime,torch,trt, or auto (the "
-                                                     "backend measured fastest here for the first model)")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        help="comma list: openvino,onnxruntime,torch,trt, or auto (the "
+        "backend measured fastest here for the first model)",
+    )
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32")
     p.add_argument("--batch", type=positive, default=1, help="batch of the throughput measurement")
     p.add_argument("--imgsz", type=positive)
     p.add_argument("--iters", type=positive, default=50)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--mode", choices=["latency", "throughput"], default="latency")
-    p.add_argument("--data", help="image folder for end-to-end timing, or a COCO json: timing on its images and "
-                                  "AP/AP50 of every row on it (the same evaluation as edgedet eval)")
+    p.add_argument(
+        "--data",
+        help="image folder for end-to-end timing, or a COCO json: timing on its images and "
+        "AP/AP50 of every row on it (the same evaluation as edgedet eval)",
+    )
     p.add_argument("--weights", help="checkpoint to benchmark (default: random init; timing only)")
     p.add_argument("--conf", type=probability, default=0.25, help="deploy score threshold used end-to-end")
     p.add_argument("--device", help="cpu / cuda / cuda:N / gpu")
     p.add_argument("--no-baseline", action="store_true", help="skip the effdet eager baseline")
-    p.add_argument("--artifact", default="", help="comma list of existing artifacts to time in the same run "
-                                                  "(e.g. INT8 ones from 'edgedet calibrate')")
+    p.add_argument(
+        "--artifact",
+        default="",
+        help="comma list of existing artifacts to time in the same run (e.g. INT8 ones from 'edgedet calibrate')",
+    )
     p.add_argument("--out", help="folder for bench.json, bench.csv, bench.txt and fps_vs_flops.png")
     p.add_argument("--json", action="store_true")
 
@@ -37,6 +48,7 @@ def _backends(a) -> list:
     """Parse --backend once; 'auto' resolves to the measured default for the first model, said with why."""
     from edgedet.api import choose_backend
     from edgedet.registry import parse_backends
+
     names = [n.strip() for n in a.backend.split(",") if n.strip()]
     specs = []
     for name in names:
@@ -61,14 +73,29 @@ def run(a) -> int:
     if not a.model and not artifacts:
         raise InputError("give --model NAMES and/or --artifact PATHS")
     backends = _backends(a) if a.model else []
-    cfg = BenchConfig(models=a.model, backends=backends, precision=a.precision, batch=a.batch,
-                      imgsz=a.imgsz, iters=a.iters, warmup=a.warmup, mode=a.mode, data=a.data, weights=a.weights,
-                      conf=a.conf, device=a.device, baseline=not a.no_baseline, artifacts=artifacts)
+    cfg = BenchConfig(
+        models=a.model,
+        backends=backends,
+        precision=a.precision,
+        batch=a.batch,
+        imgsz=a.imgsz,
+        iters=a.iters,
+        warmup=a.warmup,
+        mode=a.mode,
+        data=a.data,
+        weights=a.weights,
+        conf=a.conf,
+        device=a.device,
+        baseline=not a.no_baseline,
+        artifacts=artifacts,
+    )
 
     def on_row(r):
         if not a.json:
-            print(f"  {r['model']:>5} {r['backend']:<24} e2e p50 {r['e2e_ms']['p50']:8.2f} ms  "
-                  f"({r['fps_b1']:.1f} FPS)", file=sys.stderr)
+            print(
+                f"  {r['model']:>5} {r['backend']:<24} e2e p50 {r['e2e_ms']['p50']:8.2f} ms  ({r['fps_b1']:.1f} FPS)",
+                file=sys.stderr,
+            )
 
     report = run_bench(cfg, on_row=on_row, progress=lambda jobs: progress(jobs, desc="bench"))
     if a.out:

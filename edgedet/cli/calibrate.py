@@ -1,4 +1,5 @@
 """`edgedet calibrate`: INT8 artifacts from one calibration set, gated on mAP."""
+
 from __future__ import annotations
 
 import json
@@ -21,16 +22,32 @@ def add_arguments(p):
     p.add_argument("--val", help="COCO json for the accuracy gate")
     p.add_argument("--images", help="validation image folder")
     p.add_argument("--max-map-drop", type=float, default=0.01)
-    p.add_argument("--speed-iters", type=nonnegative, default=30,
-                   help="end-to-end calls per artifact timing INT8 against FP32 in the same run (0: skip)")
-    p.add_argument("--ranking-subset", type=positive, default=100,
-                   help="validation images NNCF's accuracy control ranks layers on (OpenVINO; fewer is faster)")
-    p.add_argument("--seven-bit-weights", choices=["auto", "on", "off"], default="auto",
-                   help="OpenVINO/ONNX Runtime forms: 7-bit weights, which avoid the saturation of int8 dot products "
-                        "on x86 CPUs without VNNI (auto: on for x86 where /proc/cpuinfo shows no VNNI or AMX; "
-                        "off: NNCF's default, 7 bits on the first layer only)")
-    p.add_argument("--no-float-prior", dest="float_prior", action="store_false",
-                   help="quantize every layer first (OpenVINO keeps the heads' depthwise convs float by default)")
+    p.add_argument(
+        "--speed-iters",
+        type=nonnegative,
+        default=30,
+        help="end-to-end calls per artifact timing INT8 against FP32 in the same run (0: skip)",
+    )
+    p.add_argument(
+        "--ranking-subset",
+        type=positive,
+        default=100,
+        help="validation images NNCF's accuracy control ranks layers on (OpenVINO; fewer is faster)",
+    )
+    p.add_argument(
+        "--seven-bit-weights",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="OpenVINO/ONNX Runtime forms: 7-bit weights, which avoid the saturation of int8 dot products "
+        "on x86 CPUs without VNNI (auto: on for x86 where /proc/cpuinfo shows no VNNI or AMX; "
+        "off: NNCF's default, 7 bits on the first layer only)",
+    )
+    p.add_argument(
+        "--no-float-prior",
+        dest="float_prior",
+        action="store_false",
+        help="quantize every layer first (OpenVINO keeps the heads' depthwise convs float by default)",
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--json", action="store_true")
 
@@ -38,12 +55,26 @@ def add_arguments(p):
 def run(a) -> int:
     from edgedet.converters.int8.pipeline import CalibrateRequest, calibrate
     from edgedet.registry import parse_backends
+
     backends = tuple(b.name for b in parse_backends(a.backend))
-    req = CalibrateRequest(model=a.model, calib=a.calib, out=a.out, weights=a.weights, imgsz=a.imgsz, num=a.num,
-                           every=a.every, method=a.method, backends=backends, val=a.val, val_images=a.images,
-                           max_map_drop=a.max_map_drop, speed_iters=a.speed_iters,
-                           ranking_subset=a.ranking_subset, seven_bit_weights=a.seven_bit_weights,
-                           float_prior=a.float_prior)
+    req = CalibrateRequest(
+        model=a.model,
+        calib=a.calib,
+        out=a.out,
+        weights=a.weights,
+        imgsz=a.imgsz,
+        num=a.num,
+        every=a.every,
+        method=a.method,
+        backends=backends,
+        val=a.val,
+        val_images=a.images,
+        max_map_drop=a.max_map_drop,
+        speed_iters=a.speed_iters,
+        ranking_subset=a.ranking_subset,
+        seven_bit_weights=a.seven_bit_weights,
+        float_prior=a.float_prior,
+    )
     report = calibrate(req, log=(lambda m: print(m, file=sys.stderr)) if a.json else print)
     if a.json:
         print(json.dumps(report, indent=2))

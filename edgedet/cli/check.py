@@ -1,4 +1,5 @@
 """`edgedet check`: a backend's static compatibility check of an ONNX file (runs without the backend)."""
+
 from __future__ import annotations
 
 import json
@@ -23,6 +24,7 @@ def batch_range(onnx: Path, lo, hi):
     if lo is None and hi is None:
         try:
             from edgedet.manifest import Manifest
+
             b = Manifest.read(onnx, verify=False).batch
             return b.min, b.max
         except EdgeDetError:
@@ -32,6 +34,7 @@ def batch_range(onnx: Path, lo, hi):
 
 def static_check(spec, onnx: Path, lo, hi):
     from edgedet.registry import BACKENDS, load_object
+
     if not spec.static_check:
         with_check = ", ".join(b.name for b in BACKENDS.values() if b.static_check)
         raise InputError(f"backend '{spec.name}' has no static check; backends with one: {with_check}")
@@ -46,12 +49,16 @@ def static_check(spec, onnx: Path, lo, hi):
 def print_report(rep, onnx, spec, file=None) -> None:
     for f in rep.findings:
         print(f"{f.level:7s} {f.message}", file=file)
-    print(f"{'PASS' if rep.ok else 'FAIL'}: {onnx} for {spec.name} ({sum(rep.ops.values())} nodes, "
-          f"{len(rep.ops)} op types" + (f", {rep.qdq['nodes']} Q/DQ" if rep.qdq else "") + ")", file=file)
+    print(
+        f"{'PASS' if rep.ok else 'FAIL'}: {onnx} for {spec.name} ({sum(rep.ops.values())} nodes, "
+        f"{len(rep.ops)} op types" + (f", {rep.qdq['nodes']} Q/DQ" if rep.qdq else "") + ")",
+        file=file,
+    )
 
 
 def run(a) -> int:
     from edgedet.registry import get_backend
+
     spec = get_backend(a.backend)
     onnx = Path(a.onnx)
     if not onnx.is_file():

@@ -1,4 +1,5 @@
 """Argument types and helpers shared by the commands."""
+
 from __future__ import annotations
 
 import argparse
@@ -26,6 +27,7 @@ def batch(value: str):
 
 def _number(kind: type, accept, expected: str):
     """An argparse type: `kind(value)` that `accept` admits, else one line saying what was expected."""
+
     def parse(value: str):
         try:
             v = kind(value)
@@ -34,6 +36,7 @@ def _number(kind: type, accept, expected: str):
         if not accept(v):
             raise argparse.ArgumentTypeError(f"expected {expected}, got {v}")
         return v
+
     return parse
 
 
@@ -45,8 +48,11 @@ positive_float = _number(float, lambda v: v > 0, "a positive number")
 
 def add_detector_arguments(p) -> None:
     """The arguments that name a Detector (read by load_detector / artifact_of): what runs, where, how strict."""
-    p.add_argument("--model", required=True,
-                   help="artifact (.onnx, .xml, .pth, .engine), model name, or server URL (grpc://host:8001/d0)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="artifact (.onnx, .xml, .pth, .engine), model name, or server URL (grpc://host:8001/d0)",
+    )
     p.add_argument("--backend", help="onnxruntime | openvino | torch | tensorrt (default: by artifact format)")
     p.add_argument("--device", help="cpu, cuda, cuda:N, gpu (OpenVINO)")
     p.add_argument("--weights", help="weights for a model name")
@@ -64,6 +70,7 @@ def resolve_backend(a):
 
     from edgedet.api import choose_backend, default_backend, is_model_name
     from edgedet.devices import parse_device
+
     if a.backend or not is_model_name(a.model):
         return a.backend
     if parse_device(getattr(a, "device", None)).kind != "cpu":
@@ -80,6 +87,7 @@ def build_keywords(a) -> dict:
 def load_detector(a, **options):
     """The Detector of --model/--backend/--device/--conf (+ --weights/--imgsz for a model name)."""
     from edgedet.api import load
+
     a.backend = resolve_backend(a)
     return load(a.model, backend=a.backend, device=a.device, score_threshold=a.conf, **build_keywords(a), **options)
 
@@ -90,8 +98,9 @@ def artifact_of(a) -> str:
     from edgedet.api import build, is_model_name
     from edgedet.manifest import Manifest
     from edgedet.registry import remote_backend
+
     if is_model_name(a.model):
         return str(build(a.model, resolve_backend(a), **build_keywords(a)).path)
-    if remote_backend(a.model) is None:   # a server URL (grpc://...) is checked when each worker connects
+    if remote_backend(a.model) is None:  # a server URL (grpc://...) is checked when each worker connects
         Manifest.read(a.model)
     return a.model

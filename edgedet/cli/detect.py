@@ -4,6 +4,7 @@ Images and folders are detected one by one (annotated copies with --save FOLDER,
 videos, cameras, URLs and several sources run through the pipelined stream (annotated video with
 --save out.mp4, JSON lines with --jsonl). The first Ctrl-C (or SIGTERM) stops reading, finishes the frames
 already read and closes the outputs; a second one aborts."""
+
 from __future__ import annotations
 
 import json
@@ -17,14 +18,18 @@ from edgedet.errors import EdgeDetError, InputError
 from .common import add_detector_arguments, load_detector, nonnegative, positive_float
 
 HELP = "run detection on images, a folder, a video, a camera or a stream URL"
-STILL = ("image", "folder")   # source kinds detected image by image
+STILL = ("image", "folder")  # source kinds detected image by image
 
 
 def add_arguments(p):
     add_detector_arguments(p)
-    p.add_argument("--source", required=True, action="append",
-                   help="image, folder, video file, camera index, rtsp/http URL or GStreamer pipeline "
-                        "(repeat for several streams, batched together)")
+    p.add_argument(
+        "--source",
+        required=True,
+        action="append",
+        help="image, folder, video file, camera index, rtsp/http URL or GStreamer pipeline "
+        "(repeat for several streams, batched together)",
+    )
     p.add_argument("--save", help="images: folder for annotated images; video/stream: annotated video (out.mp4)")
     p.add_argument("--jsonl", help="write one JSON line per image or frame (source, frame, detections)")
     p.add_argument("--json", action="store_true", help="print detections as JSON")
@@ -33,13 +38,17 @@ def add_arguments(p):
     g.add_argument("--realtime", action="store_true", help="drop frames to stay current instead of queueing")
     g.add_argument("--reconnect", type=nonnegative, default=5, help="reconnect attempts when a live source drops")
     g.add_argument("--timeout", type=positive_float, default=10.0, help="seconds to open or read a network source")
-    g.add_argument("--hint", choices=("latency", "throughput"),
-                   help="performance hint for streams (default: throughput, which keeps several requests in "
-                        "flight, on backends that have hints)")
+    g.add_argument(
+        "--hint",
+        choices=("latency", "throughput"),
+        help="performance hint for streams (default: throughput, which keeps several requests in "
+        "flight, on backends that have hints)",
+    )
 
 
 def run(a) -> int:
     from edgedet.runtimes.sources import source_kind
+
     kinds = [source_kind(s) for s in a.source]  # raises for a missing path
     if len(a.source) == 1 and kinds[0] in STILL and not a.show:
         return detect_images(a, kinds[0])
@@ -51,13 +60,16 @@ def _hint(a) -> dict:
     from edgedet.registry import backend_for, get_backend, remote_backend
 
     from .common import resolve_backend
+
     a.backend = resolve_backend(a)
     spec = get_backend(a.backend) if a.backend else (remote_backend(a.model) or backend_for(a.model))
     if "hint" in spec.runner_class().OPTIONS:
         return {"hint": (a.hint or "throughput").upper()}
-    if a.hint:                   # asked for, but this backend has no hint: say so rather than drop it silently
-        print(f"edgedet detect: backend {spec.name} has no performance hint; --hint {a.hint} does not apply",
-              file=sys.stderr)
+    if a.hint:  # asked for, but this backend has no hint: say so rather than drop it silently
+        print(
+            f"edgedet detect: backend {spec.name} has no performance hint; --hint {a.hint} does not apply",
+            file=sys.stderr,
+        )
     return {}
 
 
@@ -84,19 +96,22 @@ def detect_images(a, kind: str) -> int:
     from edgedet.progress import progress
     from edgedet.runtimes.sinks import JsonLines, check_writable
     from edgedet.runtimes.sources import FolderSource
+
     src = Path(a.source[0])
     files = FolderSource(src).files if kind == "folder" else [src]
     out_dir = Path(a.save) if a.save else None
     src_dir = src if kind == "folder" else src.parent
     if out_dir is not None and out_dir.resolve() == src_dir.resolve():
-        raise InputError(f"--save {out_dir} is the source folder: annotated images would sit among (or over) the "
-                         "user's images; choose another folder")
+        raise InputError(
+            f"--save {out_dir} is the source folder: annotated images would sit among (or over) the "
+            "user's images; choose another folder"
+        )
     targets = _output_names(files, out_dir) if out_dir is not None else {}
     if a.jsonl:
         check_writable(a.jsonl, "--jsonl")
     results, failures = [], []
     with load_detector(a) as det:
-        jsonl = JsonLines(a.jsonl) if a.jsonl else None   # opened once the model loaded: nothing left behind
+        jsonl = JsonLines(a.jsonl) if a.jsonl else None  # opened once the model loaded: nothing left behind
         try:
             for f in progress(files, desc="detect", disable=len(files) < 5):
                 try:
@@ -132,6 +147,7 @@ def _save_annotated(out: Path, img, dets) -> None:
 
     from edgedet.fileio import write_bytes_atomic
     from edgedet.visualize import draw
+
     ok, buf = cv2.imencode(".jpg", draw(img, dets))
     if not ok:
         raise InputError(f"cannot encode the annotated image for {out}")
@@ -158,6 +174,7 @@ class _Window:
         if not self.enabled:
             return
         import cv2
+
         try:
             cv2.imshow(name, frame)
             self.quit = (cv2.waitKey(1) & 0xFF) == ord("q")
@@ -181,6 +198,7 @@ class _Outputs:
 
     def __init__(self, a):
         from edgedet.runtimes.sinks import check_writable
+
         self.paths = _video_paths(a.save, len(a.source))
         for path in self.paths:  # unusable outputs fail here, before any reader thread starts
             if path is not None:
@@ -193,6 +211,7 @@ class _Outputs:
 
     def open(self, stream) -> None:
         from edgedet.runtimes.sinks import JsonlSink, VideoSink
+
         try:
             self.videos = [VideoSink(p, fps=s.stats.fps) if p else None for p, s in zip(self.paths, stream.sources)]
             self.jsonl = JsonlSink(self.jsonl_path) if self.jsonl_path else None
@@ -202,13 +221,17 @@ class _Outputs:
 
     def handle(self, item) -> None:
         from edgedet.visualize import draw
+
         fps = self.rates[item.source].tick()
         if self.jsonl:
             self.jsonl.write(item)
         sink = self.videos[item.source]
         if sink is not None or self.window.enabled:
-            frame = draw(item.frame, item.detections, text=f"{fps:5.1f} FPS  {item.latency_ms:5.0f} ms  "
-                                                           f"{len(item.detections)} det")
+            frame = draw(
+                item.frame,
+                item.detections,
+                text=f"{fps:5.1f} FPS  {item.latency_ms:5.0f} ms  {len(item.detections)} det",
+            )
             if sink is not None:
                 sink.write(frame)
             self.window.show(f"edgedet {item.source}", frame)
@@ -224,8 +247,9 @@ class _Outputs:
             s.abort()
 
     def written(self) -> list[str]:
-        return [str(s.path) for s in self.videos if s is not None and s.frames] + \
-            ([str(self.jsonl.path)] if self.jsonl else [])
+        return [str(s.path) for s in self.videos if s is not None and s.frames] + (
+            [str(self.jsonl.path)] if self.jsonl else []
+        )
 
 
 def detect_stream(a) -> int:
@@ -267,7 +291,7 @@ def detect_stream(a) -> int:
     finally:
         stream.close()
         try:
-            outputs.close() if ok else outputs.abort()   # a failed run publishes nothing
+            outputs.close() if ok else outputs.abort()  # a failed run publishes nothing
         finally:
             det.close()
     return _report_stream(a, stream, det, outputs, bool(interrupted))
@@ -275,23 +299,26 @@ def detect_stream(a) -> int:
 
 def _report_stream(a, stream, det, outputs: _Outputs, interrupted: bool) -> int:
     summary = stream.stats.to_dict()
-    summary.update(model=a.model, backend=det.backend, device=det.device, interrupted=interrupted,
-                   outputs=outputs.written())
+    summary.update(
+        model=a.model, backend=det.backend, device=det.device, interrupted=interrupted, outputs=outputs.written()
+    )
     if a.json:
         print(json.dumps(summary, indent=2))
     else:
         for s in summary["sources"]:
             extra = "".join(f", {s[k]} {k}" for k in ("corrupt", "reconnects") if s[k])
             print(f"{s['source']}: {s['frames_read']} frames read{extra}; ended: {s['ended'] or 'stopped'}")
-        print(f"{summary['frames']} frames at {summary['fps']:.1f} FPS ({det.backend}, {det.device})"
-              + (f", {summary['dropped']} dropped to stay real-time" if summary["dropped"] else ""))
+        print(
+            f"{summary['frames']} frames at {summary['fps']:.1f} FPS ({det.backend}, {det.device})"
+            + (f", {summary['dropped']} dropped to stay real-time" if summary["dropped"] else "")
+        )
         for o in summary["outputs"]:
             print(f"wrote {o}")
     if summary["frames"] == 0 and not interrupted:
         events = [e for s in summary["sources"] for e in s["events"]]
         raise InputError("no frame could be read" + (f": {events[-1]}" if events else ""))
     given_up = [s for s in summary["sources"] if (s["ended"] or "").startswith("gave up")]
-    if given_up and not interrupted:   # outputs are written; the run still failed
+    if given_up and not interrupted:  # outputs are written; the run still failed
         raise EdgeDetError(f"source {given_up[0]['source']}: {given_up[0]['ended']}")
     return 130 if interrupted else 0
 
@@ -303,7 +330,7 @@ def _publish_together(sinks) -> None:
         try:
             sink.close()
         except BaseException:
-            for rest in sinks[i + 1:]:
+            for rest in sinks[i + 1 :]:
                 rest.abort()
             raise
 
@@ -312,6 +339,7 @@ def _install(handler):
     """Set SIGINT and SIGTERM to `handler` (or restore a pair returned before); returns the previous pair,
     or None outside the main thread, where signals are left alone (embedded use)."""
     import signal
+
     if handler is None:
         return None
     pair = handler if isinstance(handler, tuple) else (handler, handler)

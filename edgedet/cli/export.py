@@ -1,4 +1,5 @@
 """`edgedet export`: a model to ONNX, OpenVINO IR or a torch artifact, with its manifest."""
+
 from __future__ import annotations
 
 from edgedet.registry import FORMATS
@@ -31,13 +32,29 @@ def run(a) -> int:
     from edgedet.converters.pipeline import BuildRequest, export_artifact
     from edgedet.manifest import manifest_path
     from edgedet.progress import spinner
-    options = {k: v for k, v in (("u8_bgr_input", a.u8_input or None), ("exporter", a.exporter),
-                                 ("backend", a.backend)) if v is not None}
-    req = BuildRequest(model=a.model, format=a.format, precision=a.precision, weights=a.weights,
-                       num_classes=a.num_classes, imgsz=a.imgsz, batch=a.batch, max_batch=a.max_batch,
-                       postprocess=a.postprocess, options=options)
+
+    options = {
+        k: v
+        for k, v in (("u8_bgr_input", a.u8_input or None), ("exporter", a.exporter), ("backend", a.backend))
+        if v is not None
+    }
+    req = BuildRequest(
+        model=a.model,
+        format=a.format,
+        precision=a.precision,
+        weights=a.weights,
+        num_classes=a.num_classes,
+        imgsz=a.imgsz,
+        batch=a.batch,
+        max_batch=a.max_batch,
+        postprocess=a.postprocess,
+        options=options,
+    )
     with spinner(f"exporting {a.model} to {a.format} ({a.precision})"):
         path = export_artifact(req, a.out)
-    emit({"artifact": str(path), "manifest": str(manifest_path(path))}, a.json,
-         f"wrote {path}\n      {manifest_path(path)}")
+    emit(
+        {"artifact": str(path), "manifest": str(manifest_path(path))},
+        a.json,
+        f"wrote {path}\n      {manifest_path(path)}",
+    )
     return 0

@@ -1,4 +1,5 @@
 """`edgedet train`: fine-tune a model on COCO-format data (resumable)."""
+
 from __future__ import annotations
 
 from .common import positive
@@ -27,9 +28,24 @@ def add_arguments(p):
 def run(a) -> int:
     from edgedet.progress import progress
     from edgedet.train import TrainConfig, train
-    cfg = TrainConfig(model=a.model, data=a.data, images=a.images, val_data=a.val_data, val_images=a.val_images,
-                      out=a.out, weights=a.weights, epochs=a.epochs, imgsz=a.imgsz, batch=a.batch, lr=a.lr,
-                      workers=a.workers, device=a.device, seed=a.seed, resume=not a.no_resume)
+
+    cfg = TrainConfig(
+        model=a.model,
+        data=a.data,
+        images=a.images,
+        val_data=a.val_data,
+        val_images=a.val_images,
+        out=a.out,
+        weights=a.weights,
+        epochs=a.epochs,
+        imgsz=a.imgsz,
+        batch=a.batch,
+        lr=a.lr,
+        workers=a.workers,
+        device=a.device,
+        seed=a.seed,
+        resume=not a.no_resume,
+    )
     result = train(cfg, log=lambda m: print(m, flush=True), progress=lambda it, desc: progress(it, desc=desc))
     print(f"best validation AP {result['best_val_AP']:.4f}; checkpoints in {result['out']}")
     return 0

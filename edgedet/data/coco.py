@@ -3,6 +3,7 @@
 Problems are collected, not raised one by one: missing image files, annotations of unknown images or
 categories, zero-area boxes and boxes outside the image each get a count and examples; usable data is kept.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,21 +22,23 @@ class CocoImage:
     path: Path
     width: int
     height: int
-    boxes: np.ndarray      # (N, 4) xyxy float32, pixels
-    labels: np.ndarray     # (N,) 0-based class index
+    boxes: np.ndarray  # (N, 4) xyxy float32, pixels
+    labels: np.ndarray  # (N,) 0-based class index
 
 
 @dataclass
 class CocoDataset:
     annotation_file: Path
     images: list[CocoImage]
-    category_ids: list[int]         # class index -> category id
+    category_ids: list[int]  # class index -> category id
     class_names: list[str]
     problems: dict[str, list[str]] = field(default_factory=dict)
 
     def summary(self) -> str:
-        parts = [f"{len(self.images)} images, {sum(len(i.boxes) for i in self.images)} boxes, "
-                 f"{len(self.category_ids)} classes"]
+        parts = [
+            f"{len(self.images)} images, {sum(len(i.boxes) for i in self.images)} boxes, "
+            f"{len(self.category_ids)} classes"
+        ]
         parts += [f"{k}: {len(v)} (e.g. {v[0]})" for k, v in self.problems.items() if v]
         return "; ".join(parts)
 
@@ -47,8 +50,11 @@ def _read(ann: Path) -> dict:
         data = json.loads(ann.read_text())
     except ValueError as e:
         raise InputError(f"{ann} is not valid JSON: {e}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list) or \
-            not isinstance(data.get("categories"), list):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("images"), list)
+        or not isinstance(data.get("categories"), list)
+    ):
         raise InputError(f"{ann} is not COCO format: needs 'images' and 'categories' lists")
     return data
 
@@ -85,9 +91,13 @@ def load_coco(annotations: str | Path, images_dir: str | Path | None = None, str
         raise InputError(f"images folder not found: {root}")
     cats = sorted(data["categories"], key=lambda c: c["id"])
     cat_index = {c["id"]: i for i, c in enumerate(cats)}
-    problems: dict[str, list[str]] = {"missing image files": [], "annotations of unknown images": [],
-                                      "annotations of unknown categories": [], "zero-area boxes dropped": [],
-                                      "boxes clipped to the image": []}
+    problems: dict[str, list[str]] = {
+        "missing image files": [],
+        "annotations of unknown images": [],
+        "annotations of unknown categories": [],
+        "zero-area boxes dropped": [],
+        "boxes clipped to the image": [],
+    }
     by_image: dict[int, list] = {}
     for a in data.get("annotations", []):
         by_image.setdefault(a.get("image_id"), []).append(a)
@@ -100,8 +110,9 @@ def load_coco(annotations: str | Path, images_dir: str | Path | None = None, str
             continue
         w, h = int(im.get("width", 0)), int(im.get("height", 0))
         images.append(CocoImage(im["id"], path, w, h, *_boxes(by_image.get(im["id"], []), w, h, cat_index, problems)))
-    problems["annotations of unknown images"] = [f"id {a.get('id')}" for iid, lst in by_image.items()
-                                                 if iid not in known for a in lst]
+    problems["annotations of unknown images"] = [
+        f"id {a.get('id')}" for iid, lst in by_image.items() if iid not in known for a in lst
+    ]
     problems = {k: v for k, v in problems.items() if v}
     ds = CocoDataset(ann, images, [c["id"] for c in cats], [c.get("name", str(c["id"])) for c in cats], problems)
     if not images:

@@ -8,6 +8,7 @@ where it is absent). `python -m edgedet.data.synthetic OUT --train 800 --val 200
 `--tiles N` puts N x N such scenes side by side in one image (N*size pixels square): objects keep the pixel sizes
 of `size`, which is how a model trained at 256 px is checked at 512 px (`--size 256 --tiles 2`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,14 +20,32 @@ import numpy as np
 from ..fileio import write_json_atomic
 
 CLASSES = ["circle", "square", "triangle", "cross", "ring"]
-_PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "moon", "page", "text", "brick",
-           "grass", "gravel", "colorwheel", "hubble_deep_field", "immunohistochemistry", "retina", "motorcycle_left"]
+_PHOTOS = [
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "camera",
+    "coins",
+    "moon",
+    "page",
+    "text",
+    "brick",
+    "grass",
+    "gravel",
+    "colorwheel",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "motorcycle_left",
+]
 
 
 def _backgrounds() -> list[np.ndarray]:
     out = []
     try:
         from skimage import data
+
         for name in _PHOTOS:
             fn = getattr(data, name, None)
             if fn is None:
@@ -62,15 +81,17 @@ def _background(rng, bgs, size) -> np.ndarray:
     h, w = src.shape[:2]
     crop = int(rng.uniform(0.4, 1.0) * min(h, w))
     y0, x0 = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
-    img = cv2.resize(src[y0:y0 + crop, x0:x0 + crop], (size, size), interpolation=cv2.INTER_AREA)
+    img = cv2.resize(src[y0 : y0 + crop, x0 : x0 + crop], (size, size), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(img[:, ::-1] if rng.random() < 0.5 else img)
 
 
 def _draw(mask: np.ndarray, cls: int, cx: float, cy: float, rw: float, rh: float, angle: float) -> None:
     """Draw the filled shape of class cls into mask (uint8, 255 = object)."""
     rot = cv2.getRotationMatrix2D((0, 0), angle, 1.0)[:, :2]
+
     def pts(p):
         return (np.asarray(p, np.float32) @ rot.T + [cx, cy]).astype(np.int32)
+
     if cls == 0:
         cv2.ellipse(mask, (int(cx), int(cy)), (int(rw), int(rh)), angle, 0, 360, 255, -1)
     elif cls == 1:
@@ -126,7 +147,7 @@ def render_tiled(rng, bgs, size: int, tiles: int):
     anns = []
     for ty in range(tiles):
         for tx in range(tiles):
-            img[ty * size:(ty + 1) * size, tx * size:(tx + 1) * size], tile = render_image(rng, bgs, size)
+            img[ty * size : (ty + 1) * size, tx * size : (tx + 1) * size], tile = render_image(rng, bgs, size)
             anns += [(cls, [x + tx * size, y + ty * size, w, h], area) for cls, (x, y, w, h), area in tile]
     return img, anns
 
@@ -144,12 +165,23 @@ def generate(out_dir: str | Path, split: str, count: int, size: int = 256, seed:
         cv2.imwrite(str(out / "images" / name), img, [cv2.IMWRITE_JPEG_QUALITY, 92])
         images.append({"id": i + 1, "file_name": name, "width": img.shape[1], "height": img.shape[0]})
         for cls, bbox, area in anns:
-            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": cls + 1,
-                                "bbox": bbox, "area": area, "iscrowd": 0})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i + 1,
+                    "category_id": cls + 1,
+                    "bbox": bbox,
+                    "area": area,
+                    "iscrowd": 0,
+                }
+            )
     layout = f"{size}px" if tiles == 1 else f"{tiles}x{tiles} tiles of {size}px"
-    meta = {"info": {"description": f"edgedet synthetic shapes, split {split}, seed {seed}, {layout}"},
-            "images": images, "annotations": annotations,
-            "categories": [{"id": i + 1, "name": n} for i, n in enumerate(CLASSES)]}
+    meta = {
+        "info": {"description": f"edgedet synthetic shapes, split {split}, seed {seed}, {layout}"},
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": i + 1, "name": n} for i, n in enumerate(CLASSES)],
+    }
     path = out / f"{split}.json"
     write_json_atomic(path, meta)
     return path

@@ -9,6 +9,7 @@ frame) plus `frame`. Rows out: path, frame, boxes (x1 y1 x2 y2 per detection, or
 class_ids, labels, error. An image that does not decode is reported in its row (`error`), never fatal. Actors
 that die are restarted by Ray and their batches retried, so every input appears exactly once.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,15 +32,21 @@ class DetectActor:
 
     def __init__(self, artifact: str, backend=None, device=None, score_threshold: float = 0.25, options=None):
         from edgedet.runtimes import Detector
-        self.det = Detector.load(artifact, backend=backend, device=device, score_threshold=score_threshold,
-                                 **(options or {}))
+
+        self.det = Detector.load(
+            artifact, backend=backend, device=device, score_threshold=score_threshold, **(options or {})
+        )
 
     def __call__(self, batch):
         import pandas as pd
+
         frames, rows = [], []
         for i in range(len(batch)):
-            row = {"path": str(batch["path"].iloc[i]),
-                   "frame": int(batch["frame"].iloc[i]) if "frame" in batch else 0, "error": ""}
+            row = {
+                "path": str(batch["path"].iloc[i]),
+                "frame": int(batch["frame"].iloc[i]) if "frame" in batch else 0,
+                "error": "",
+            }
             try:
                 frames.append(self._image(batch, i))
             except EdgeDetError as e:
@@ -50,40 +57,64 @@ class DetectActor:
         dets = iter(self.det(valid) if valid else [])
         for row, frame in zip(rows, frames):
             d = next(dets) if frame is not None else None
-            row.update(boxes=[] if d is None else d.xyxy.tolist(), scores=[] if d is None else d.scores.tolist(),
-                       class_ids=[] if d is None else d.class_ids.tolist(), labels=[] if d is None else d.labels)
+            row.update(
+                boxes=[] if d is None else d.xyxy.tolist(),
+                scores=[] if d is None else d.scores.tolist(),
+                class_ids=[] if d is None else d.class_ids.tolist(),
+                labels=[] if d is None else d.labels,
+            )
         return pd.DataFrame(rows, columns=list(COLUMNS))
 
     @staticmethod
     def _image(batch, i) -> np.ndarray:
         from edgedet.preprocess import decode_image, to_bgr8
+
         name = str(batch["path"].iloc[i])
         if "image" in batch:
             return to_bgr8(np.asarray(batch["image"].iloc[i]), name)
         return decode_image(batch["bytes"].iloc[i], name)
 
 
-def detect_dataset(ds, artifact: str | Path, actors: int = 2, batch_size: int = 32, backend=None, device=None,
-                   score_threshold: float = 0.25, num_gpus: float = 0, **options):
+def detect_dataset(
+    ds,
+    artifact: str | Path,
+    actors: int = 2,
+    batch_size: int = 32,
+    backend=None,
+    device=None,
+    score_threshold: float = 0.25,
+    num_gpus: float = 0,
+    **options,
+):
     """Map a Ray Dataset of images/frames through one Detector per actor (see the module docstring). Ray Data
     restarts a dead actor and retries its batches (unlimited by default), so each input appears once."""
     ray = _ray()
     artifact = str(artifact)
     opts = threads_per_worker(artifact, backend, actors, options)
     return ds.map_batches(
-        DetectActor, fn_constructor_kwargs={"artifact": artifact, "backend": backend, "device": device,
-                                            "score_threshold": score_threshold, "options": opts},
-        batch_size=batch_size, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=actors),
+        DetectActor,
+        fn_constructor_kwargs={
+            "artifact": artifact,
+            "backend": backend,
+            "device": device,
+            "score_threshold": score_threshold,
+            "options": opts,
+        },
+        batch_size=batch_size,
+        batch_format="pandas",
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=num_gpus or None,
         # a fractional CPU reservation per actor: actors never hold every CPU, so Ray's read tasks can still run
         # (the actors' real thread count is set by the runner's `threads` option above)
-        num_cpus=0.5)
+        num_cpus=0.5,
+    )
 
 
 def image_dataset(sources: list[str]):
     """Images from folders, globs, files or bucket URLs (s3://, gs://) as encoded bytes with their paths."""
     ray = _ray()
     from edgedet.preprocess import IMAGE_SUFFIXES
+
     paths = []
     for s in sources:
         p = Path(s)
@@ -103,6 +134,7 @@ def video_dataset(videos: list[str], frames_per_task: int = 300):
     each range is decoded by one task."""
     ray = _ray()
     import cv2
+
     items = []
     for v in videos:
         cap = cv2.VideoCapture(str(v))
@@ -110,13 +142,16 @@ def video_dataset(videos: list[str], frames_per_task: int = 300):
             raise InputError(f"cannot open video {v}")
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         cap.release()
-        items += [{"path": str(v), "start": s, "stop": min(n, s + frames_per_task)}
-                  for s in range(0, max(n, 1), frames_per_task)]
+        items += [
+            {"path": str(v), "start": s, "stop": min(n, s + frames_per_task)}
+            for s in range(0, max(n, 1), frames_per_task)
+        ]
     return ray.data.from_items(items).flat_map(_decode_range)
 
 
 def _decode_range(item: dict):
     import cv2
+
     cap = cv2.VideoCapture(item["path"])
     cap.set(cv2.CAP_PROP_POS_FRAMES, item["start"])
     for index in range(item["start"], item["stop"]):

@@ -16,6 +16,7 @@ With `max_batch` 1 requests are not batched: each runs the Detector on its own (
 event loop keeps accepting). With more, up to `max_batch` requests that arrive within `batch_wait_s` run as one
 Detector call (one inference when the artifact has a dynamic batch).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,12 +31,20 @@ from edgedet.errors import EdgeDetError, InputError
 
 from .common import import_ray, threads_per_worker
 
-IMAGE_TYPES = frozenset({"image/jpeg", "image/jpg", "image/png", "image/webp", "image/bmp", "image/tiff",
-                         "application/octet-stream"})
+IMAGE_TYPES = frozenset(
+    {"image/jpeg", "image/jpg", "image/png", "image/webp", "image/bmp", "image/tiff", "application/octet-stream"}
+)
 ROUTES = {"/detect": ("POST", "detect"), "/health": ("GET", "health"), "/metadata": ("GET", "metadata")}
 MAX_BYTES = 20 * 1024 * 1024
-CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
-                 ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff"}
+CONTENT_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".bmp": "image/bmp",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+}
 
 
 class RequestError(Exception):
@@ -47,23 +56,36 @@ class RequestError(Exception):
 class DetectorServer:
     """The replica's logic, without Ray: parse a request, detect, answer. `serve_class()` adds the batching."""
 
-    def __init__(self, artifact: str, backend=None, device=None, score_threshold: float = 0.25,
-                 max_batch: int = 8, batch_wait_s: float = 0.005, max_bytes: int = MAX_BYTES, options=None):
+    def __init__(
+        self,
+        artifact: str,
+        backend=None,
+        device=None,
+        score_threshold: float = 0.25,
+        max_batch: int = 8,
+        batch_wait_s: float = 0.005,
+        max_bytes: int = MAX_BYTES,
+        options=None,
+    ):
         from edgedet.runtimes import Detector
-        self.det = Detector.load(artifact, backend=backend, device=device, score_threshold=score_threshold,
-                                 **(options or {}))
+
+        self.det = Detector.load(
+            artifact, backend=backend, device=device, score_threshold=score_threshold, **(options or {})
+        )
         self.max_batch, self.max_bytes = int(max_batch), int(max_bytes)
         self.requests = self.batches = 0
 
     async def __call__(self, request):
         from starlette.responses import JSONResponse
+
         from edgedet.errors import EdgeDetError
+
         try:
             body = await self.route(request.method, request.url.path, request)
             return JSONResponse(body)
         except RequestError as e:
             return JSONResponse({"error": e.message}, status_code=e.status)
-        except EdgeDetError as e:       # the backend failed (a remote server down, ...): not the client's fault
+        except EdgeDetError as e:  # the backend failed (a remote server down, ...): not the client's fault
             return JSONResponse({"error": str(e)}, status_code=503)
 
     async def route(self, method: str, path: str, request):
@@ -89,18 +111,28 @@ class DetectorServer:
         return await asyncio.to_thread(self.det, image)
 
     async def health(self, request):
-        return {"status": "ok", "backend": self.det.backend, "device": self.det.device,
-                "requests": self.requests, "batches": self.batches, "max_batch": self.max_batch}
+        return {
+            "status": "ok",
+            "backend": self.det.backend,
+            "device": self.det.device,
+            "requests": self.requests,
+            "batches": self.batches,
+            "max_batch": self.max_batch,
+        }
 
     async def metadata(self, request):
         return self.det.manifest.to_dict()
 
     async def _image(self, request) -> np.ndarray:
         from edgedet.preprocess import decode_image
+
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype not in IMAGE_TYPES:
-            raise RequestError(415, f"Content-Type must be an image type (image/jpeg, image/png, ...) or "
-                                    f"application/octet-stream, got {ctype or 'none'!r}")
+            raise RequestError(
+                415,
+                f"Content-Type must be an image type (image/jpeg, image/png, ...) or "
+                f"application/octet-stream, got {ctype or 'none'!r}",
+            )
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_bytes:
             raise RequestError(413, f"image of {int(declared)} bytes is over the limit of {self.max_bytes}")
@@ -136,18 +168,41 @@ def serve_class():
     return BatchedDetectorServer
 
 
-def detector_app(artifact: str | Path, replicas: int = 1, max_batch: int = 8, batch_wait_s: float = 0.005,
-                 backend=None, device=None, score_threshold: float = 0.25, cpus_per_replica: float = 1.0,
-                 num_gpus: float = 0, max_bytes: int = MAX_BYTES, **options):
+def detector_app(
+    artifact: str | Path,
+    replicas: int = 1,
+    max_batch: int = 8,
+    batch_wait_s: float = 0.005,
+    backend=None,
+    device=None,
+    score_threshold: float = 0.25,
+    cpus_per_replica: float = 1.0,
+    num_gpus: float = 0,
+    max_bytes: int = MAX_BYTES,
+    **options,
+):
     """A Ray Serve application of the artifact: `replicas` replicas with one Detector each."""
     serve = import_ray("serve").serve
     artifact = str(artifact)
     opts = threads_per_worker(artifact, backend, replicas, options)
     actor = {"num_cpus": cpus_per_replica, **({"num_gpus": num_gpus} if num_gpus else {})}
-    deployment = serve.deployment(serve_class(), name="edgedet", num_replicas=replicas, ray_actor_options=actor,
-                                  max_ongoing_requests=max(16, 4 * max_batch))
-    return deployment.bind(artifact, backend=backend, device=device, score_threshold=score_threshold,
-                           max_batch=max_batch, batch_wait_s=batch_wait_s, max_bytes=max_bytes, options=opts)
+    deployment = serve.deployment(
+        serve_class(),
+        name="edgedet",
+        num_replicas=replicas,
+        ray_actor_options=actor,
+        max_ongoing_requests=max(16, 4 * max_batch),
+    )
+    return deployment.bind(
+        artifact,
+        backend=backend,
+        device=device,
+        score_threshold=score_threshold,
+        max_batch=max_batch,
+        batch_wait_s=batch_wait_s,
+        max_bytes=max_bytes,
+        options=opts,
+    )
 
 
 class ServeClient:
@@ -159,6 +214,7 @@ class ServeClient:
     def detect(self, image):
         """A path, encoded bytes, or a BGR array (sent as PNG, lossless)."""
         from edgedet.detections import Detections
+
         data, ctype = self._encode(image)
         out = self._request("/detect", data, ctype)
         return Detections(np.asarray(out["boxes"], np.float32), out["scores"], out["class_ids"], out["labels"])
@@ -177,6 +233,7 @@ class ServeClient:
             p = Path(image)
             return p.read_bytes(), CONTENT_TYPES.get(p.suffix.lower(), "application/octet-stream")
         import cv2
+
         ok, buf = cv2.imencode(".png", np.asarray(image))
         if not ok:
             raise InputError("cannot encode the image as PNG")
@@ -188,7 +245,7 @@ class ServeClient:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
                 return json.loads(r.read())
         except urllib.error.HTTPError as e:
-            error = InputError if e.code < 500 else EdgeDetError     # 4xx: this request; 5xx: the server
+            error = InputError if e.code < 500 else EdgeDetError  # 4xx: this request; 5xx: the server
             raise error(f"{self.url}{path}: {e.code} {_error_message(e)}") from None
 
 

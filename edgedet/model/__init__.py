@@ -1,4 +1,5 @@
 """PyTorch model zoo (needs the [export] extra: torch, torchvision, timm)."""
+
 from .efficientdet import EfficientDet
 from .factory import create_model, load_weights
 

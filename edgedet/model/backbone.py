@@ -1,4 +1,5 @@
 """timm EfficientNet backbones (features_only, strides 8/16/32) with TF 'SAME' padding frozen statically."""
+
 from __future__ import annotations
 
 import torch
@@ -19,8 +20,9 @@ def _timm():
 
 def _build(cfg: ModelConfig, pretrained: bool) -> nn.Module:
     drop_path = 0.0 if cfg.name == "lite0" else 0.2  # as effdet; only active while training
-    return _timm().create_model(cfg.backbone, features_only=True, out_indices=(2, 3, 4),
-                                pretrained=pretrained, drop_path_rate=drop_path)
+    return _timm().create_model(
+        cfg.backbone, features_only=True, out_indices=(2, 3, 4), pretrained=pretrained, drop_path_rate=drop_path
+    )
 
 
 def create_backbone(cfg: ModelConfig, pretrained: bool = False) -> nn.Module:
@@ -38,8 +40,11 @@ def _dynamic_input_sizes(cfg: ModelConfig) -> dict[str, tuple[int, int]]:
     with torch.device("meta"):
         twin = _build(cfg, pretrained=False)
     sizes: dict[str, tuple[int, int]] = {}
-    hooks = [m.register_forward_pre_hook(lambda mod, args, n=n: sizes.__setitem__(n, tuple(args[0].shape[-2:])))
-             for n, m in twin.named_modules() if _is_dynamic_same(m)]
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args, n=n: sizes.__setitem__(n, tuple(args[0].shape[-2:])))
+        for n, m in twin.named_modules()
+        if _is_dynamic_same(m)
+    ]
     with torch.no_grad():
         twin(torch.empty(1, 3, *cfg.image_size, device="meta"))
     for h in hooks:

@@ -1,4 +1,5 @@
 """BiFPN with fast normalized fusion; module names follow effdet so checkpoints load strictly."""
+
 from __future__ import annotations
 
 import torch
@@ -55,8 +56,7 @@ class Combine(nn.Module):
     def __init__(self, infos, channels: int, offsets: list[int], out_hw, fusion: str):
         super().__init__()
         self.offsets = list(offsets)
-        self.resample = nn.ModuleDict({
-            str(o): Resample(infos[o][0], channels, infos[o][1], out_hw) for o in offsets})
+        self.resample = nn.ModuleDict({str(o): Resample(infos[o][0], channels, infos[o][1], out_hw) for o in offsets})
         self.fusion = fusion
         self.edge_weights = nn.Parameter(torch.ones(len(offsets))) if fusion == "fastattn" else None
 
@@ -101,13 +101,13 @@ class BiFpnLayer(nn.Module):
             combine = Combine(infos, cfg.fpn_channels, offsets, sizes[level], cfg.fusion)
             self.fnode.append(Fnode(combine, cfg.fpn_channels, cfg.act))
             infos.append((cfg.fpn_channels, sizes[level]))
-        self.out_infos = infos[-self.num_levels:]
+        self.out_infos = infos[-self.num_levels :]
 
     def forward(self, x: list[torch.Tensor]) -> list[torch.Tensor]:
         x = list(x)
         for fn in self.fnode:
             x.append(fn(x))
-        return x[-self.num_levels:]
+        return x[-self.num_levels :]
 
 
 class BiFpn(nn.Module):

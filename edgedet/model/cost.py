@@ -4,6 +4,7 @@ GMACs counts the multiply-adds of every convolution and linear layer (the paper'
 are multiply-adds); GFLOPs = 2 x GMACs. Element-wise ops (BN, activations, fusion, pooling) are not
 counted, as in the paper.
 """
+
 from __future__ import annotations
 
 import torch

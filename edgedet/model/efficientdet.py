@@ -1,4 +1,5 @@
 """EfficientDet: timm EfficientNet backbone + our BiFPN and class/box heads (effdet key layout)."""
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,9 @@ class HeadNet(nn.Module):
         ch, reps = cfg.fpn_channels, cfg.head_repeats
         self.num_levels = cfg.num_levels
         self.conv_rep = nn.ModuleList([SeparableConv(ch, ch, bias=True, bn=False) for _ in range(reps)])
-        self.bn_rep = nn.ModuleList([
-            nn.ModuleList([nn.Sequential() for _ in range(cfg.num_levels)]) for _ in range(reps)])
+        self.bn_rep = nn.ModuleList(
+            [nn.ModuleList([nn.Sequential() for _ in range(cfg.num_levels)]) for _ in range(reps)]
+        )
         for rep in self.bn_rep:
             for seq in rep:
                 seq.add_module("bn", bn(ch))

@@ -1,4 +1,5 @@
 """Export wrapper: raw per-level heads -> flat (B, A, C) logits and (B, A, 4) box deltas (anchor order)."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """create_model() and checkpoint loading in the effdet state-dict layout."""
+
 from __future__ import annotations
 
 import warnings
@@ -15,9 +16,14 @@ _WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
 _PREFIXES = ("module.", "model.")
 
 
-def create_model(name: str | ModelConfig, num_classes: int | None = None, weights: str | Path | None = None,
-                 pretrained_backbone: bool = False, image_size: int | None = None,
-                 device: str | torch.device = "cpu") -> EfficientDet:
+def create_model(
+    name: str | ModelConfig,
+    num_classes: int | None = None,
+    weights: str | Path | None = None,
+    pretrained_backbone: bool = False,
+    image_size: int | None = None,
+    device: str | torch.device = "cpu",
+) -> EfficientDet:
     """Build an EfficientDet of the family by name (d0..d7, d7x, lite0..lite4, lite3x, test).
 
     weights: a local .pth in effdet layout (optionally wrapped in state_dict/model), or 'coco' for the
@@ -40,8 +46,11 @@ def create_model(name: str | ModelConfig, num_classes: int | None = None, weight
     if state is not None:
         load_weights(model, state, source=str(weights))
         if target_classes != model.config.num_classes and num_classes is not None:
-            warnings.warn(f"checkpoint has {model.config.num_classes} classes, model asked for {target_classes}: "
-                          "the class head is re-initialised (fine-tune before use)", stacklevel=2)
+            warnings.warn(
+                f"checkpoint has {model.config.num_classes} classes, model asked for {target_classes}: "
+                "the class head is re-initialised (fine-tune before use)",
+                stacklevel=2,
+            )
             model.reset_class_head(target_classes)
     return model.to(device).eval()
 
@@ -53,8 +62,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ArtifactError(f"cannot read weights file {path}: not a valid PyTorch checkpoint "
-                            f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        raise ArtifactError(
+            f"cannot read weights file {path}: not a valid PyTorch checkpoint "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        ) from None
     for key in _WRAPPER_KEYS:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -65,7 +76,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     for k, v in obj.items():
         for p in _PREFIXES:
             if k.startswith(p):
-                k = k[len(p):]
+                k = k[len(p) :]
         if k.startswith("anchors."):  # effdet train/predict bench buffers
             continue
         out[k] = v
@@ -99,14 +110,17 @@ def load_weights(model: EfficientDet, state: dict[str, torch.Tensor], source: st
         parts = []
         if shape:
             k = shape[0]
-            parts.append(f"{len(shape)} shape mismatches (e.g. {k}: checkpoint {tuple(state[k].shape)} vs "
-                         f"model {tuple(own[k].shape)})")
+            parts.append(
+                f"{len(shape)} shape mismatches (e.g. {k}: checkpoint {tuple(state[k].shape)} vs "
+                f"model {tuple(own[k].shape)})"
+            )
         if missing:
             parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
-        raise ArtifactError(f"weights {source} do not match model '{model.config.name}': " + "; ".join(parts)
-                            + guess_model_hint(state))
+        raise ArtifactError(
+            f"weights {source} do not match model '{model.config.name}': " + "; ".join(parts) + guess_model_hint(state)
+        )
     model.load_state_dict(state, strict=True)
 
 

@@ -4,6 +4,7 @@ The EfficientDet family was trained in TF with 'SAME' padding, which pads asymme
 layers. Resolving it once for the fixed input size keeps forward free of shape arithmetic, so ONNX,
 OpenVINO and TensorRT see plain Pad/Conv/MaxPool nodes.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,9 +43,18 @@ class StaticSameConv2d(nn.Conv2d):
         (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
         top, bottom = same_pads(in_hw[0], kh, sh, dh)
         left, right = same_pads(in_hw[1], kw, sw, dw)
-        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-                  dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
-                  pad=(left, right, top, bottom), device=conv.weight.device, dtype=conv.weight.dtype)
+        new = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            stride=conv.stride,
+            dilation=conv.dilation,
+            groups=conv.groups,
+            bias=conv.bias is not None,
+            pad=(left, right, top, bottom),
+            device=conv.weight.device,
+            dtype=conv.weight.dtype,
+        )
         new.weight = conv.weight
         new.bias = conv.bias
         return new
@@ -76,7 +86,9 @@ def _bn(ch: int) -> nn.BatchNorm2d:
 class ConvBnAct(nn.Module):
     """conv (+bn) (+act); keys conv.*, bn.* like effdet's ConvBnAct2d."""
 
-    def __init__(self, cin: int, cout: int, kernel: int = 1, bias: bool = False, bn: bool = True, act: str | None = None):
+    def __init__(
+        self, cin: int, cout: int, kernel: int = 1, bias: bool = False, bn: bool = True, act: str | None = None
+    ):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=bias)
         self.bn = _bn(cout) if bn else None

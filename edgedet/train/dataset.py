@@ -1,4 +1,5 @@
 """Training samples: COCO images -> augmented (flip, scale jitter), letterboxed, normalised tensors + targets."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,6 +38,7 @@ class DetectionDataset(torch.utils.data.Dataset):
 def _jitter(img, boxes, rng, out_hw):
     """Random horizontal flip and scale jitter (0.75-1.25) with a random crop/placement."""
     import cv2
+
     h, w = img.shape[:2]
     if rng.random() < 0.5:
         img = img[:, ::-1]
@@ -47,7 +49,7 @@ def _jitter(img, boxes, rng, out_hw):
     boxes = boxes * [nw / w, nh / h, nw / w, nh / h]
     if s > 1:  # crop back to the original extent at a random offset
         y0, x0 = int(rng.integers(0, nh - h + 1)), int(rng.integers(0, nw - w + 1))
-        img = img[y0:y0 + h, x0:x0 + w]
+        img = img[y0 : y0 + h, x0 : x0 + w]
         boxes = boxes - [x0, y0, x0, y0]
         boxes = np.clip(boxes, 0, [w, h, w, h])
     return np.ascontiguousarray(img), boxes.astype(np.float32)

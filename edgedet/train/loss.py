@@ -1,13 +1,22 @@
 """EfficientDet loss: sigmoid focal loss (alpha 0.25, gamma 1.5) + Huber box loss (delta 0.1, weight 50),
 both normalised by the number of positive anchors."""
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 
-def detection_loss(logits: torch.Tensor, deltas: torch.Tensor, cls_t: torch.Tensor, box_t: torch.Tensor,
-                   alpha: float = 0.25, gamma: float = 1.5, delta: float = 0.1, box_weight: float = 50.0):
+def detection_loss(
+    logits: torch.Tensor,
+    deltas: torch.Tensor,
+    cls_t: torch.Tensor,
+    box_t: torch.Tensor,
+    alpha: float = 0.25,
+    gamma: float = 1.5,
+    delta: float = 0.1,
+    box_weight: float = 50.0,
+):
     """logits (B, A, C), deltas (B, A, 4), cls_t (B, A) long with -1 background, box_t (B, A, 4)."""
     num_classes = logits.shape[-1]
     pos = cls_t >= 0

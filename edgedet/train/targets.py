@@ -1,5 +1,6 @@
 """Anchor labelling as in EfficientDet/RetinaNet: IoU >= 0.5 positive, below negative, and every ground-truth
 box force-matched to its best anchor. Box targets (ty, tx, th, tw) relative to the anchor (no scaling)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,7 +33,7 @@ class AnchorMatcher:
         iou = box_iou(self.anchors, boxes)
         best_iou, best_gt = iou.max(dim=1)
         pos = best_iou >= self.threshold
-        forced = iou.argmax(dim=0)                     # best anchor of every gt box
+        forced = iou.argmax(dim=0)  # best anchor of every gt box
         best_gt[forced] = torch.arange(boxes.shape[0])
         pos[forced] = True
         cls[pos] = labels[best_gt[pos]]

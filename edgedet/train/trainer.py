@@ -4,6 +4,7 @@ Checkpoints in `out`: last.pth (everything needed to resume: model, EMA, optimis
 history) after every epoch and on Ctrl-C; best.pth (EMA weights in effdet layout under 'state_dict',
 plus class names and category ids) whenever validation mAP improves. All writes are atomic.
 """
+
 from __future__ import annotations
 
 import copy
@@ -20,8 +21,8 @@ from ..data.coco import CocoDataset, load_coco
 from ..errors import InputError
 from ..evaluation import coco_eval, coco_results
 from ..fileio import atomic_path, write_json_atomic
-from ..model import create_model
 from ..manifest import HOST_OUTPUTS
+from ..model import create_model
 from ..model.export import FlatHeads
 from ..postprocess import Postprocessor
 from ..preprocess import Preprocessor, read_image
@@ -50,8 +51,7 @@ class TrainConfig:
     device: str = "cpu"
     resume: bool = True
     max_steps_per_epoch: int | None = None
-    precise_bn_images: int = 400   # re-estimate BN statistics of the EMA weights on this many train images
-
+    precise_bn_images: int = 400  # re-estimate BN statistics of the EMA weights on this many train images
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch < 1:
@@ -102,7 +102,7 @@ def precise_bn(model, ds: CocoDataset, images: int, batch: int = 16) -> None:
     was_training = model.training
     model.train()
     for start in range(0, len(idx), batch):
-        x, _ = pre([read_image(ds.images[i].path) for i in idx[start:start + batch]])
+        x, _ = pre([read_image(ds.images[i].path) for i in idx[start : start + batch]])
         model(torch.from_numpy(x).to(device))
     model.train(was_training)
     for m, mom in zip(bns, saved):
@@ -120,7 +120,7 @@ def evaluate_model(model, ds: CocoDataset, batch: int = 8, score_threshold: floa
     device = next(model.parameters()).device
     results = []
     for start in range(0, len(ds.images), batch):
-        items = ds.images[start:start + batch]
+        items = ds.images[start : start + batch]
         x, infos = pre([read_image(i.path) for i in items])
         outputs = dict(zip(HOST_OUTPUTS, (t.cpu().numpy() for t in heads(torch.from_numpy(x).to(device)))))
         for k, (item, info) in enumerate(zip(items, infos)):
@@ -138,25 +138,42 @@ class _Run:
         self.out.mkdir(parents=True, exist_ok=True)
         self.train_ds = load_coco(cfg.data, cfg.images)
         self.val_ds = load_coco(cfg.val_data, cfg.val_images) if cfg.val_data else None
-        self.model = create_model(cfg.model, num_classes=len(self.train_ds.category_ids), weights=cfg.weights,
-                                  image_size=cfg.imgsz)
+        self.model = create_model(
+            cfg.model, num_classes=len(self.train_ds.category_ids), weights=cfg.weights, image_size=cfg.imgsz
+        )
         self.model.to(cfg.device).train()
-        self.dataset = DetectionDataset(self.train_ds, self.model.config, anchors_for(self.model.config), augment=True,
-                                        seed=cfg.seed)
+        self.dataset = DetectionDataset(
+            self.train_ds, self.model.config, anchors_for(self.model.config), augment=True, seed=cfg.seed
+        )
         self.loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=cfg.batch, shuffle=True, drop_last=len(self.dataset) > cfg.batch,
-            num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed), persistent_workers=False)
+            self.dataset,
+            batch_size=cfg.batch,
+            shuffle=True,
+            drop_last=len(self.dataset) > cfg.batch,
+            num_workers=cfg.workers,
+            generator=torch.Generator().manual_seed(cfg.seed),
+            persistent_workers=False,
+        )
         self.steps = min(len(self.loader), cfg.max_steps_per_epoch or len(self.loader))
         total = cfg.epochs * self.steps
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) *
-            (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))))
+            self.opt,
+            lambda s: (
+                min(1.0, (s + 1) / cfg.warmup_steps)
+                * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+            ),
+        )
         self.ema = Ema(self.model, cfg.ema_decay)
         self.start_epoch, self.history, self.best = 0, [], -1.0
         self.last = self.out / "last.pth"
-        self.meta = {"class_names": self.train_ds.class_names, "category_ids": self.train_ds.category_ids,
-                     "model": cfg.model, "image_size": list(self.model.config.image_size), "train_config": asdict(cfg)}
+        self.meta = {
+            "class_names": self.train_ds.class_names,
+            "category_ids": self.train_ds.category_ids,
+            "model": cfg.model,
+            "image_size": list(self.model.config.image_size),
+            "train_config": asdict(cfg),
+        }
 
     def resume(self, log) -> None:
         if not (self.cfg.resume and self.last.is_file()):
@@ -171,10 +188,20 @@ class _Run:
         log(f"resumed from {self.last} at epoch {self.start_epoch + 1}")
 
     def checkpoint(self, epoch_done: int) -> None:
-        _save(self.last, {"state_dict": self.model.state_dict(), "ema": self.ema.model.state_dict(),
-                          "ema_updates": self.ema.updates, "optimizer": self.opt.state_dict(),
-                          "scheduler": self.sched.state_dict(), "epoch": epoch_done, "history": self.history,
-                          "best": self.best, **self.meta})
+        _save(
+            self.last,
+            {
+                "state_dict": self.model.state_dict(),
+                "ema": self.ema.model.state_dict(),
+                "ema_updates": self.ema.updates,
+                "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(),
+                "epoch": epoch_done,
+                "history": self.history,
+                "best": self.best,
+                **self.meta,
+            },
+        )
 
     def epoch(self, epoch: int, progress) -> dict:
         """One epoch of optimisation; returns its loss row."""
@@ -197,10 +224,14 @@ class _Run:
             losses.append((loss.item(), lc.item(), lb.item()))
             if progress:
                 bar.set_postfix(loss=f"{np.mean([l[0] for l in losses[-20:]]):.3f}")
-        return {"epoch": epoch + 1, "loss": round(float(np.mean([l[0] for l in losses])), 4),
-                "cls_loss": round(float(np.mean([l[1] for l in losses])), 4),
-                "box_loss": round(float(np.mean([l[2] for l in losses])), 5),
-                "lr": round(self.sched.get_last_lr()[0], 6), "seconds": round(time.time() - t0, 1)}
+        return {
+            "epoch": epoch + 1,
+            "loss": round(float(np.mean([l[0] for l in losses])), 4),
+            "cls_loss": round(float(np.mean([l[1] for l in losses])), 4),
+            "box_loss": round(float(np.mean([l[2] for l in losses])), 5),
+            "lr": round(self.sched.get_last_lr()[0], 6),
+            "seconds": round(time.time() - t0, 1),
+        }
 
     def validate(self, row: dict) -> None:
         """Precise BN on the EMA weights, then validation mAP; best.pth when it improves."""

@@ -1,4 +1,5 @@
 """Bench harness: fields, real percentiles, outputs, interruption, bad input."""
+
 import json
 
 import numpy as np
@@ -14,8 +15,9 @@ from edgedet.errors import InputError
 
 @pytest.fixture(scope="module")
 def report():
-    cfg = BenchConfig(models=["test"], backends=["openvino", "onnxruntime"], iters=6, warmup=1, mode="throughput",
-                      batch=2)
+    cfg = BenchConfig(
+        models=["test"], backends=["openvino", "onnxruntime"], iters=6, warmup=1, mode="throughput", batch=2
+    )
     return run_bench(cfg)
 
 
@@ -26,7 +28,7 @@ def test_rows_have_all_fields(report):
             s = r[k]
             assert s["n"] == 6 and 0 < s["min"] <= s["p50"] <= s["p90"] <= s["p99"]
         assert r["fps_b1"] == pytest.approx(1000 / r["e2e_ms"]["p50"], rel=1e-2)
-        assert r["device_ms"] is None          # CPU: no separate device compute time
+        assert r["device_ms"] is None  # CPU: no separate device compute time
         assert r["throughput"]["batch"] == 2 and r["throughput"]["fps"] > 0
         assert r["params"] > 0 and r["gflops"] == pytest.approx(2 * r["gmacs"], rel=1e-3)
         assert r["fps_per_gflop"] == pytest.approx(r["fps_b1"] / r["gflops"], rel=1e-2)
@@ -50,7 +52,7 @@ def test_percentiles_are_real():
 
 
 def test_outputs_written(report, tmp_path):
-    paths = write_outputs(report, tmp_path)
+    write_outputs(report, tmp_path)
     assert json.loads((tmp_path / "bench.json").read_text())["rows"]
     assert (tmp_path / "bench.csv").read_text().startswith("model,backend")
     assert (tmp_path / "fps_vs_flops.png").read_bytes()[:4] == b"\x89PNG"
@@ -65,9 +67,11 @@ def test_interrupt_keeps_measured_rows(monkeypatch):
         if calls["n"] == 2:
             raise KeyboardInterrupt
         return real(*a, **k)
+
     monkeypatch.setattr(harness, "bench_row", flaky)
-    rep = run_bench(BenchConfig(models=["test"], backends=["onnxruntime", "openvino"], iters=2, warmup=0,
-                                baseline=False))
+    rep = run_bench(
+        BenchConfig(models=["test"], backends=["onnxruntime", "openvino"], iters=2, warmup=0, baseline=False)
+    )
     assert rep["interrupted"] and len(rep["rows"]) == 1
 
 
@@ -82,6 +86,7 @@ def test_bad_input():
 
 def test_missing_backend_cli(monkeypatch, capsys):
     import sys
+
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     assert main(["bench", "--model", "test", "--backend", "trt"]) == 2
     assert "pip install 'edgedet[tensorrt]'" in capsys.readouterr().err
@@ -95,8 +100,11 @@ def test_honest_columns(report):
         assert r["net_ms"]["p50"] <= r["e2e_ms"]["p50"]
         assert r["executed_precision"] and r["executed_precision"] != "-"
         assert r["achieved_gflops_per_s"] == pytest.approx(r["gflops"] / (r["net_ms"]["p50"] / 1e3), rel=1e-2)
-        assert 0 < r["fraction_of_gemm_peak"] == pytest.approx(
-            r["achieved_gflops_per_s"] / report["gemm_peak"]["gflops_per_s"], rel=1e-2)
+        assert (
+            0
+            < r["fraction_of_gemm_peak"]
+            == pytest.approx(r["achieved_gflops_per_s"] / report["gemm_peak"]["gflops_per_s"], rel=1e-2)
+        )
     ov = next(r for r in report["rows"] if r["backend"] == "openvino")
     assert ov["executed_precision"] in ("f32", "bf16", "f16")
     assert isinstance(report["environment"]["cpu_flags"], list)
@@ -108,15 +116,56 @@ def test_bench_with_coco_data_reports_ap_like_eval(tmp_path, capsys):
     from pathlib import Path
 
     from edgedet.data.synthetic import generate
+
     ref = Path(__file__).resolve().parents[2] / "tests" / "assets" / "reference_d0_shapes_fp16.pth"
     val = generate(tmp_path / "shapes", "val", 8, size=256, seed=3)
-    assert main(["bench", "--model", "d0", "--weights", str(ref), "--imgsz", "256", "--backend", "onnxruntime",
-                 "--iters", "3", "--warmup", "1", "--data", str(val), "--no-baseline", "--out",
-                 str(tmp_path / "out"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--model",
+                "d0",
+                "--weights",
+                str(ref),
+                "--imgsz",
+                "256",
+                "--backend",
+                "onnxruntime",
+                "--iters",
+                "3",
+                "--warmup",
+                "1",
+                "--data",
+                str(val),
+                "--no-baseline",
+                "--out",
+                str(tmp_path / "out"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     row = json.loads(capsys.readouterr().out)["rows"][0]
     assert 0 < row["AP"] <= 1 and row["AP50"] >= row["AP"]
-    assert main(["eval", "--model", "d0", "--weights", str(ref), "--imgsz", "256", "--backend", "onnxruntime",
-                 "--data", str(val), "--json"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                "d0",
+                "--weights",
+                str(ref),
+                "--imgsz",
+                "256",
+                "--backend",
+                "onnxruntime",
+                "--data",
+                str(val),
+                "--json",
+            ]
+        )
+        == 0
+    )
     stats = json.loads(capsys.readouterr().out)
     assert abs(stats["AP"] - row["AP"]) <= 1e-4 and abs(stats["AP50"] - row["AP50"]) <= 1e-4
     assert (tmp_path / "out" / "ap_vs_latency.png").read_bytes()[:4] == b"\x89PNG"
@@ -124,5 +173,6 @@ def test_bench_with_coco_data_reports_ap_like_eval(tmp_path, capsys):
 
 def test_pareto_front():
     from benchmarks.report import pareto
+
     pts = [(10, 0.5), (20, 0.6), (15, 0.45), (30, 0.6), (5, 0.3)]
     assert sorted(pareto(pts)) == [0, 1, 4]

@@ -1,5 +1,6 @@
 """One CLI: the three entry points list the same commands; detect on images takes --jsonl; a damaged manifest
 is one line and exit 2; --save never writes over an input."""
+
 import json
 import re
 import shutil
@@ -22,8 +23,9 @@ def _commands(help_text: str) -> list[str]:
     return m.group(1).split(",") if m else []
 
 
-@pytest.mark.parametrize("argv", [[str(BIN / "edgedet")], [sys.executable, "-m", "edgedet"],
-                                  [sys.executable, "-m", "edgedet.cli"]])
+@pytest.mark.parametrize(
+    "argv", [[str(BIN / "edgedet")], [sys.executable, "-m", "edgedet"], [sys.executable, "-m", "edgedet.cli"]]
+)
 def test_three_entry_points_list_every_command(argv):
     if not Path(argv[0]).exists():
         pytest.fail(f"console script {argv[0]} is not installed (pip install -e .)")
@@ -49,13 +51,15 @@ def _image(path: Path, seed: int = 0) -> Path:
 def test_detect_one_image_to_jsonl(tmp_path, artifacts):
     img = _image(tmp_path / "a.jpg")
     out = tmp_path / "out.jsonl"
-    assert main(["detect", "--model", str(artifacts["onnx"]), "--source", str(img), "--jsonl", str(out),
-                 "--conf", "0.3"]) == 0
+    assert (
+        main(["detect", "--model", str(artifacts["onnx"]), "--source", str(img), "--jsonl", str(out), "--conf", "0.3"])
+        == 0
+    )
     lines = out.read_text().splitlines()
     assert len(lines) == 1
     rec = json.loads(lines[0])
     assert rec["source"] == str(img) and len(rec["boxes"]) == len(rec["scores"]) > 0
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []   # no temp file left
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
 
 
 def test_manifest_with_a_key_removed_is_one_line_exit_2(tmp_path, artifacts, capsys):
@@ -83,7 +87,7 @@ def test_save_never_overwrites_inputs(tmp_path, artifacts, capsys):
     assert "is the source folder" in capsys.readouterr().err and a_jpg.read_bytes() == before
     out = tmp_path / "vis"
     assert main(["detect", "--model", str(artifacts["onnx"]), "--source", str(src), "--save", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a_jpg.jpg", "a_png.jpg"]   # one output per input
+    assert sorted(p.name for p in out.iterdir()) == ["a_jpg.jpg", "a_png.jpg"]  # one output per input
     assert main(["detect", "--model", str(artifacts["onnx"]), "--source", str(a_png), "--save", str(src)]) == 2
     assert "is the source folder" in capsys.readouterr().err and a_jpg.read_bytes() == before
 
@@ -100,6 +104,7 @@ def test_detect_hint_is_passed_or_said_not_to_apply(artifacts, capsys):
     from argparse import Namespace
 
     from edgedet.cli.detect import _hint
+
     args = dict(backend=None, device=None, weights=None, imgsz=None)
     assert _hint(Namespace(model=str(artifacts["onnx"]), hint=None, **args)) == {"hint": "THROUGHPUT"}
     assert _hint(Namespace(model=str(artifacts["openvino"]), hint="latency", **args)) == {"hint": "LATENCY"}
@@ -111,9 +116,10 @@ def test_detect_hint_is_passed_or_said_not_to_apply(artifacts, capsys):
 
 def test_a_folder_named_like_a_model_does_not_shadow_it(tmp_path, monkeypatch, artifacts):
     from edgedet.api import is_model_name
+
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "d0").mkdir()                           # e.g. an earlier `edgedet export --out d0`
+    (tmp_path / "d0").mkdir()  # e.g. an earlier `edgedet export --out d0`
     assert is_model_name("d0") and is_model_name("lite2")
     assert not is_model_name(str(artifacts["onnx"])) and not is_model_name("grpc://host:8001/d0")
-    (tmp_path / "d1").write_text("a file")              # a file of that name is what the user means
+    (tmp_path / "d1").write_text("a file")  # a file of that name is what the user means
     assert not is_model_name("d1")

@@ -1,7 +1,6 @@
 """CLI behaviour: one clear error line and exit code 2 for bad input; JSON output."""
+
 import json
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -23,8 +22,14 @@ def test_unknown_model_exit_2_one_line(capsys):
     assert line.startswith("edgedet info: error: unknown model 'd9'") and "Traceback" not in line
 
 
-@pytest.mark.parametrize("argv", [["bench", "--model", "test", "--iters", "0"], ["export", "--model", "test"],
-                                  ["export", "--model", "test", "--out", "x", "--batch", "0"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bench", "--model", "test", "--iters", "0"],
+        ["export", "--model", "test"],
+        ["export", "--model", "test", "--out", "x", "--batch", "0"],
+    ],
+)
 def test_argument_errors_exit_2(argv):
     with pytest.raises(SystemExit) as e:
         main(argv)
@@ -50,8 +55,23 @@ def test_detect_unreadable_image_and_json(tmp_path, artifacts, capsys):
     assert "cannot read image" in _err(capsys)
     img = np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8)
     cv2.imwrite(str(tmp_path / "ok.png"), img)
-    assert main(["detect", "--model", str(artifacts["onnx"]), "--source", str(tmp_path), "--json",
-                 "--save", str(tmp_path / "vis"), "--conf", "0.3"]) == 0
+    assert (
+        main(
+            [
+                "detect",
+                "--model",
+                str(artifacts["onnx"]),
+                "--source",
+                str(tmp_path),
+                "--json",
+                "--save",
+                str(tmp_path / "vis"),
+                "--conf",
+                "0.3",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert [r["image"].endswith("ok.png") for r in out["results"]] == [True]
     assert (tmp_path / "vis" / "ok.jpg").is_file()
@@ -61,6 +81,7 @@ def test_detect_unreadable_image_and_json(tmp_path, artifacts, capsys):
 
 def test_usage_mistakes_are_one_line(capsys):
     from edgedet.cli import main
+
     with pytest.raises(SystemExit) as e:
         main(["serve", "--model", "x.onnx", "--port", "99999"])
     err = capsys.readouterr().err

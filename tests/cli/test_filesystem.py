@@ -1,12 +1,10 @@
 """Nothing lost, nothing silently wrong on the file system (issue 16): a full disk, a read-only cache, unusable
 stream outputs and leftovers of killed runs each give one clear line and exit 2, and nothing under a final name
 that looks complete."""
+
 import errno
-import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -31,8 +29,19 @@ def test_full_disk_video_and_jsonl_exit_2_and_leave_nothing(small_fs, artifacts,
     """#1: on a nearly full real filesystem the video cannot be completed: exit 2, no out.mp4, no half JSONL."""
     folder, fill = small_fs
     fill(64 * 1024)
-    rc = main(["detect", "--model", str(artifacts["onnx"]), "--source", str(clip), "--save",
-               str(folder / "out.mp4"), "--jsonl", str(folder / "out.jsonl")])
+    rc = main(
+        [
+            "detect",
+            "--model",
+            str(artifacts["onnx"]),
+            "--source",
+            str(clip),
+            "--save",
+            str(folder / "out.mp4"),
+            "--jsonl",
+            str(folder / "out.jsonl"),
+        ]
+    )
     assert rc == 2, capsys.readouterr()
     line = _one_line(capsys)
     assert "edgedet detect: error:" in line and ("No space left" in line or "incomplete" in line)
@@ -42,6 +51,7 @@ def test_full_disk_video_and_jsonl_exit_2_and_leave_nothing(small_fs, artifacts,
 def test_enospc_double_on_jsonl(tmp_path, artifacts, clip, capsys, monkeypatch):
     """#1 without a mountable filesystem: a writer that raises ENOSPC after a few lines."""
     from edgedet.runtimes import sinks
+
     real = sinks.JsonLines.write
     calls = {"n": 0}
 
@@ -50,9 +60,11 @@ def test_enospc_double_on_jsonl(tmp_path, artifacts, clip, capsys, monkeypatch):
         if calls["n"] > 5:
             raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
         real(self, record)
+
     monkeypatch.setattr(sinks.JsonLines, "write", write)
-    rc = main(["detect", "--model", str(artifacts["onnx"]), "--source", str(clip), "--jsonl",
-               str(tmp_path / "o.jsonl")])
+    rc = main(
+        ["detect", "--model", str(artifacts["onnx"]), "--source", str(clip), "--jsonl", str(tmp_path / "o.jsonl")]
+    )
     assert rc == 2 and "No space left on device" in _one_line(capsys)
     assert not any(p.name.startswith(("o.jsonl", ".o.jsonl")) for p in tmp_path.iterdir())
 
@@ -94,8 +106,23 @@ def test_unusable_stream_outputs_fail_before_reading(tmp_path, artifacts, clip, 
     """#9: a folder where a file is needed: one line, exit 2 (not SIGABRT), checked before threads start."""
     target = tmp_path / "a_folder"
     target.mkdir()
-    r = subprocess.run([sys.executable, "-m", "edgedet", "detect", "--model", str(artifacts["onnx"]), "--source",
-                        str(clip), flag, str(target)], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgedet",
+            "detect",
+            "--model",
+            str(artifacts["onnx"]),
+            "--source",
+            str(clip),
+            flag,
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2, r.stderr[-1500:]
     assert "is a folder; give a file name" in r.stderr and "Traceback" not in r.stderr
 
@@ -103,13 +130,28 @@ def test_unusable_stream_outputs_fail_before_reading(tmp_path, artifacts, clip, 
 def test_leftovers_of_killed_runs_are_cleaned(tmp_path, artifacts, clip):
     """#12: stale partial files of a dead process are removed on the next run in that folder; outputs of a
     run that is killed with -9 never appear under their final names."""
-    dead = 2 ** 22 + 12345
+    dead = 2**22 + 12345
     stale = [tmp_path / f".o.mp4.partial-{dead}-1.mp4", tmp_path / f".o.jsonl.partial-{dead}-1.jsonl"]
     for p in stale:
         p.write_bytes(b"junk")
-    p = subprocess.Popen([sys.executable, "-m", "edgedet", "detect", "--model", str(artifacts["onnx"]), "--source",
-                          str(clip), "--save", str(tmp_path / "o.mp4"), "--jsonl", str(tmp_path / "o.jsonl")],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgedet",
+            "detect",
+            "--model",
+            str(artifacts["onnx"]),
+            "--source",
+            str(clip),
+            "--save",
+            str(tmp_path / "o.mp4"),
+            "--jsonl",
+            str(tmp_path / "o.jsonl"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert p.wait(timeout=120) == 0
     assert not any(s.exists() for s in stale)
     assert (tmp_path / "o.mp4").is_file() and (tmp_path / "o.jsonl").is_file()

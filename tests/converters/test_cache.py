@@ -1,7 +1,7 @@
 """The artifact cache under damage and races (issue 16): a damaged entry (truncated .bin, edited manifest) is
 rebuilt; two processes building the same entry at once both get a valid artifact."""
+
 import json
-import os
 import subprocess
 import sys
 
@@ -51,8 +51,15 @@ print("cached" if r.cached else "built")
 @pytest.mark.parametrize("trial", range(3))
 def test_two_processes_build_one_entry(tmp_path, test_weights, trial):
     """#6: started together on a cold cache: one builds, the other waits and reuses it; both load it."""
-    procs = [subprocess.Popen([sys.executable, "-c", RACE, str(tmp_path), str(test_weights)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACE, str(tmp_path), str(test_weights)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [e[-800:] for _, e in outs]
     assert sorted(o.strip() for o, _ in outs) == ["built", "cached"]

@@ -1,4 +1,5 @@
 """INT8 workflow on the tiny model: calibration sources and diagnostics, range cache, Q/DQ forms, artifacts."""
+
 import json
 import warnings
 
@@ -30,8 +31,15 @@ def int8(tmp_path_factory, artifacts, calib_dir):
     out = tmp_path_factory.mktemp("int8")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = calibrate(CalibrateRequest(model=str(artifacts["onnx"]), calib=str(calib_dir), out=str(out),
-                                            backends=("onnxruntime", "tensorrt", "openvino")), log=lambda m: None)
+        report = calibrate(
+            CalibrateRequest(
+                model=str(artifacts["onnx"]),
+                calib=str(calib_dir),
+                out=str(out),
+                backends=("onnxruntime", "tensorrt", "openvino"),
+            ),
+            log=lambda m: None,
+        )
     return {r["backend"]: r for r in report["artifacts"]}, report, out
 
 
@@ -70,8 +78,12 @@ def test_int8_artifacts_run_and_stay_close(int8, artifacts, images):
 
 def test_range_cache_reused_and_invalidated(int8, artifacts, calib_dir, tmp_path, images):
     logs = []
-    calibrate(CalibrateRequest(model=str(artifacts["onnx"]), calib=str(calib_dir), out=str(tmp_path / "a"),
-                               backends=("onnxruntime",)), log=logs.append)
+    calibrate(
+        CalibrateRequest(
+            model=str(artifacts["onnx"]), calib=str(calib_dir), out=str(tmp_path / "a"), backends=("onnxruntime",)
+        ),
+        log=logs.append,
+    )
     assert "ranges cached" in logs[0]
     other = tmp_path / "other"
     other.mkdir()
@@ -79,8 +91,12 @@ def test_range_cache_reused_and_invalidated(int8, artifacts, calib_dir, tmp_path
     logs.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        calibrate(CalibrateRequest(model=str(artifacts["onnx"]), calib=str(other), out=str(tmp_path / "b"),
-                                   backends=("onnxruntime",)), log=logs.append)
+        calibrate(
+            CalibrateRequest(
+                model=str(artifacts["onnx"]), calib=str(other), out=str(tmp_path / "b"), backends=("onnxruntime",)
+            ),
+            log=logs.append,
+        )
     assert "ranges computed" in logs[0]
 
 
@@ -113,22 +129,33 @@ def _scripted_gate(monkeypatch, int8_aps: list[float], fp32_ap: float = 0.5):
     """The gate's evaluation replaced by a script (fp32 AP, then one AP per INT8 candidate), so the fallback
     loop itself is exercised; each call records the artifact it evaluated."""
     from edgedet.converters.int8 import gate
+
     calls = []
 
     def evaluate(path, val, val_images, backend=None):
         calls.append((str(path), backend))
         return fp32_ap if len(calls) == 1 else int8_aps[len(calls) - 2]
+
     monkeypatch.setattr(gate, "evaluate", evaluate)
     return calls
 
 
 def test_gate_falls_back_one_round_then_passes(monkeypatch, artifacts, calib_dir, tmp_path):
     from edgedet.converters.int8.pipeline import FLOAT_GROUPS
+
     calls = _scripted_gate(monkeypatch, [0.40, 0.495])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = calibrate(CalibrateRequest(model=str(artifacts["onnx"]), calib=str(calib_dir), out=str(tmp_path),
-                                            backends=("onnxruntime",), val="scripted.json"), log=lambda m: None)
+        report = calibrate(
+            CalibrateRequest(
+                model=str(artifacts["onnx"]),
+                calib=str(calib_dir),
+                out=str(tmp_path),
+                backends=("onnxruntime",),
+                val="scripted.json",
+            ),
+            log=lambda m: None,
+        )
     row = report["artifacts"][0]
     assert len(calls) == 3 and row["rounds"] == 2 and row["passed"] is True
     assert row["float_layers"] == [FLOAT_GROUPS[0][0]] and row["drop"] == pytest.approx(0.005)
@@ -146,9 +173,17 @@ def test_int8_far_above_fp32_is_flagged(monkeypatch, artifacts, calib_dir, tmp_p
     logs = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = calibrate(CalibrateRequest(model=str(artifacts["onnx"]), calib=str(calib_dir), out=str(tmp_path),
-                                            backends=("onnxruntime",), val="scripted.json", speed_iters=0),
-                           log=logs.append)
+        report = calibrate(
+            CalibrateRequest(
+                model=str(artifacts["onnx"]),
+                calib=str(calib_dir),
+                out=str(tmp_path),
+                backends=("onnxruntime",),
+                val="scripted.json",
+                speed_iters=0,
+            ),
+            log=logs.append,
+        )
     row = report["artifacts"][0]
     assert row["passed"] is True and "out of its regime" in row["warning"]
     assert Manifest.read(row["artifact"]).calibration["gate"]["warning"] == row["warning"]
@@ -158,16 +193,31 @@ def test_int8_far_above_fp32_is_flagged(monkeypatch, artifacts, calib_dir, tmp_p
 def test_gate_fails_after_every_round_and_cli_exits_1(monkeypatch, artifacts, calib_dir, tmp_path, capsys):
     from edgedet.cli import main
     from edgedet.converters.int8.pipeline import FLOAT_GROUPS
+
     calls = _scripted_gate(monkeypatch, [0.30, 0.32, 0.31, 0.35])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rc = main(["calibrate", "--model", str(artifacts["onnx"]), "--calib", str(calib_dir), "--out", str(tmp_path),
-                   "--backend", "ort", "--val", "scripted.json", "--json"])
+        rc = main(
+            [
+                "calibrate",
+                "--model",
+                str(artifacts["onnx"]),
+                "--calib",
+                str(calib_dir),
+                "--out",
+                str(tmp_path),
+                "--backend",
+                "ort",
+                "--val",
+                "scripted.json",
+                "--json",
+            ]
+        )
     assert rc == 1 and len(calls) == 1 + len(FLOAT_GROUPS) + 1
     report = json.loads(capsys.readouterr().out)
     row = report["artifacts"][0]
     assert row["passed"] is False and row["AP"] == 0.35 and row["rounds"] == len(FLOAT_GROUPS) + 1
-    m = Manifest.read(row["artifact"])        # the best candidate is kept, marked as failed
+    m = Manifest.read(row["artifact"])  # the best candidate is kept, marked as failed
     assert m.calibration["gate"]["passed"] is False and m.calibration["gate"]["int8_AP"] == 0.35
     assert not list(tmp_path.glob(".best_*"))
 
@@ -184,8 +234,16 @@ def pseudo_labelled(tmp_path_factory, artifacts, images):
         cv2.imwrite(str(d / "images" / f"{i}.png"), img)
         entries.append({"id": i + 1, "file_name": f"{i}.png", "width": img.shape[1], "height": img.shape[0]})
         for (x1, y1, x2, y2), c in zip(det(img).xyxy.tolist(), det(img).class_ids.tolist()):
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": c + 1, "iscrowd": 0,
-                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1)})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": c + 1,
+                    "iscrowd": 0,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                }
+            )
     cats = [{"id": k + 1, "name": n} for k, n in enumerate(det.class_names)]
     (d / "val.json").write_text(json.dumps({"images": entries, "annotations": anns, "categories": cats}))
     assert anns
@@ -195,6 +253,7 @@ def pseudo_labelled(tmp_path_factory, artifacts, images):
 def _fake_quantized_inputs(xml, name_part: str) -> set[str]:
     """Which parts of the model (backbone, fpn, class_net, box_net) have a `name_part` op fed by a FakeQuantize."""
     import openvino as ov
+
     parts = set()
     for op in ov.Core().read_model(xml).get_ordered_ops():
         if name_part in op.get_friendly_name() and op.get_type_name() in ("Convolution", "GroupConvolution"):
@@ -210,25 +269,37 @@ def test_openvino_int8_uses_nncf_accuracy_control(artifacts, calib_dir, pseudo_l
     logs = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = calibrate(CalibrateRequest(model=str(artifacts["onnx"]), calib=str(calib_dir), out=str(tmp_path),
-                                            backends=("openvino",), val=str(pseudo_labelled / "val.json"),
-                                            val_images=str(pseudo_labelled / "images"), max_map_drop=0.4,
-                                            speed_iters=6), log=logs.append)
+        report = calibrate(
+            CalibrateRequest(
+                model=str(artifacts["onnx"]),
+                calib=str(calib_dir),
+                out=str(tmp_path),
+                backends=("openvino",),
+                val=str(pseudo_labelled / "val.json"),
+                val_images=str(pseudo_labelled / "images"),
+                max_map_drop=0.4,
+                speed_iters=6,
+            ),
+            log=logs.append,
+        )
     row = report["artifacts"][0]
-    assert report["fp32_AP"] > 0.5                          # the labels are the FP32 model's own detections
+    assert report["fp32_AP"] > 0.5  # the labels are the FP32 model's own detections
     assert row["method"] == "nncf.quantize_with_accuracy_control"
     assert row["passed"] is True and 0 < row["drop"] <= 0.4  # re-measured by the gate on the saved IR
     # the heads' depthwise convs start in float (the strategy's float prior); NNCF then had nothing to revert
-    assert row["float_layers"] == ["head depthwise convs", "NNCF accuracy control: within budget as quantized, "
-                                   "none reverted"] and row["reverted_ops"] == []
-    assert row["fake_quantize_nodes"] > 100                  # counted from the model itself
+    assert (
+        row["float_layers"]
+        == ["head depthwise convs", "NNCF accuracy control: within budget as quantized, none reverted"]
+        and row["reverted_ops"] == []
+    )
+    assert row["fake_quantize_nodes"] > 100  # counted from the model itself
     quantized_dw = _fake_quantized_inputs(row["artifact"], "conv_dw")
     assert "backbone" in quantized_dw and not quantized_dw & {"class_net", "box_net"}
     m = Manifest.read(row["artifact"])
     assert m.precision == "int8" and m.calibration["gate"]["passed"] is True
-    speed = row["speed"]                                     # INT8 vs its FP32 and the best FP32, same run
+    speed = row["speed"]  # INT8 vs its FP32 and the best FP32, same run
     assert speed["int8_ms"] > 0 and speed["best_fp32"]["backend"] in ("onnxruntime", "openvino")
-    rounding = 0.005 / speed["best_fp32"]["ms"] + 0.005 / speed["int8_ms"]   # both ms are rounded to 0.01
+    rounding = 0.005 / speed["best_fp32"]["ms"] + 0.005 / speed["int8_ms"]  # both ms are rounded to 0.01
     assert speed["vs_best_fp32"] == pytest.approx(speed["best_fp32"]["ms"] / speed["int8_ms"], rel=0.02 + rounding)
     assert m.calibration["speed"]["verdict"] == speed["verdict"]
     assert any("vs best FP32" in line for line in logs)
@@ -240,13 +311,20 @@ def _weight_int_ranges(path) -> list[int]:
     per group) do not sum u8 x s8 pairs across channels, and NNCF leaves them 8-bit."""
     if str(path).endswith(".xml"):
         import openvino as ov
-        weights = [op.get_data() for op in ov.Core().read_model(str(path)).get_ordered_ops()
-                   if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8]
+
+        weights = [
+            op.get_data()
+            for op in ov.Core().read_model(str(path)).get_ordered_ops()
+            if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8
+        ]
     else:
         m = onnx.load(str(path))
         inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
-        weights = [inits[n.input[0]] for n in m.graph.node
-                   if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].dtype == np.int8]
+        weights = [
+            inits[n.input[0]]
+            for n in m.graph.node
+            if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].dtype == np.int8
+        ]
     return [int(np.abs(w.astype(int)).max()) for w in weights if w.ndim == 4 and w.shape[1] > 1]
 
 
@@ -255,15 +333,23 @@ def test_seven_bit_weights_follow_the_cpu(monkeypatch, artifacts, calib_dir, tmp
     """Without VNNI/AMX (monkeypatched), auto builds 7-bit weights (|w| <= 64) for the CPU forms; with them, the
     full 8-bit range; the report and manifest say which, and why."""
     from edgedet import cpu
+
     ranges = {}
     monkeypatch.setattr(cpu, "is_x86", lambda: True)
     for vnni in (False, True):
         monkeypatch.setattr(cpu, "has_int8_dot", lambda v=vnni: v)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            report = calibrate(CalibrateRequest(model=str(artifacts["onnx"]), calib=str(calib_dir),
-                                                out=str(tmp_path / str(vnni)), backends=(backend,), speed_iters=0),
-                               log=lambda m: None)
+            report = calibrate(
+                CalibrateRequest(
+                    model=str(artifacts["onnx"]),
+                    calib=str(calib_dir),
+                    out=str(tmp_path / str(vnni)),
+                    backends=(backend,),
+                    speed_iters=0,
+                ),
+                log=lambda m: None,
+            )
         row = report["artifacts"][0]
         assert report["cpu"]["int8_dot_product"] is vnni and report["cpu"]["seven_bit_weights"] is (not vnni)
         assert row["seven_bit_weights"] is (not vnni)
@@ -280,6 +366,7 @@ def test_seven_bit_weights_off_outside_x86(monkeypatch):
     """ARM CPUs (Jetson) have no vpmaddubsw saturation: auto keeps 8-bit weights there, and says why."""
     from edgedet import cpu
     from edgedet.converters.int8.pipeline import _cpu
+
     monkeypatch.setattr(cpu, "is_x86", lambda: False)
     monkeypatch.setattr(cpu, "has_int8_dot", lambda: False)
     decided = _cpu(CalibrateRequest(model="d0", calib="x", out="y"))
@@ -288,5 +375,13 @@ def test_seven_bit_weights_off_outside_x86(monkeypatch):
 
 def test_seven_bit_choice_is_checked(artifacts, calib_dir, tmp_path):
     with pytest.raises(InputError, match="seven_bit_weights"):
-        calibrate(CalibrateRequest(model=str(artifacts["onnx"]), calib=str(calib_dir), out=str(tmp_path),
-                                   backends=("onnxruntime",), seven_bit_weights="maybe"), log=lambda m: None)
+        calibrate(
+            CalibrateRequest(
+                model=str(artifacts["onnx"]),
+                calib=str(calib_dir),
+                out=str(tmp_path),
+                backends=("onnxruntime",),
+                seven_bit_weights="maybe",
+            ),
+            log=lambda m: None,
+        )

@@ -1,6 +1,6 @@
 """ONNX export: checker, opset, op set, dynamic batch, in-graph NMS, fp16, atomic writes."""
+
 import collections
-import json
 
 import numpy as np
 import onnx
@@ -30,7 +30,7 @@ def test_checker_opset_and_standard_ops(artifacts, key):
     assert max(o.version for o in model.opset_import) >= 17
     assert all(n.domain in STANDARD_DOMAINS for n in model.graph.node)
     ops = _ops(path)
-    assert ops["Sigmoid"] > 0 and ops["Mul"] > 0          # SiLU as Sigmoid * Mul
+    assert ops["Sigmoid"] > 0 and ops["Mul"] > 0  # SiLU as Sigmoid * Mul
     assert not {"Swish", "SiLU", "HardSwish"} & set(ops)
     m = Manifest.read(path)
     assert m.artifact.file == path.name and m.extra["opset"] >= 17
@@ -81,6 +81,7 @@ def test_fp16_export_close_to_fp32(tmp_path, test_weights):
 def test_failed_reexport_keeps_the_good_artifact(tmp_path, test_weights, monkeypatch):
     """Issue 16 #7: an interrupted re-export leaves the previous, valid artifact loadable and no temp files."""
     from edgedet.runtimes import Detector
+
     model = create_model("test", weights=test_weights)
     target = tmp_path / "m.onnx"
     export_onnx(model, target, ExportOptions())
@@ -88,6 +89,7 @@ def test_failed_reexport_keeps_the_good_artifact(tmp_path, test_weights, monkeyp
 
     def boom(*a, **k):
         raise KeyboardInterrupt  # an interrupted build
+
     monkeypatch.setattr(onnx, "save_model", boom)
     with pytest.raises(KeyboardInterrupt):
         export_onnx(model, target, ExportOptions(postprocess="graph"))

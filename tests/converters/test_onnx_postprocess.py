@@ -1,5 +1,6 @@
 """In-graph post-processing is valid in FP16 arithmetic: per-class NMS on boxes in input pixels (no class offset),
 checked at D7's 1536 px for classes 0 and 89, and identical to the host (numpy) post-processing."""
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -16,36 +17,52 @@ def _anchors(rng, n):
     """Anchors crowded into the far corner, where FP16 steps are 1 px, in overlapping clusters."""
     centers = rng.uniform(1300, 1500, (n // 8, 2)).repeat(8, axis=0) + rng.normal(0, 12, (n // 8 * 8, 2))
     half = rng.uniform(20, 60, (len(centers), 2))
-    return np.concatenate([centers - half, centers + half], 1).astype(np.float32)   # y1, x1, y2, x2
+    return np.concatenate([centers - half, centers + half], 1).astype(np.float32)  # y1, x1, y2, x2
 
 
 def _graph(anchors):
     n = len(anchors)
-    ins = [helper.make_tensor_value_info("in_logits", TensorProto.FLOAT, [1, n, C]),
-           helper.make_tensor_value_info("in_deltas", TensorProto.FLOAT, [1, n, 4])]
-    outs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, n, C]),
-            helper.make_tensor_value_info("deltas", TensorProto.FLOAT, [1, n, 4])]
-    nodes = [helper.make_node("Identity", ["in_logits"], ["logits"]),
-             helper.make_node("Identity", ["in_deltas"], ["deltas"])]
+    ins = [
+        helper.make_tensor_value_info("in_logits", TensorProto.FLOAT, [1, n, C]),
+        helper.make_tensor_value_info("in_deltas", TensorProto.FLOAT, [1, n, 4]),
+    ]
+    outs = [
+        helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, n, C]),
+        helper.make_tensor_value_info("deltas", TensorProto.FLOAT, [1, n, 4]),
+    ]
+    nodes = [
+        helper.make_node("Identity", ["in_logits"], ["logits"]),
+        helper.make_node("Identity", ["in_deltas"], ["deltas"]),
+    ]
     model = helper.make_model(helper.make_graph(nodes, "heads", ins, outs), opset_imports=[helper.make_opsetid("", 17)])
-    model = append_postprocess(model, anchors, (SIZE, SIZE), C, score_threshold=0.05, iou_threshold=0.5,
-                               max_candidates=400, max_det=100)
-    for name in ("pp_yxyx", "pp_nms_scores"):    # expose what enters the NMS
+    model = append_postprocess(
+        model, anchors, (SIZE, SIZE), C, score_threshold=0.05, iou_threshold=0.5, max_candidates=400, max_det=100
+    )
+    for name in ("pp_yxyx", "pp_nms_scores"):  # expose what enters the NMS
         model.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [None] * 3))
     onnx.checker.check_model(model)
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
 def _nms(boxes, scores):
-    g = helper.make_graph([helper.make_node("NonMaxSuppression", ["b", "s", "m", "i", "t"], ["sel"])], "nms",
-                          [helper.make_tensor_value_info("b", TensorProto.FLOAT, [None] * 3),
-                           helper.make_tensor_value_info("s", TensorProto.FLOAT, [None] * 3)],
-                          [helper.make_tensor_value_info("sel", TensorProto.INT64, [None, 3])],
-                          [helper.make_tensor("m", TensorProto.INT64, [1], [100]),
-                           helper.make_tensor("i", TensorProto.FLOAT, [1], [0.5]),
-                           helper.make_tensor("t", TensorProto.FLOAT, [1], [0.05])])
-    sess = ort.InferenceSession(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString(),
-                                providers=["CPUExecutionProvider"])
+    g = helper.make_graph(
+        [helper.make_node("NonMaxSuppression", ["b", "s", "m", "i", "t"], ["sel"])],
+        "nms",
+        [
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [None] * 3),
+            helper.make_tensor_value_info("s", TensorProto.FLOAT, [None] * 3),
+        ],
+        [helper.make_tensor_value_info("sel", TensorProto.INT64, [None, 3])],
+        [
+            helper.make_tensor("m", TensorProto.INT64, [1], [100]),
+            helper.make_tensor("i", TensorProto.FLOAT, [1], [0.5]),
+            helper.make_tensor("t", TensorProto.FLOAT, [1], [0.05]),
+        ],
+    )
+    sess = ort.InferenceSession(
+        helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString(),
+        providers=["CPUExecutionProvider"],
+    )
     return {tuple(r) for r in sess.run(None, {"b": boxes, "s": scores})[0].tolist()}
 
 
@@ -54,7 +71,7 @@ def case():
     rng = np.random.default_rng(0)
     anchors = _anchors(rng, 240)
     logits = np.full((1, len(anchors), C), -8.0, np.float32)
-    classes = np.where(np.arange(len(anchors)) % 2 == 0, 0, 89)       # the first and the last COCO class
+    classes = np.where(np.arange(len(anchors)) % 2 == 0, 0, 89)  # the first and the last COCO class
     logits[0, np.arange(len(anchors)), classes] = rng.uniform(-1, 3, len(anchors))
     deltas = rng.normal(0, 0.1, (1, len(anchors), 4)).astype(np.float32)
     return anchors, logits, deltas
@@ -69,7 +86,7 @@ def test_nms_inputs_fit_fp16_and_fp16_keeps_the_same_boxes(case):
     assert boxes.max() <= SIZE and scores.shape[1] == C
     assert np.isfinite(boxes.astype(np.float16)).all()
     with np.errstate(over="ignore"):
-        assert not np.isfinite(np.float16(SIZE + 89 * (SIZE + 1)))   # what a class offset would have done
+        assert not np.isfinite(np.float16(SIZE + 89 * (SIZE + 1)))  # what a class offset would have done
     fp32 = _nms(boxes, scores)
     fp16 = _nms(boxes.astype(np.float16).astype(np.float32), scores.astype(np.float16).astype(np.float32))
     assert {c for _, c, _ in fp32} == {0, 89} and len(fp32) > 20
@@ -98,8 +115,16 @@ def test_graph_equals_host_postprocess(case):
     names = [o.name for o in sess.get_outputs()]
     out = dict(zip(names, sess.run(None, {"in_logits": logits, "in_deltas": deltas})))
     n = int(out["num_detections"][0])
-    boxes, scores, classes = postprocess(logits[0], deltas[0], anchors, score_threshold=0.05, iou_threshold=0.5,
-                                         max_candidates=400, max_det=100, clip_hw=(SIZE, SIZE))
+    boxes, scores, classes = postprocess(
+        logits[0],
+        deltas[0],
+        anchors,
+        score_threshold=0.05,
+        iou_threshold=0.5,
+        max_candidates=400,
+        max_det=100,
+        clip_hw=(SIZE, SIZE),
+    )
     assert n == len(scores) > 20
     np.testing.assert_array_equal(out["classes"][0, :n], classes)
     np.testing.assert_allclose(out["scores"][0, :n], scores, atol=1e-6)

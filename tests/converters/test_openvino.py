@@ -1,4 +1,5 @@
 """OpenVINO IR: FP32/FP16 IR, u8 BGR input preprocessing, benchmark_app accepts ONNX and IR."""
+
 import os
 import shutil
 import subprocess
@@ -42,13 +43,19 @@ def test_fp16_ir_and_u8_input(tmp_path, artifacts, images):
 
 
 # benchmark_app ships with the openvino wheel, beside this interpreter (the venv may not be on PATH).
-BENCHMARK_APP = shutil.which("benchmark_app", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+BENCHMARK_APP = shutil.which(
+    "benchmark_app", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+)
 
 
 @pytest.mark.skipif(BENCHMARK_APP is None, reason="OpenVINO benchmark_app not installed")
 @pytest.mark.parametrize("key", ["onnx", "openvino", "openvino_graph"])
 def test_benchmark_app_accepts_artifacts(artifacts, key):
-    r = subprocess.run([BENCHMARK_APP, "-m", str(artifacts[key]), "-d", "CPU", "-niter", "4", "-hint", "latency"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [BENCHMARK_APP, "-m", str(artifacts[key]), "-d", "CPU", "-niter", "4", "-hint", "latency"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "Throughput" in r.stdout

@@ -1,5 +1,6 @@
 """TensorRT path. CPU: the TRT-bound ONNX passes the static check and runs in ONNX Runtime; modules import
 without TensorRT. The `tensorrt` tests build and run engines wherever TensorRT and a GPU exist."""
+
 import importlib
 import json
 import sys
@@ -11,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgedet.converters.pipeline import BuildRequest, export_artifact, get_artifact
 from edgedet.converters.trt_check import check_tensorrt_onnx
-from edgedet.errors import ArtifactError, BackendUnavailableError, InputError
+from edgedet.errors import ArtifactError, InputError
 from edgedet.manifest import Manifest, manifest_path
 from edgedet.runtimes import Detector
 from edgedet.weights import file_sha256
@@ -21,8 +22,18 @@ from edgedet.weights import file_sha256
 def trt_onnx(tmp_path_factory, test_weights):
     """What `edgedet build --backend trt --precision fp16` feeds TensorRT: FP16, dynamic batch, in-graph NMS."""
     out = tmp_path_factory.mktemp("trt")
-    return export_artifact(BuildRequest("test", "onnx", precision="fp16", weights=str(test_weights),
-                                        batch="dynamic", max_batch=8, postprocess="graph"), out)
+    return export_artifact(
+        BuildRequest(
+            "test",
+            "onnx",
+            precision="fp16",
+            weights=str(test_weights),
+            batch="dynamic",
+            max_batch=8,
+            postprocess="graph",
+        ),
+        out,
+    )
 
 
 def test_trt_bound_onnx_passes_static_check(trt_onnx, artifacts):
@@ -83,14 +94,26 @@ def _ops_model(path, nodes, inits, out_shape=None):
 def test_check_accepts_mod_and_nonzero_refuses_topk_over_3840(tmp_path, capsys):
     """Issue 13 #7: Mod/NonZero/... are supported from TensorRT 8.5/8.6 on; TopK K <= 3840 on every version."""
     from edgedet.cli import main
-    ok = _ops_model(tmp_path / "mod.onnx", [helper.make_node("Mod", ["x", "x"], ["m"], fmod=1),
-                                            helper.make_node("NonZero", ["m"], ["nz"]),
-                                            helper.make_node("Cast", ["nz"], ["y"], to=TensorProto.FLOAT)], {})
+
+    ok = _ops_model(
+        tmp_path / "mod.onnx",
+        [
+            helper.make_node("Mod", ["x", "x"], ["m"], fmod=1),
+            helper.make_node("NonZero", ["m"], ["nz"]),
+            helper.make_node("Cast", ["nz"], ["y"], to=TensorProto.FLOAT),
+        ],
+        {},
+    )
     assert main(["check", "--backend", "trt", str(ok)]) == 0
     assert "PASS" in capsys.readouterr().out
-    big = _ops_model(tmp_path / "topk.onnx", [helper.make_node("Reshape", ["x", "shape"], ["flat"]),
-                                              helper.make_node("TopK", ["flat", "k"], ["y", "i"], axis=1)],
-                     {"shape": np.array([1, -1], np.int64), "k": np.array([3841], np.int64)})
+    big = _ops_model(
+        tmp_path / "topk.onnx",
+        [
+            helper.make_node("Reshape", ["x", "shape"], ["flat"]),
+            helper.make_node("TopK", ["flat", "k"], ["y", "i"], axis=1),
+        ],
+        {"shape": np.array([1, -1], np.int64), "k": np.array([3841], np.int64)},
+    )
     assert main(["check", "--backend", "trt", str(big)]) == 1
     assert "TopK K=3841 exceeds TensorRT's limit of 3840" in capsys.readouterr().out
 
@@ -98,14 +121,22 @@ def test_check_accepts_mod_and_nonzero_refuses_topk_over_3840(tmp_path, capsys):
 def test_check_qdq_scale_granularity(tmp_path):
     """Weights per output channel (axis 0) or per tensor; activations per tensor."""
     w = np.ones((4, 3, 1, 1), np.float32)
-    inits = {"w": w, "ws_c": np.full(4, 0.1, np.float32), "wzp_c": np.zeros(4, np.int8),
-             "ws_in": np.full(3, 0.1, np.float32), "wzp_in": np.zeros(3, np.int8),
-             "as_c": np.full(3, 0.1, np.float32), "azp_c": np.zeros(3, np.int8)}
-    nodes = [helper.make_node("QuantizeLinear", ["x", "as_c", "azp_c"], ["qx"], axis=1),      # activation per channel
-             helper.make_node("DequantizeLinear", ["qx", "as_c", "azp_c"], ["dx"], axis=1),
-             helper.make_node("QuantizeLinear", ["w", "ws_in", "wzp_in"], ["qw"], axis=1),    # weight on the input axis
-             helper.make_node("DequantizeLinear", ["qw", "ws_in", "wzp_in"], ["dw"], axis=1),
-             helper.make_node("Conv", ["dx", "dw"], ["y"])]
+    inits = {
+        "w": w,
+        "ws_c": np.full(4, 0.1, np.float32),
+        "wzp_c": np.zeros(4, np.int8),
+        "ws_in": np.full(3, 0.1, np.float32),
+        "wzp_in": np.zeros(3, np.int8),
+        "as_c": np.full(3, 0.1, np.float32),
+        "azp_c": np.zeros(3, np.int8),
+    }
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "as_c", "azp_c"], ["qx"], axis=1),  # activation per channel
+        helper.make_node("DequantizeLinear", ["qx", "as_c", "azp_c"], ["dx"], axis=1),
+        helper.make_node("QuantizeLinear", ["w", "ws_in", "wzp_in"], ["qw"], axis=1),  # weight on the input axis
+        helper.make_node("DequantizeLinear", ["qw", "ws_in", "wzp_in"], ["dw"], axis=1),
+        helper.make_node("Conv", ["dx", "dw"], ["y"]),
+    ]
     rep = check_tensorrt_onnx(_ops_model(tmp_path / "q.onnx", nodes, inits))
     msgs = " | ".join(f.message for f in rep.findings)
     assert "activation Q/DQ nodes have per-channel scales" in msgs
@@ -114,6 +145,7 @@ def test_check_qdq_scale_granularity(tmp_path):
 
 def test_check_cli(trt_onnx, capsys):
     from edgedet.cli import main
+
     assert main(["check", "--backend", "trt", str(trt_onnx)]) == 0
     assert "PASS" in capsys.readouterr().out
     assert main(["check", str(trt_onnx) + ".missing"]) == 2
@@ -122,8 +154,8 @@ def test_check_cli(trt_onnx, capsys):
 def test_without_tensorrt_modules_import_and_loading_names_the_extra(artifacts, tmp_path):
     """In a fresh process where `import tensorrt` fails: every TensorRT module imports, and loading an engine
     or building one says which extra to install (BackendUnavailableError, exit 2 from the CLI), never ImportError."""
-    import shutil
     import subprocess
+
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"not a real plan")
     data = json.loads(manifest_path(artifacts["onnx"]).read_text())
@@ -173,30 +205,47 @@ def _has_tensorrt() -> bool:
 @pytest.mark.skipif(_has_tensorrt(), reason="checks the path without TensorRT")
 def test_build_cli_without_tensorrt_keeps_checked_onnx(test_weights, tmp_path, capsys):
     from edgedet.cli import main
-    rc = main(["build", "--model", "test", "--weights", str(test_weights), "--batch", "dynamic",
-               "--max-batch", "4", "--out", str(tmp_path)])
+
+    rc = main(
+        [
+            "build",
+            "--model",
+            "test",
+            "--weights",
+            str(test_weights),
+            "--batch",
+            "dynamic",
+            "--max-batch",
+            "4",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "pip install 'edgedet[tensorrt]'" in err
     onnx_path = tmp_path / "test_fp16.onnx"
     assert check_tensorrt_onnx(onnx_path, 1, 4).ok and Manifest.read(onnx_path).precision == "fp16"
     line = next(l for l in err.splitlines() if l.strip().startswith("trtexec"))
     assert f"--onnx={onnx_path}" in line and "--maxShapes=images:4x3x128x128" in line
-    assert "--stronglyTyped" in line and "--fp16" not in line          # TensorRT >= 10: strongly typed
-    assert "TensorRT 8.6" in err and "--fp16" in err                    # and the 8.6 form, labelled
+    assert "--stronglyTyped" in line and "--fp16" not in line  # TensorRT >= 10: strongly typed
+    assert "TensorRT 8.6" in err and "--fp16" in err  # and the 8.6 form, labelled
     assert not list(tmp_path.glob("*.engine"))
 
 
 def test_build_cli_refuses_onnx_failing_the_check(tmp_path, capsys):
     from edgedet.cli import main
+
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
     path = tmp_path / "in" / "unique.onnx"
     path.parent.mkdir()
     onnx.save(_model([helper.make_node("Unique", ["x"], ["y"])], {}, [x], [y]), path)
-    from edgedet.manifest import manifest_path
     import shutil
+
+    from edgedet.manifest import manifest_path
+
     src = export_artifact(BuildRequest("test", "onnx"), tmp_path / "ref")
-    shutil.copy(manifest_path(src), manifest_path(path))   # a manifest, so only the check can refuse it
+    shutil.copy(manifest_path(src), manifest_path(path))  # a manifest, so only the check can refuse it
     rc = main(["build", "--model", str(path), "--out", str(tmp_path / "out"), "--json"])
     err = capsys.readouterr().err
     assert rc == 1 and "Unique is not in TensorRT's ONNX operator list" in err and "nothing built" in err
@@ -205,31 +254,44 @@ def test_build_cli_refuses_onnx_failing_the_check(tmp_path, capsys):
 
 def test_trtexec_command_for_int8_dla():
     from edgedet.converters.tensorrt_engine import EngineOptions, trtexec_command
+
     opts = EngineOptions(min_batch=1, opt_batch=2, max_batch=8, workspace_mb=512, dla_core=0, timing_cache="t.cache")
     cmd = trtexec_command("m.onnx", "m.engine", "int8", "images", ["batch", 3, 512, 512], opts, trt_version="8.6.1")
     assert cmd[:3] == ["trtexec", "--onnx=m.onnx", "--saveEngine=m.engine"]
-    assert {"--int8", "--memPoolSize=workspace:512M", "--useDLACore=0", "--allowGPUFallback",
-            "--timingCacheFile=t.cache", "--minShapes=images:1x3x512x512", "--optShapes=images:2x3x512x512",
-            "--maxShapes=images:8x3x512x512"} <= set(cmd)
-    assert "--fp16" not in cmd and "--stronglyTyped" not in cmd           # Q/DQ decides; no --fp16 --int8 pair
+    assert {
+        "--int8",
+        "--memPoolSize=workspace:512M",
+        "--useDLACore=0",
+        "--allowGPUFallback",
+        "--timingCacheFile=t.cache",
+        "--minShapes=images:1x3x512x512",
+        "--optShapes=images:2x3x512x512",
+        "--maxShapes=images:8x3x512x512",
+    } <= set(cmd)
+    assert "--fp16" not in cmd and "--stronglyTyped" not in cmd  # Q/DQ decides; no --fp16 --int8 pair
     cmd10 = trtexec_command("m.onnx", "m.engine", "int8", "images", ["batch", 3, 512, 512], opts, trt_version="10.3")
-    assert "--stronglyTyped" in cmd10 and "--int8" not in cmd10           # TensorRT 10: strongly typed Q/DQ
+    assert "--stronglyTyped" in cmd10 and "--int8" not in cmd10  # TensorRT 10: strongly typed Q/DQ
 
 
-@pytest.mark.parametrize("version, options, message", [
-    ("10.13.0", {"dla_core": 0}, "DLA is not supported by TensorRT 10.13.0"),
-    ("10.3.0", {"dla_core": 0}, "DLA runs FP16 or INT8 layers only"),            # with an FP32 ONNX
-    ("11.4.0", {"strongly_typed": False}, "builds strongly typed networks only"),
-    ("8.6.1", {"strongly_typed": True}, "has no strongly typed networks"),
-])
+@pytest.mark.parametrize(
+    "version, options, message",
+    [
+        ("10.13.0", {"dla_core": 0}, "DLA is not supported by TensorRT 10.13.0"),
+        ("10.3.0", {"dla_core": 0}, "DLA runs FP16 or INT8 layers only"),  # with an FP32 ONNX
+        ("11.4.0", {"strongly_typed": False}, "builds strongly typed networks only"),
+        ("8.6.1", {"strongly_typed": True}, "has no strongly typed networks"),
+    ],
+)
 def test_engine_options_refused_for_the_version(version, options, message):
     from edgedet.converters.tensorrt_engine import EngineOptions
+
     with pytest.raises(InputError, match=message):
         EngineOptions(**options).resolve(version, "fp32")
 
 
 def test_engine_options_strongly_typed_from_10():
     from edgedet.converters.tensorrt_engine import EngineOptions
+
     assert EngineOptions().resolve("8.6.1", "fp16") is False
     assert EngineOptions().resolve("10.0.1", "fp16") is True
     assert EngineOptions(dla_core=0).resolve("10.7.0", "int8") is True
@@ -258,8 +320,10 @@ def test_build_and_run_engine_matches_onnxruntime(trt, test_weights, artifacts, 
 @pytest.mark.tensorrt
 @pytest.mark.gpu
 def test_dynamic_batch_profile(trt, test_weights, images, tmp_path):
-    engine = export_artifact(BuildRequest("test", "tensorrt", precision="fp16", weights=str(test_weights),
-                                          batch="dynamic", max_batch=4), tmp_path)
+    engine = export_artifact(
+        BuildRequest("test", "tensorrt", precision="fp16", weights=str(test_weights), batch="dynamic", max_batch=4),
+        tmp_path,
+    )
     det = Detector.load(engine)
     assert len(det(images + images[:1])) == 4
     x = np.zeros((5, 3, 128, 128), np.float32)
@@ -274,16 +338,18 @@ def test_engine_cache_invalidation_and_truncation(trt, test_weights, tmp_path):
     first = get_artifact(req, root=tmp_path)
     again = get_artifact(req, root=tmp_path)
     assert again.cached and again.path == first.path
-    first.path.write_bytes(first.path.read_bytes()[:1000])          # damaged entry -> rebuilt
+    first.path.write_bytes(first.path.read_bytes()[:1000])  # damaged entry -> rebuilt
     rebuilt = get_artifact(req, root=tmp_path)
     assert not rebuilt.cached and Manifest.read(rebuilt.path)
     import shutil
+
     from edgedet.manifest import manifest_path
+
     bad = tmp_path / "truncated.engine"
     bad.write_bytes(rebuilt.path.read_bytes()[:4096])
     shutil.copy(manifest_path(rebuilt.path), manifest_path(bad))
     with pytest.raises(ArtifactError, match="cannot deserialize"):
-        Detector.load(bad, verify=False)   # past the hash check: TensorRT itself must refuse it, no segfault
+        Detector.load(bad, verify=False)  # past the hash check: TensorRT itself must refuse it, no segfault
 
 
 @pytest.mark.tensorrt
@@ -292,8 +358,25 @@ def test_build_cli_and_shape_changes(trt, test_weights, images, tmp_path):
     """`edgedet build` writes a loadable engine; alternating batch sizes re-plan buffers (freed, not leaked)
     and keep results identical."""
     from edgedet.cli import main
-    assert main(["build", "--model", "test", "--weights", str(test_weights), "--batch", "dynamic",
-                 "--max-batch", "4", "--out", str(tmp_path)]) == 0
+
+    assert (
+        main(
+            [
+                "build",
+                "--model",
+                "test",
+                "--weights",
+                str(test_weights),
+                "--batch",
+                "dynamic",
+                "--max-batch",
+                "4",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     det = Detector.load(tmp_path / "test_fp16.engine")
     single = [det(img) for img in images]
     for _ in range(3):
@@ -308,6 +391,7 @@ def test_cuda_graph_with_in_graph_nms_is_refused_before_any_cuda_work(artifacts)
     """Issue 13 #2: data-dependent NMS shapes cannot be captured; refused with a clear message up front."""
     from edgedet.devices import Device
     from edgedet.runtimes.tensorrt_runner import TensorRTRunner
+
     m = Manifest.read(artifacts["onnx_graph"])
     with pytest.raises(InputError, match="cuda_graph cannot be used with in-graph NMS"):
         TensorRTRunner(artifacts["onnx_graph"], m, Device("cuda"), cuda_graph=True)
@@ -316,5 +400,6 @@ def test_cuda_graph_with_in_graph_nms_is_refused_before_any_cuda_work(artifacts)
 def test_tensorrt_extra_pins_the_cuda_major():
     """Issue 13 #4: cuda-python 13 needs a CUDA 13 driver; the extra pins the TensorRT wheels' CUDA 12."""
     from pathlib import Path
+
     setup = (Path(__file__).resolve().parents[2] / "setup.py").read_text()
     assert '"cuda-python>=12.3,<13"' in setup and '"tensorrt-cu12' in setup

@@ -1,5 +1,6 @@
 """Triton model repositories: layout, config.pbtxt parsed with Triton's own ModelConfig schema, tensors equal to
 the artifact's, and the inner artifact runs."""
+
 import json
 
 import pytest
@@ -13,11 +14,32 @@ from google.protobuf import text_format  # noqa: E402
 from tritonclient.grpc import model_config_pb2  # noqa: E402
 
 
-@pytest.mark.parametrize("backend, model_file, line", [("onnxruntime", "model.onnx", 'backend: "onnxruntime"'),
-                                                      ("openvino", "model.xml", 'backend: "openvino"')])
+@pytest.mark.parametrize(
+    "backend, model_file, line",
+    [("onnxruntime", "model.onnx", 'backend: "onnxruntime"'), ("openvino", "model.xml", 'backend: "openvino"')],
+)
 def test_repository_for_cpu_backends(tmp_path, test_weights, backend, model_file, line, capsys):
-    assert main(["export", "--model", "test", "--weights", str(test_weights), "--format", "triton", "--backend",
-                 backend, "--max-batch", "8", "--out", str(tmp_path / "repo"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--model",
+                "test",
+                "--weights",
+                str(test_weights),
+                "--format",
+                "triton",
+                "--backend",
+                backend,
+                "--max-batch",
+                "8",
+                "--out",
+                str(tmp_path / "repo"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     model = tmp_path / "repo" / "test"
     assert out["artifact"] == str(model / "config.pbtxt")
@@ -34,8 +56,24 @@ def test_repository_for_cpu_backends(tmp_path, test_weights, backend, model_file
 
 
 def test_tensorrt_repository_without_tensorrt_keeps_onnx_and_trtexec_line(tmp_path, test_weights):
-    assert main(["export", "--model", "test", "--weights", str(test_weights), "--format", "triton", "--backend",
-                 "trt", "--out", str(tmp_path / "repo")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--model",
+                "test",
+                "--weights",
+                str(test_weights),
+                "--format",
+                "triton",
+                "--backend",
+                "trt",
+                "--out",
+                str(tmp_path / "repo"),
+            ]
+        )
+        == 0
+    )
     model = tmp_path / "repo" / "test"
     text = (model / "config.pbtxt").read_text()
     assert 'platform: "tensorrt_plan"' in text and "KIND_GPU" in text
@@ -45,6 +83,5 @@ def test_tensorrt_repository_without_tensorrt_keeps_onnx_and_trtexec_line(tmp_pa
 
 
 def test_backend_option_belongs_to_the_triton_format(tmp_path, test_weights, capsys):
-    assert main(["export", "--model", "test", "--format", "onnx", "--backend", "openvino",
-                 "--out", str(tmp_path)]) == 2
+    assert main(["export", "--model", "test", "--format", "onnx", "--backend", "openvino", "--out", str(tmp_path)]) == 2
     assert "unknown option 'backend' for the onnx builder" in capsys.readouterr().err

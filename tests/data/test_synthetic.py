@@ -1,8 +1,8 @@
 """The synthetic dataset is deterministic from its seed and its boxes enclose the drawn objects."""
+
 import json
 
 import cv2
-import numpy as np
 
 from edgedet.data.synthetic import CLASSES, generate
 

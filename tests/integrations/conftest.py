@@ -1,4 +1,5 @@
 """Ray is started once per test session, with 2 CPUs, for the Ray Data and Ray Serve tests."""
+
 import pytest
 
 

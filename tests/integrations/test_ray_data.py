@@ -1,5 +1,6 @@
 """Ray Data batch detection: the same detections as a local Detector loop, corrupt images reported in their row,
 a killed actor retried with every input exactly once. Ray is started once per test session with 2 CPUs."""
+
 import os
 from pathlib import Path
 
@@ -22,13 +23,14 @@ def folder(tmp_path_factory, images):
         img = images[i % len(images)]
         h, w = img.shape[:2]
         y, x = rng.integers(0, h // 3), rng.integers(0, w // 3)
-        cv2.imwrite(str(d / f"{i:03d}.jpg"), img[y:y + h // 2, x:x + w // 2])
+        cv2.imwrite(str(d / f"{i:03d}.jpg"), img[y : y + h // 2, x : x + w // 2])
     return d
 
 
 def test_two_actors_give_the_local_detections(local_ray, folder, artifacts):
-    rows = detect_dataset(image_dataset([str(folder)]), artifacts["onnx"], actors=2, batch_size=8,
-                          score_threshold=0.3).to_pandas()
+    rows = detect_dataset(
+        image_dataset([str(folder)]), artifacts["onnx"], actors=2, batch_size=8, score_threshold=0.3
+    ).to_pandas()
     assert len(rows) == 200 and rows["path"].is_unique and (rows["error"] == "").all()
     det = Detector.load(artifacts["onnx"], score_threshold=0.3)
     for _, r in rows.iterrows():
@@ -52,6 +54,7 @@ class _DiesOnce:
 
     def __init__(self, marker: str, **kw):
         from edgedet.integrations.ray_data import DetectActor
+
         self.inner, self.marker = DetectActor(**kw), marker
 
     def __call__(self, batch):
@@ -64,25 +67,58 @@ class _DiesOnce:
 def test_killed_actor_is_retried_and_each_input_appears_once(local_ray, folder, artifacts, tmp_path):
     marker = str(tmp_path / "died")
     ds = image_dataset([str(folder)]).map_batches(
-        _DiesOnce, fn_constructor_kwargs={"marker": marker, "artifact": str(artifacts["onnx"])}, batch_size=8,
-        batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=2), num_cpus=0.5)   # Ray's default retries
+        _DiesOnce,
+        fn_constructor_kwargs={"marker": marker, "artifact": str(artifacts["onnx"])},
+        batch_size=8,
+        batch_format="pandas",
+        compute=ray.data.ActorPoolStrategy(size=2),
+        num_cpus=0.5,
+    )  # Ray's default retries
     rows = ds.to_pandas()
-    assert Path(marker).exists()                     # an actor did die
+    assert Path(marker).exists()  # an actor did die
     assert len(rows) == 200 and rows["path"].is_unique
 
 
 def test_batch_cli_writes_parquet(local_ray, folder, artifacts, tmp_path, capsys):
     out = tmp_path / "results.parquet"
-    assert main(["batch", "--model", str(artifacts["onnx"]), "--source", str(folder), "--out", str(out),
-                 "--actors", "2", "--json"]) == 0
+    assert (
+        main(
+            [
+                "batch",
+                "--model",
+                str(artifacts["onnx"]),
+                "--source",
+                str(folder),
+                "--out",
+                str(out),
+                "--actors",
+                "2",
+                "--json",
+            ]
+        )
+        == 0
+    )
     import pandas as pd
+
     df = pd.read_parquet(out)
     assert len(df) == 200 and set(df.columns) >= {"path", "boxes", "scores", "class_ids", "labels", "error"}
 
 
 def test_batch_cli_bad_inputs_are_one_line(tmp_path, capsys):
-    assert main(["batch", "--model", str(tmp_path / "none.onnx"), "--source", str(tmp_path), "--out",
-                 str(tmp_path / "r.parquet")]) == 2
+    assert (
+        main(
+            [
+                "batch",
+                "--model",
+                str(tmp_path / "none.onnx"),
+                "--source",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "r.parquet"),
+            ]
+        )
+        == 2
+    )
     assert "no manifest for none.onnx" in capsys.readouterr().err
     assert main(["batch", "--model", "x.onnx", "--source", str(tmp_path), "--out", str(tmp_path / "r.csv")]) == 2
     assert "--out must end in" in capsys.readouterr().err

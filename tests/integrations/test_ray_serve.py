@@ -1,6 +1,7 @@
 """Ray Serve: a local deployment answers 50 concurrent requests with the local Detector's detections, batches them
 with @serve.batch, answers bad requests with a 4xx and one message and keeps serving; `edgedet serve` starts,
 answers and stops cleanly on SIGTERM (the Ctrl-C path)."""
+
 import json
 import os
 import signal
@@ -33,10 +34,17 @@ def _wait_healthy(url: str, proc=None) -> None:
 @pytest.fixture(scope="module")
 def served(local_ray, artifacts):
     from ray import serve
+
     port = free_ports(1)[0]
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    app = detector_app(artifacts["onnx_dynamic"], max_batch=8, batch_wait_s=0.02, score_threshold=0.3,
-                       cpus_per_replica=0.5, max_bytes=2_000_000)
+    app = detector_app(
+        artifacts["onnx_dynamic"],
+        max_batch=8,
+        batch_wait_s=0.02,
+        score_threshold=0.3,
+        cpus_per_replica=0.5,
+        max_bytes=2_000_000,
+    )
     serve.run(app, name="edgedet-test", route_prefix="/")
     _wait_healthy(f"http://127.0.0.1:{port}")
     yield f"http://127.0.0.1:{port}", artifacts["onnx_dynamic"]
@@ -61,7 +69,7 @@ def test_fifty_concurrent_requests_get_the_local_detections_in_batches(served, i
         img = images[i % len(images)]
         h, w = img.shape[:2]
         y, x = rng.integers(0, h // 3), rng.integers(0, w // 3)
-        crops.append(np.ascontiguousarray(img[y:y + h // 2, x:x + w // 2]))
+        crops.append(np.ascontiguousarray(img[y : y + h // 2, x : x + w // 2]))
     before = client.health()["batches"]
     with ThreadPoolExecutor(50) as pool:
         answers = list(pool.map(client.detect, crops))
@@ -69,12 +77,12 @@ def test_fifty_concurrent_requests_get_the_local_detections_in_batches(served, i
     for crop, got in zip(crops, answers):
         want = det(crop)
         assert got.class_ids.tolist() == want.class_ids.tolist() and got.labels == want.labels
-        np.testing.assert_allclose(got.xyxy, want.xyxy, atol=0.006)   # JSON boxes are rounded to 0.01 px
+        np.testing.assert_allclose(got.xyxy, want.xyxy, atol=0.006)  # JSON boxes are rounded to 0.01 px
         np.testing.assert_allclose(got.scores, want.scores, atol=1e-5)
     assert sum(len(a) for a in answers) > 0
     health = client.health()
     assert health["status"] == "ok" and health["requests"] >= 50
-    assert health["batches"] - before < 50          # @serve.batch put several requests in one Detector call
+    assert health["batches"] - before < 50  # @serve.batch put several requests in one Detector call
 
 
 def test_bad_requests_get_a_4xx_and_the_replica_keeps_serving(served, images):
@@ -89,7 +97,7 @@ def test_bad_requests_get_a_4xx_and_the_replica_keeps_serving(served, images):
     assert status == 400 and "empty" in body["error"]
     assert _post(url + "/nowhere", b"", "image/png")[0] == 404
     with pytest.raises(urllib.error.HTTPError, match="405"):
-        urllib.request.urlopen(url + "/detect", timeout=30)          # GET on POST /detect
+        urllib.request.urlopen(url + "/detect", timeout=30)  # GET on POST /detect
     assert _post(url + "/health", b"x", "image/png")[0] == 405
     ok, png = cv2.imencode(".png", images[0])
     status, body = _post(url + "/detect", png.tobytes(), "image/png")
@@ -99,6 +107,7 @@ def test_bad_requests_get_a_4xx_and_the_replica_keeps_serving(served, images):
 def test_metadata_is_the_manifest(served):
     url, artifact = served
     from edgedet.manifest import Manifest
+
     meta = ServeClient(url).metadata()
     assert meta == json.loads(json.dumps(Manifest.read(artifact).to_dict()))
 
@@ -106,10 +115,27 @@ def test_metadata_is_the_manifest(served):
 def test_cli_serves_and_stops_on_sigterm(artifacts, images):
     """SIGTERM (docker stop, systemd) takes the Ctrl-C path, although ray.init installs its own handler."""
     port = free_ports(1)[0]
-    env = {**os.environ, "RAY_ADDRESS": "local"}   # a new local cluster, never one that another job started
-    proc = subprocess.Popen([sys.executable, "-m", "edgedet", "serve", "--model", str(artifacts["onnx"]),
-                             "--port", str(port), "--max-batch", "1", "--cpus-per-replica", "0.5"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    env = {**os.environ, "RAY_ADDRESS": "local"}  # a new local cluster, never one that another job started
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgedet",
+            "serve",
+            "--model",
+            str(artifacts["onnx"]),
+            "--port",
+            str(port),
+            "--max-batch",
+            "1",
+            "--cpus-per-replica",
+            "0.5",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
     reader.start()
@@ -131,7 +157,7 @@ def test_cli_serves_and_stops_on_sigterm(artifacts, images):
         reader.join(timeout=10)
         assert "edgedet serve: stopping" in "".join(lines)
         with pytest.raises(OSError):
-            client.health()                      # the server is gone
+            client.health()  # the server is gone
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -139,6 +165,7 @@ def test_cli_serves_and_stops_on_sigterm(artifacts, images):
 
 def test_cli_refuses_a_missing_artifact_and_a_busy_port(artifacts, capsys):
     from edgedet.cli import main
+
     assert main(["serve", "--model", "missing.onnx"]) == 2
     assert "missing.onnx" in capsys.readouterr().err
     with socket.socket() as s:

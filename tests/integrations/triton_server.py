@@ -11,6 +11,7 @@ batching and the manifest parameter. Run with the .venv-triton interpreter (nvid
 Prints "READY http=... grpc=..." once the model is ready (a line for people: the tests ask the server's
 model-ready endpoint, since Triton's own log shares the pipe); SIGTERM or SIGINT stops the server.
 """
+
 import argparse
 import os
 import signal
@@ -33,13 +34,20 @@ from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor  # noqa: E
 from pytriton.triton import Triton, TritonConfig  # noqa: E402
 from tritonclient.grpc import model_config_pb2 as pb  # noqa: E402
 
-NUMPY = {"TYPE_UINT8": np.uint8, "TYPE_FP32": np.float32, "TYPE_FP16": np.float16, "TYPE_INT64": np.int64,
-         "TYPE_INT32": np.int32}
+NUMPY = {
+    "TYPE_UINT8": np.uint8,
+    "TYPE_FP32": np.float32,
+    "TYPE_FP16": np.float16,
+    "TYPE_INT64": np.int64,
+    "TYPE_INT32": np.int32,
+}
 
 
 def tensors(entries) -> list:
-    return [Tensor(name=t.name, dtype=NUMPY[pb.DataType.Name(t.data_type)], shape=tuple(int(d) for d in t.dims))
-            for t in entries]
+    return [
+        Tensor(name=t.name, dtype=NUMPY[pb.DataType.Name(t.data_type)], shape=tuple(int(d) for d in t.dims))
+        for t in entries
+    ]
 
 
 def main() -> int:
@@ -63,12 +71,22 @@ def main() -> int:
         n = next(iter(inputs.values())).shape[0]
         return {k: np.asarray(outs[k], dt).reshape(n, *dims) for k, (dt, dims) in out_specs.items()}
 
-    batcher = DynamicBatcher(max_queue_delay_microseconds=cfg.dynamic_batching.max_queue_delay_microseconds,
-                             preferred_batch_size=list(cfg.dynamic_batching.preferred_batch_size))
-    triton = Triton(config=TritonConfig(http_port=a.http, grpc_port=a.grpc, metrics_port=a.metrics, log_verbose=0),
-                    workspace=a.workspace)
-    triton.bind(model_name=cfg.name, infer_func=infer, inputs=tensors(cfg.input), outputs=tensors(cfg.output),
-                config=ModelConfig(max_batch_size=cfg.max_batch_size, batcher=batcher), strict=True)
+    batcher = DynamicBatcher(
+        max_queue_delay_microseconds=cfg.dynamic_batching.max_queue_delay_microseconds,
+        preferred_batch_size=list(cfg.dynamic_batching.preferred_batch_size),
+    )
+    triton = Triton(
+        config=TritonConfig(http_port=a.http, grpc_port=a.grpc, metrics_port=a.metrics, log_verbose=0),
+        workspace=a.workspace,
+    )
+    triton.bind(
+        model_name=cfg.name,
+        infer_func=infer,
+        inputs=tensors(cfg.input),
+        outputs=tensors(cfg.output),
+        config=ModelConfig(max_batch_size=cfg.max_batch_size, batcher=batcher),
+        strict=True,
+    )
     # the repository's config parameters (the manifest) reach the served config, as tritonserver would load them
     # from config.pbtxt; pytriton exposes no public way to add them
     for model in triton._model_manager.models:

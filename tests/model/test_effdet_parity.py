@@ -1,4 +1,5 @@
 """State-dict compatibility with effdet and identical outputs (raw heads and DetBenchPredict detections)."""
+
 import numpy as np
 import pytest
 import torch
@@ -53,8 +54,15 @@ def test_detections_equal_detbenchpredict(pair):
         logits, deltas = FlatHeads(ours)(x)
     anchors = generate_anchors(size, anchor_scale=ours.config.anchor_scale)
     np.testing.assert_allclose(anchors, bench.anchors.boxes.numpy(), rtol=0, atol=1e-3)
-    boxes, scores, classes = postprocess(logits[0].numpy(), deltas[0].numpy(), anchors, score_threshold=0.0,
-                                         max_candidates=5000, max_det=100, clip_hw=None)
+    boxes, scores, classes = postprocess(
+        logits[0].numpy(),
+        deltas[0].numpy(),
+        anchors,
+        score_threshold=0.0,
+        max_candidates=5000,
+        max_det=100,
+        clip_hw=None,
+    )
     n = int((expected[:, 4] > 0).sum())
     assert len(scores) == n > 0
     np.testing.assert_array_equal(classes + 1, expected[:n, 5].astype(int))

@@ -1,4 +1,5 @@
 """Checkpoint loading: wrappers, prefixes, custom class count, wrong/corrupt/missing files, downloads."""
+
 import hashlib
 
 import pytest

@@ -1,4 +1,5 @@
 """Detector parity across backends, batching, registry, and bad artifacts."""
+
 import json
 import subprocess
 import sys
@@ -8,8 +9,8 @@ import pytest
 
 from edgedet.errors import ArtifactError, BackendUnavailableError
 from edgedet.manifest import manifest_path
-from edgedet.runtimes import Detector
 from edgedet.registry import backend_for, get_backend
+from edgedet.runtimes import Detector
 
 CONF = 0.3
 
@@ -26,15 +27,24 @@ def reference(artifacts, images):
     return [det(img, score_threshold=CONF) for img in images]
 
 
-@pytest.mark.parametrize("key, backend", [("onnx", None), ("onnx_graph", None), ("onnx_dynamic", None),
-                                          ("openvino", None), ("openvino_graph", None), ("onnx", "openvino")])
+@pytest.mark.parametrize(
+    "key, backend",
+    [
+        ("onnx", None),
+        ("onnx_graph", None),
+        ("onnx_dynamic", None),
+        ("openvino", None),
+        ("openvino_graph", None),
+        ("onnx", "openvino"),
+    ],
+)
 def test_parity_with_torch(artifacts, images, reference, key, backend):
     det = _load(artifacts[key], backend=backend)
     for img, ref in zip(images, reference):
         got = det(img, score_threshold=CONF)
         assert len(ref) > 3
         assert len(got) == len(ref)
-        np.testing.assert_array_equal(got.class_ids, ref.class_ids)   # same classes, same order
+        np.testing.assert_array_equal(got.class_ids, ref.class_ids)  # same classes, same order
         scale = np.abs(ref.xyxy).max()
         assert np.abs(got.xyxy - ref.xyxy).max() <= 1e-3 * scale
         np.testing.assert_allclose(got.scores, ref.scores, atol=1e-4)
@@ -64,6 +74,7 @@ def test_list_input_and_batching(artifacts, images):
 
 def test_registry_by_suffix():
     from pathlib import Path
+
     assert backend_for(Path("a.onnx"), None).name == "onnxruntime"
     assert backend_for(Path("a.xml"), None).name == "openvino"
     assert backend_for(Path("a.engine"), None).name == "tensorrt"
@@ -81,16 +92,19 @@ def test_missing_backend_names_extra(monkeypatch):
 
 
 def test_runtime_path_does_not_import_torch(artifacts):
-    code = ("import sys; from edgedet.runtimes import Detector; import numpy as np;"
-            f"d = Detector.load({str(artifacts['onnx'])!r}); d(np.zeros((64, 64, 3), np.uint8));"
-            f"d = Detector.load({str(artifacts['openvino'])!r}); d(np.zeros((64, 64, 3), np.uint8));"
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys; from edgedet.runtimes import Detector; import numpy as np;"
+        f"d = Detector.load({str(artifacts['onnx'])!r}); d(np.zeros((64, 64, 3), np.uint8));"
+        f"d = Detector.load({str(artifacts['openvino'])!r}); d(np.zeros((64, 64, 3), np.uint8));"
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
 
 def _copy(src, dst_dir, with_bin=False):
     import shutil
+
     dst_dir.mkdir(exist_ok=True)
     dst = dst_dir / src.name
     shutil.copy(src, dst)
@@ -112,7 +126,7 @@ def test_truncated_onnx(tmp_path, artifacts):
 def test_corrupt_ir(tmp_path, artifacts):
     p = _copy(artifacts["openvino"], tmp_path, with_bin=True)
     p.with_suffix(".bin").write_bytes(b"\0" * 100)
-    with pytest.raises(ArtifactError, match=r"\.bin does not match its manifest"):   # every file is hashed
+    with pytest.raises(ArtifactError, match=r"\.bin does not match its manifest"):  # every file is hashed
         Detector.load(p)
     with pytest.raises(ArtifactError, match="OpenVINO cannot load"):
         Detector.load(p, verify=False)
@@ -127,7 +141,7 @@ def test_manifest_missing_or_mismatched(tmp_path, artifacts):
     manifest_path(p).unlink()
     with pytest.raises(ArtifactError, match="no manifest"):
         Detector.load(p)
-    data["input"]["shape"] = [1, 3, 256, 256]       # a manifest of another input size
+    data["input"]["shape"] = [1, 3, 256, 256]  # a manifest of another input size
     manifest_path(p).write_text(json.dumps(data))
     with pytest.raises(ArtifactError, match="manifest says"):
         Detector.load(p, verify=False)

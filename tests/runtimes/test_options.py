@@ -1,4 +1,5 @@
 """Options are checked, never swallowed: unknown or wrongly typed options, runtime vs build precision, devices."""
+
 import pytest
 
 import edgedet
@@ -7,19 +8,25 @@ from edgedet.runtimes import Detector
 
 
 def test_unknown_option_lists_the_accepted_ones(artifacts):
-    with pytest.raises(InputError, match=r"unknown option 'treads' .*did you mean 'threads'.*accepted options: "
-                                         r"graph_optimization, hint, threads"):
+    with pytest.raises(
+        InputError,
+        match=r"unknown option 'treads' .*did you mean 'threads'.*accepted options: "
+        r"graph_optimization, hint, threads",
+    ):
         Detector.load(artifacts["onnx"], treads=2)
 
 
-@pytest.mark.parametrize("key, options, message", [
-    ("onnx", {"threads": "two"}, "threads must be an integer"),
-    ("onnx", {"hint": "fastest"}, "hint must be one of LATENCY, THROUGHPUT"),
-    ("openvino", {"inference_precision": "int4"}, "inference_precision must be one of f32, bf16, f16"),
-    ("openvino", {"precision": "f32"}, "unknown option 'precision'"),        # the runtime hint has its own name
-    ("onnx", {"score_threshold": "abc"}, "score_threshold must be a number"),
-    ("torch", {"half": "yes"}, "half must be True or False"),
-])
+@pytest.mark.parametrize(
+    "key, options, message",
+    [
+        ("onnx", {"threads": "two"}, "threads must be an integer"),
+        ("onnx", {"hint": "fastest"}, "hint must be one of LATENCY, THROUGHPUT"),
+        ("openvino", {"inference_precision": "int4"}, "inference_precision must be one of f32, bf16, f16"),
+        ("openvino", {"precision": "f32"}, "unknown option 'precision'"),  # the runtime hint has its own name
+        ("onnx", {"score_threshold": "abc"}, "score_threshold must be a number"),
+        ("torch", {"half": "yes"}, "half must be True or False"),
+    ],
+)
 def test_wrongly_typed_options(artifacts, key, options, message):
     with pytest.raises(InputError, match=message):
         Detector.load(artifacts[key], **options)
@@ -39,10 +46,12 @@ def test_devices_are_honoured_or_refused(artifacts):
     with pytest.raises(InputError, match="unknown device 'cuda-1'"):
         Detector.load(artifacts["onnx"], device="cuda-1")
     import onnxruntime as ort
+
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         with pytest.raises(BackendUnavailableError, match=r"onnxruntime on cuda:1.*edgedet\[onnxruntime-gpu\]"):
             Detector.load(artifacts["onnx"], device="cuda:1")
     import torch
+
     if torch.cuda.device_count() < 2:
         with pytest.raises(InputError, match=r"cuda:1 requested but torch sees"):
             Detector.load(artifacts["torch"], device="cuda:1")
@@ -76,5 +85,6 @@ def test_openvino_compiles_through_its_model_cache(artifacts, tmp_path):
     Detector.load(artifacts["openvino"], cache_dir=str(cache)).close()
     assert cache.is_dir() and any(cache.iterdir())
     from edgedet.weights import cache_dir
+
     Detector.load(artifacts["openvino"]).close()
     assert any((cache_dir() / "openvino-model-cache").iterdir())

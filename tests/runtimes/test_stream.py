@@ -1,4 +1,5 @@
 """Streaming: pipelined detections equal per-frame detections; faults end cleanly and in bounded time."""
+
 from __future__ import annotations
 
 import json
@@ -52,7 +53,7 @@ def test_stream_matches_per_frame_detection(artifacts, video, kind):
     assert [it.index for it in got] == list(range(len(expected)))
     assert sum(len(d) for d in expected) > 0
     for item, ref in zip(got, expected):
-        index, frame, dets = item                       # unpacks as (index, frame, Detections)
+        index, frame, dets = item  # unpacks as (index, frame, Detections)
         assert frame.shape == (240, 320, 3)
         assert_same(dets, ref)
         assert item.latency_ms > 0
@@ -91,7 +92,7 @@ def test_corrupt_frames_are_skipped_and_counted(artifacts, tmp_path):
     soi = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
     assert len(soi) == 30
     for k in (5, 17, 18):
-        data[soi[k]:soi[k] + 600] = bytes(600)        # wipe the JPEG header of frames 5, 17, 18
+        data[soi[k] : soi[k] + 600] = bytes(600)  # wipe the JPEG header of frames 5, 17, 18
     path.write_bytes(bytes(data))
     det = Detector.load(artifacts["onnx"])
     with det.stream(path) as s:
@@ -104,7 +105,7 @@ def test_corrupt_frames_are_skipped_and_counted(artifacts, tmp_path):
 def test_truncated_video_ends_without_hanging(artifacts, tmp_path):
     path = make_video(tmp_path / "t.avi", 30, size=(320, 240), fourcc="MJPG")
     data = path.read_bytes()
-    path.write_bytes(data[:len(data) // 2])
+    path.write_bytes(data[: len(data) // 2])
     det = Detector.load(artifacts["onnx"])
     t0 = time.perf_counter()
     with det.stream(path) as s:
@@ -122,9 +123,14 @@ def test_zero_length_file(artifacts, tmp_path):
         det.stream(empty)
 
 
-@pytest.mark.parametrize("url,match", [("rtsp://127.0.0.1:1/nothing", "cannot open stream"),
-                                       ("gopher://example/x", "unsupported URL scheme"),
-                                       ("/no/such/video.mp4", "source not found")])
+@pytest.mark.parametrize(
+    "url,match",
+    [
+        ("rtsp://127.0.0.1:1/nothing", "cannot open stream"),
+        ("gopher://example/x", "unsupported URL scheme"),
+        ("/no/such/video.mp4", "source not found"),
+    ],
+)
 def test_bad_sources_fail_fast(artifacts, url, match):
     det = Detector.load(artifacts["onnx"])
     t0 = time.perf_counter()
@@ -151,8 +157,11 @@ class _MjpegServer:
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                 self.end_headers()
                 for _ in range(per_connection):
-                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
-                                     % len(payload) + payload + b"\r\n")
+                    self.wfile.write(
+                        b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(payload)
+                        + payload
+                        + b"\r\n"
+                    )
                     time.sleep(0.005)
 
             def log_message(self, *a):
@@ -179,10 +188,10 @@ def test_live_source_reconnects_then_gives_up(artifacts, images):
     finally:
         cam.close()
     st = s.stats.sources[0]
-    assert st.reconnects == 1                      # the second connection; the third is refused
+    assert st.reconnects == 1  # the second connection; the third is refused
     assert st.ended.startswith("gave up after 2")
-    assert len(got) == st.frames_read >= 20        # every frame read came out (the drop may cost a frame)
-    assert all(len(it.detections) == len(got[0].detections) for it in got)   # same picture every frame
+    assert len(got) == st.frames_read >= 20  # every frame read came out (the drop may cost a frame)
+    assert all(len(it.detections) == len(got[0].detections) for it in got)  # same picture every frame
 
 
 def test_stop_drains_frames_already_read(artifacts, tmp_path):
@@ -193,7 +202,7 @@ def test_stop_drains_frames_already_read(artifacts, tmp_path):
     s.stop()
     got += list(s)
     assert 5 <= len(got) < 200
-    assert len(got) == s.stats.sources[0].frames_read          # nothing read was lost
+    assert len(got) == s.stats.sources[0].frames_read  # nothing read was lost
     assert [it.index for it in got] == list(range(len(got)))
 
 
@@ -218,7 +227,7 @@ def test_a_slow_caller_holds_the_readers(artifacts, tmp_path):
     det = Detector.load(artifacts["onnx"])
     ahead = []
     with det.stream(path, queue_size=2) as s:
-        for taken, item in enumerate(s, 1):
+        for taken, _item in enumerate(s, 1):
             time.sleep(0.03)
             ahead.append(s.stats.sources[0].frames_read - taken)
     assert taken == 60 and s.stats.dropped == 0
@@ -238,6 +247,7 @@ def test_a_failed_request_is_raised_not_waited_for(artifacts, tmp_path, monkeypa
         if len(calls) == 3:
             raise RuntimeError("device lost")
         return real(self, inputs)
+
     monkeypatch.setattr(runner_type, "__call__", flaky)
     outcome = {}
 
@@ -248,6 +258,7 @@ def test_a_failed_request_is_raised_not_waited_for(artifacts, tmp_path, monkeypa
                     time.sleep(0.05)
         except EdgeDetError as e:
             outcome["error"] = str(e)
+
     t = threading.Thread(target=consume, daemon=True)
     t.start()
     t.join(60)
@@ -273,19 +284,35 @@ def test_sinks(tmp_path, images):
     v = VideoSink(tmp_path / "v.mp4", fps=25)
     for i in range(5):
         v.write(cv2.resize(images[i % 3], (160, 120)))
-    assert not (tmp_path / "v.mp4").exists()       # written under a temporary name until closed
+    assert not (tmp_path / "v.mp4").exists()  # written under a temporary name until closed
     v.close()
     assert len(read_all(tmp_path / "v.mp4")) == 5
 
 
 def _cli(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "edgedet.cli", "detect", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "edgedet.cli", "detect", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def test_cli_video_to_mp4_and_jsonl(artifacts, video, tmp_path):
-    p = _cli("--model", artifacts["openvino"], "--source", video, "--save", tmp_path / "o.mp4",
-             "--jsonl", tmp_path / "o.jsonl", "--conf", 0.3, "--json")
+    p = _cli(
+        "--model",
+        artifacts["openvino"],
+        "--source",
+        video,
+        "--save",
+        tmp_path / "o.mp4",
+        "--jsonl",
+        tmp_path / "o.jsonl",
+        "--conf",
+        0.3,
+        "--json",
+    )
     out, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
     summary = json.loads(out)
@@ -298,16 +325,26 @@ def test_cli_video_to_mp4_and_jsonl(artifacts, video, tmp_path):
 
 def test_cli_ctrl_c_flushes_sinks(artifacts, tmp_path):
     path = make_video(tmp_path / "long.mp4", 3000, size=(640, 480))
-    p = _cli("--model", artifacts["onnx"], "--source", path, "--save", tmp_path / "o.mp4",
-             "--jsonl", tmp_path / "o.jsonl", "--json")
+    p = _cli(
+        "--model",
+        artifacts["onnx"],
+        "--source",
+        path,
+        "--save",
+        tmp_path / "o.mp4",
+        "--jsonl",
+        tmp_path / "o.jsonl",
+        "--json",
+    )
     jsonl = tmp_path / "o.jsonl"
 
     def partial_size():  # outputs are written under temporary names until they are complete
         return sum(f.stat().st_size for f in tmp_path.glob(".o.jsonl.partial-*"))
+
     deadline = time.time() + 180
     while time.time() < deadline and partial_size() < 2000 and p.poll() is None:
         time.sleep(0.1)
-    if p.poll() is not None or partial_size() < 2000:   # SIGINT before detect is under way would test nothing
+    if p.poll() is not None or partial_size() < 2000:  # SIGINT before detect is under way would test nothing
         p.kill()
         pytest.fail("detect did not get going in 180 s: " + p.communicate()[1][-2000:])
     assert not jsonl.exists()
@@ -319,7 +356,7 @@ def test_cli_ctrl_c_flushes_sinks(artifacts, tmp_path):
     lines = jsonl.read_text().splitlines()
     assert len(lines) == summary["frames"] == summary["sources"][0]["frames_read"]
     assert len(read_all(tmp_path / "o.mp4")) == len(lines)
-    assert not [f.name for f in tmp_path.iterdir() if f.name.startswith(".")]   # no temporary file left
+    assert not [f.name for f in tmp_path.iterdir() if f.name.startswith(".")]  # no temporary file left
 
 
 def test_cli_unknown_url_is_one_line_error(artifacts):
@@ -333,6 +370,7 @@ def test_cli_unknown_url_is_one_line_error(artifacts):
 def test_soak_10k_frames_memory_flat(artifacts, tmp_path):
     """10,000 frames through stream(); resident memory after warm-up grows by less than 5%."""
     from edgedet.benchmarks.streaming import run_soak
+
     video = make_video(tmp_path / "soak.mp4", 10_000, size=(160, 120))
     det = Detector.load(artifacts["openvino"], hint="THROUGHPUT")
     res = run_soak(det, video, warmup=1000, every=500)
@@ -344,6 +382,7 @@ def test_reconnects_are_bounded_in_total_and_rate(tmp_path):
     """Issue 16 #10: a 'camera' that delivers a few frames and then drops, again and again (a short file opened
     as a live URL), is given up after the total cap, and after the per-window cap."""
     from edgedet.runtimes.sources import CaptureSource
+
     clip = make_video(tmp_path / "short.mp4", 5, size=(64, 48))
     src = CaptureSource(str(clip), "url", CaptureOptions(max_reconnects_total=3, backoff_s=0.01))
     frames = sum(1 for _ in src)

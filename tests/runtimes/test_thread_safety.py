@@ -1,6 +1,7 @@
 """A runner that is not thread-safe (TensorRT: one execution context and one buffer set) is never entered by
 two threads at once: the Detector serialises calls, the streaming queue keeps one request in flight. A shared
 Detector gives every thread its own images' results."""
+
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,7 @@ from edgedet.runtimes.base import Runner
 
 class ReentryDetector(Runner):
     """Wraps a real runner; fails if a second thread enters while one is inside."""
+
     name = "reentry-double"
     thread_safe = False
 
@@ -31,7 +33,7 @@ class ReentryDetector(Runner):
         if not self._inside.acquire(blocking=False):
             raise AssertionError("runner entered by two threads at once")
         try:
-            time.sleep(0.005)    # widen the window a race would need
+            time.sleep(0.005)  # widen the window a race would need
             self.calls += 1
             return {k: np.array(v) for k, v in self.inner(inputs).items()}
         finally:

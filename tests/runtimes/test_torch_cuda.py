@@ -1,4 +1,5 @@
 """The verified GPU path without TensorRT: torch on CUDA (fp16, channels-last) against the CPU fp32 reference."""
+
 import numpy as np
 import pytest
 
@@ -17,7 +18,7 @@ def cuda():
 
 def test_cuda_fp16_matches_cpu_fp32(cuda, artifacts, images):
     ref = Detector.load(artifacts["torch"])
-    gpu = Detector.load(artifacts["torch"], device=cuda)           # fp16 + channels-last by default on CUDA
+    gpu = Detector.load(artifacts["torch"], device=cuda)  # fp16 + channels-last by default on CUDA
     assert "cuda" in gpu.device
     for img in images:
         a, b = gpu(img, score_threshold=0.3), ref(img, score_threshold=0.3)
@@ -54,11 +55,11 @@ def test_cuda_batch32(cuda, artifacts, images):
 def test_cuda_graph_replay_matches_eager(cuda, artifacts, images):
     eager = Detector.load(artifacts["torch"], device=cuda)
     graph = Detector.load(artifacts["torch"], device=cuda, cuda_graph=True)
-    for img in images + images:                       # replays after the first capture
+    for img in images + images:  # replays after the first capture
         a, b = graph(img, score_threshold=0.3), eager(img, score_threshold=0.3)
         np.testing.assert_array_equal(a.class_ids, b.class_ids)
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-3)
-    assert len(graph([images[0], images[1]])) == 2   # a new shape is captured again
+    assert len(graph([images[0], images[1]])) == 2  # a new shape is captured again
 
 
 def test_device_time_is_measured_apart_from_copies(cuda, artifacts, images):

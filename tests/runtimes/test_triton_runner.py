@@ -4,6 +4,7 @@ backend with the repository's tensors, batching and manifest parameter; see trit
 build cannot load): the Detector's contract over gRPC and HTTP (same detections as the local artifact, batches,
 threads sharing one Detector, streaming), the manifest carried by the server's config, one clear error for each
 bad source."""
+
 import json
 import os
 import subprocess
@@ -31,8 +32,26 @@ SCHEMES = ("grpc", "http")
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory, test_weights):
     repo = tmp_path_factory.mktemp("triton_repo")
-    assert main(["export", "--model", "test", "--weights", str(test_weights), "--format", "triton", "--backend",
-                 "onnxruntime", "--max-batch", "8", "--out", str(repo)]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--model",
+                "test",
+                "--weights",
+                str(test_weights),
+                "--format",
+                "triton",
+                "--backend",
+                "onnxruntime",
+                "--max-batch",
+                "8",
+                "--out",
+                str(repo),
+            ]
+        )
+        == 0
+    )
     return repo
 
 
@@ -41,17 +60,32 @@ def server(repository, tmp_path_factory):
     if not SERVER_PY.is_file():
         pytest.skip(f"no Triton server environment at {SERVER_PY.parent.parent} (make triton-server)")
     http, grpc, metrics = free_ports(3)
-    proc = subprocess.Popen([str(SERVER_PY), str(REPO / "tests" / "integrations" / "triton_server.py"),
-                             str(repository), "test", "--http", str(http), "--grpc", str(grpc), "--metrics",
-                             str(metrics), "--workspace", str(tmp_path_factory.mktemp("triton") / "workspace")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            str(SERVER_PY),
+            str(REPO / "tests" / "integrations" / "triton_server.py"),
+            str(repository),
+            "test",
+            "--http",
+            str(http),
+            "--grpc",
+            str(grpc),
+            "--metrics",
+            str(metrics),
+            "--workspace",
+            str(tmp_path_factory.mktemp("triton") / "workspace"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
     try:
         # Triton's model-ready endpoint: its own log and the script's READY line share one pipe
         wait_until_ok(f"http://127.0.0.1:{http}/v2/models/test/ready", proc, 180, lambda: "".join(lines)[-3000:])
         yield {"grpc": f"grpc://127.0.0.1:{grpc}/test", "http": f"http://127.0.0.1:{http}/test", "grpc_port": grpc}
-    finally:   # also when it never got ready: no server outlives the tests
+    finally:  # also when it never got ready: no server outlives the tests
         proc.terminate()
         try:
             proc.wait(timeout=60)
@@ -76,7 +110,7 @@ def test_same_detections_as_the_local_artifact(server, local, images, scheme):
     with Detector.load(server[scheme]) as det:
         assert det.backend == "triton" and "triton" in det.device
         assert det.manifest.input == local.manifest.input and det.manifest.class_names == local.manifest.class_names
-        for got, want in zip(det(images), local(images)):                       # one batch of 3
+        for got, want in zip(det(images), local(images)):  # one batch of 3
             _same(got, want)
         _same(det(images[1]), local(images[1]))
         assert sum(len(d) for d in det(images)) > 0
@@ -90,7 +124,7 @@ def test_threads_sharing_one_detector_get_their_own_images(server, local, images
         img = images[i % 3]
         h, w = img.shape[:2]
         y, x = rng.integers(0, h // 3), rng.integers(0, w // 3)
-        crops.append(np.ascontiguousarray(img[y:y + h // 2, x:x + w // 2]))
+        crops.append(np.ascontiguousarray(img[y : y + h // 2, x : x + w // 2]))
     with Detector.load(server[scheme]) as det, ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(det, crops))
     for crop, got in zip(crops, answers):
@@ -103,7 +137,7 @@ def test_stream_over_a_folder(server, local, images, tmp_path):
     with Detector.load(server["grpc"]) as det:
         items = list(det.stream(str(tmp_path)))
     assert len(items) == 6
-    for index, frame, dets in items:
+    for _index, frame, dets in items:
         _same(dets, local(frame))
 
 
@@ -111,7 +145,7 @@ def test_manifest_path_is_checked_against_the_served_tensors(server, artifacts, 
     with Detector.load(server["grpc"], manifest_path=str(repository / "test")) as det:
         assert det.manifest.input.name == "images"
     with pytest.raises(ArtifactError, match=r"lacks outputs \['logits', 'deltas'\]"):
-        Detector.load(server["grpc"], manifest_path=str(artifacts["openvino"]))   # host post-processing
+        Detector.load(server["grpc"], manifest_path=str(artifacts["openvino"]))  # host post-processing
 
 
 def test_bad_sources_get_one_clear_error(server, repository):
@@ -133,7 +167,6 @@ def test_bad_sources_get_one_clear_error(server, repository):
 def test_cli_detect_on_the_server(server, images, tmp_path, capsys):
     cv2.imwrite(str(tmp_path / "a.png"), images[0])
     out = tmp_path / "out.jsonl"
-    assert main(["detect", "--model", server["grpc"], "--source", str(tmp_path / "a.png"),
-                 "--jsonl", str(out)]) == 0
+    assert main(["detect", "--model", server["grpc"], "--source", str(tmp_path / "a.png"), "--jsonl", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 1 and len(rows[0]["boxes"]) == len(rows[0]["scores"])

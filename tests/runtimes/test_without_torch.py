@@ -1,5 +1,6 @@
 """A runtime needs only an artifact and its manifest: Detector.load and `edgedet bench --artifact` work in a
 process where importing torch fails (params and FLOPs come from the manifest, recorded at export)."""
+
 import json
 import subprocess
 import sys
@@ -24,7 +25,8 @@ def _run(code: str, tmp_path):
 
 def test_detector_and_bench_without_torch(artifacts, tmp_path):
     xml, onnx = artifacts["openvino"], artifacts["onnx"]
-    r = _run(f"""
+    r = _run(
+        f"""
         import numpy as np
         try:
             import torch
@@ -37,7 +39,9 @@ def test_detector_and_bench_without_torch(artifacts, tmp_path):
                 det(np.zeros((64, 80, 3), np.uint8))
         from edgedet.cli import main
         raise SystemExit(main(["bench", "--artifact", {str(xml)!r}, "--iters", "3", "--warmup", "1", "--json"]))
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     report = json.loads(r.stdout)
     row = report["rows"][0]

@@ -1,4 +1,5 @@
 """Training: anchor matching/encoding, the loss goes down, checkpoints, interrupt and resume."""
+
 import json
 
 import numpy as np
@@ -17,7 +18,7 @@ def test_matching_and_encoding_roundtrip():
     anchors = generate_anchors((128, 128))
     matcher = AnchorMatcher(anchors)
     a = anchors[500]
-    gt = torch.tensor([[a[1] + 1, a[0] - 2, a[3] + 3, a[2] + 1]])   # xyxy near anchor 500
+    gt = torch.tensor([[a[1] + 1, a[0] - 2, a[3] + 3, a[2] + 1]])  # xyxy near anchor 500
     cls, box = matcher(gt, torch.tensor([3]))
     pos = torch.nonzero(cls >= 0).flatten()
     assert 500 in pos.tolist() and (cls[pos] == 3).all()
@@ -35,8 +36,17 @@ def tiny_data(tmp_path_factory):
 
 def _cfg(tiny_data, out, **kw):
     train_json, val_json = tiny_data
-    base = dict(model="test", data=str(train_json), val_data=str(val_json), out=str(out), epochs=2, batch=4,
-                workers=0, lr=3e-3, warmup_steps=5)
+    base = dict(
+        model="test",
+        data=str(train_json),
+        val_data=str(val_json),
+        out=str(out),
+        epochs=2,
+        batch=4,
+        workers=0,
+        lr=3e-3,
+        warmup_steps=5,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -48,7 +58,8 @@ def test_loss_decreases_and_checkpoints(tiny_data, tmp_path):
     best = torch.load(tmp_path / "best.pth", weights_only=False)
     assert best["class_names"] == ["circle", "square", "triangle", "cross", "ring"]
     from edgedet.model import create_model
-    model = create_model("test", weights=tmp_path / "best.pth")   # effdet layout under 'state_dict'
+
+    model = create_model("test", weights=tmp_path / "best.pth")  # effdet layout under 'state_dict'
     assert model.config.num_classes == 5
     assert json.loads((tmp_path / "history.json").read_text())[-1]["epoch"] == 6
     assert "val_AP" in result["history"][0]
@@ -60,9 +71,10 @@ def test_interrupt_and_resume(tiny_data, tmp_path, monkeypatch):
 
     def flaky(*a, **k):
         calls["n"] += 1
-        if calls["n"] == 6:           # epoch 2 (4 steps per epoch), second step
+        if calls["n"] == 6:  # epoch 2 (4 steps per epoch), second step
             raise KeyboardInterrupt
         return real(*a, **k)
+
     monkeypatch.setattr(trainer_mod, "detection_loss", flaky)
     logs = []
     with pytest.raises(KeyboardInterrupt):
