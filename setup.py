@@ -1,24 +1,41 @@
 from setuptools import find_packages, setup
 
-# Core subpackages are found automatically; converters/, runtimes/, benchmarks/ are top-level folders
-# installed under the edgedet namespace.
-PACKAGES = find_packages(include=["edgedet", "edgedet.*"]) + [
-    "edgedet.converters",
-    "edgedet.runtimes",
-    "edgedet.benchmarks",
-]
+# The package's top-level folders: edgedet/ is the core; converters/, runtimes/ and benchmarks/ are installed under
+# the edgedet namespace. Every package below each root is found recursively (tests/test_packaging.py checks the
+# built wheel against the source tree), except the folders in UNPACKAGED: one-off studies, the GPU-machine check and
+# measured results, which run from a checkout.
+ROOTS = {
+    "edgedet": "edgedet",
+    "edgedet.converters": "converters",
+    "edgedet.runtimes": "runtimes",
+    "edgedet.benchmarks": "benchmarks",
+}
+UNPACKAGED = ("benchmarks/studies", "benchmarks/gpu", "benchmarks/results")
+
+
+def _packages() -> list[str]:
+    out = []
+    for name, folder in ROOTS.items():
+        skip = [u[len(folder) + 1 :].replace("/", ".") for u in UNPACKAGED if u.startswith(folder + "/")]
+        found = find_packages(folder, exclude=[p for s in skip for p in (s, s + ".*")])
+        out += [name] + [f"{name}.{p}" for p in found]
+    return out
+
 
 EXPORT = ["torch>=2.2", "torchvision", "timm>=0.9", "onnx>=1.15", "onnxsim>=0.4", "onnxscript"]
 ONNXRUNTIME = ["onnxruntime>=1.17"]
 OPENVINO = ["openvino>=2024.0", "nncf>=2.10"]
-# cuda-python's major must match the CUDA of the TensorRT wheels (cu12): 13.x needs a CUDA 13 driver, which
-# JetPack 6 and R535-R570 drivers do not have.
-TENSORRT = ["tensorrt-cu12>=8.6", "cuda-python>=12.3,<13"]
+# x86_64 and SBSA Linux with NVIDIA's pip wheels. TensorRT 8.6 never shipped as tensorrt-cu12 (its pip package is
+# tensorrt==8.6.x), so the floor is 10.0. cuda-python's major must match the CUDA of those wheels (cu12): 13.x needs a
+# CUDA 13 driver, which JetPack 6 and R535-R570 drivers do not have. Not for Jetson: JetPack ships its own TensorRT
+# (python3-libnvinfer), which this extra would shadow; there use 'edgedet[jetson]' (cuda-python only).
+TENSORRT = ["tensorrt-cu12>=10.0", "cuda-python>=12.3,<13"]
 EXTRAS = {
     "export": EXPORT,
     "onnxruntime": ONNXRUNTIME,
     "openvino": OPENVINO,
     "tensorrt": TENSORRT,
+    "jetson": ["cuda-python>=12.3,<13"],
     "onnxruntime-gpu": ["onnxruntime-gpu>=1.17"],
     "eval": ["pycocotools>=2.0.7"],
     "plot": ["matplotlib>=3.7"],
@@ -27,28 +44,27 @@ EXTRAS = {
     "ray": ["ray[data,serve]>=2.40"],
 }
 EXTRAS["cpu"] = EXPORT + ONNXRUNTIME + OPENVINO + EXTRAS["eval"] + EXTRAS["plot"] + ["psutil", "scikit-image"]
+EXTRAS["lint"] = ["ruff==0.17.6", "mypy>=1.10", "pre-commit>=3"]
+EXTRAS["docs"] = ["mkdocs>=1.6"]
 EXTRAS["dev"] = (
     EXTRAS["cpu"]
     + EXTRAS["triton"]
     + EXTRAS["ray"]
+    + EXTRAS["lint"]
+    + EXTRAS["docs"]
     + ["pytest>=7", "pytest-timeout>=2.2", "effdet==0.4.1", "build", "wheel"]
 )
 
 setup(
     name="edgedet",
-    version="0.1.0",
+    version="0.2.0",  # the one place; edgedet.__version__ and `edgedet --version` read it from the metadata
     description="EfficientDet (D0-D7, D7x, Lite0-4) from PyTorch to the edge: ONNX, OpenVINO, TensorRT, one runtime API",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=PACKAGES,
+    packages=_packages(),
     package_data={"edgedet": ["paper_table2.json"]},
-    package_dir={
-        "edgedet": "edgedet",
-        "edgedet.converters": "converters",
-        "edgedet.runtimes": "runtimes",
-        "edgedet.benchmarks": "benchmarks",
-    },
+    package_dir={name: folder for name, folder in ROOTS.items()},
     install_requires=["numpy>=1.24", "opencv-python-headless>=4.8", "tqdm>=4.60"],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["edgedet=edgedet.cli:main"]},

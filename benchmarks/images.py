@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from edgedet.errors import InputError
@@ -38,3 +39,21 @@ def _coco_images(ann: Path) -> list[Path]:
     meta = json.loads(ann.read_text())
     root = ann.parent / "images"
     return [root / im["file_name"] for im in meta.get("images", []) if (root / im["file_name"]).is_file()]
+
+
+def make_video(path: Path, frames: int, size=(1280, 720), fps: int = 30, fourcc: str = "mp4v") -> Path:
+    """Photographs panned across the frame with moving coloured shapes: real decode and encode work."""
+    w, h = size
+    photos = [cv2.resize(p, (w * 2, h)) for p in sample_images()]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+    if not writer.isOpened():
+        raise RuntimeError(f"cannot write {path}")
+    for i in range(frames):
+        x = (i * 5) % w
+        frame = np.ascontiguousarray(photos[(i // 60) % len(photos)][:, x : x + w])
+        cx, cy = int(w / 2 + w / 3 * np.sin(i / 20)), int(h / 2 + h / 3 * np.cos(i / 25))
+        cv2.circle(frame, (cx, cy), h // 8, (0, 0, 255), -1)
+        cv2.rectangle(frame, (w - cx - 60, h - cy - 40), (w - cx + 60, h - cy + 40), (255, 128, 0), -1)
+        writer.write(frame)
+    writer.release()
+    return path

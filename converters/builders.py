@@ -80,25 +80,8 @@ def build_tensorrt(req: BuildRequest, path: Path) -> Path:
     return tensorrt_from_onnx(onnx_path, path, {"max_batch": req.max_batch, "device": req.device, **req.options})
 
 
-def engine_options(onnx_path: Path, options: dict):
-    """EngineOptions for an ONNX from its manifest's batch profile and the given options."""
-    from edgedet.manifest import Manifest
-
-    from .tensorrt_engine import EngineOptions
-
-    batch = Manifest.read(onnx_path).batch
-    opts = dict(options)
-    opts.pop("precision", None)
-    min_batch, max_batch = opts.pop("min_batch", None) or 1, opts.pop("max_batch", None) or batch.max
-    if not batch.dynamic:
-        min_batch = max_batch = batch.max
-    opt_batch = (opts.pop("opt_batch", None) or min_batch) if batch.dynamic else batch.max
-    opts.pop("opt_batch", None)
-    return EngineOptions(min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, **opts)
-
-
 def tensorrt_from_onnx(onnx_path: Path, path: Path, options: dict) -> Path:
-    from .tensorrt_engine import build_engine
+    from .tensorrt_engine import build_engine, engine_options
 
     return build_engine(onnx_path, path, engine_options(onnx_path, options))
 

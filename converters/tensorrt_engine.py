@@ -257,12 +257,23 @@ def trtexec_command(
     return cmd
 
 
+def engine_options(onnx_path: Path, options: dict) -> "EngineOptions":
+    """EngineOptions for an ONNX from its manifest's batch profile and the given options."""
+    batch = Manifest.read(onnx_path).batch
+    opts = dict(options)
+    opts.pop("precision", None)
+    min_batch, max_batch = opts.pop("min_batch", None) or 1, opts.pop("max_batch", None) or batch.max
+    if not batch.dynamic:
+        min_batch = max_batch = batch.max
+    opt_batch = (opts.pop("opt_batch", None) or min_batch) if batch.dynamic else batch.max
+    opts.pop("opt_batch", None)
+    return EngineOptions(min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, **opts)
+
+
 def trtexec_line(onnx_path: Path, engine_path: Path, options: dict) -> str:
     """The trtexec command that builds the same engine (for `edgedet build` where TensorRT's Python
     bindings are absent)."""
     import shlex
-
-    from .builders import engine_options
 
     m = Manifest.read(onnx_path)
     opts = engine_options(onnx_path, options)

@@ -9,7 +9,18 @@ from .configs import MODELS, ModelConfig, get_config
 from .detections import Detections
 from .errors import ArtifactError, BackendUnavailableError, ConversionError, EdgeDetError, InputError
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The installed distribution's version (setup.py is its one source); a bare checkout has none."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("edgedet")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "MODELS",

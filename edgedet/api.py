@@ -2,7 +2,7 @@
 
 This is the one place (with the CLI and integrations) that uses both converters and runtimes: a model name is
 built through the artifact cache (converters), then loaded (runtimes). The core and the runtimes never
-import the converters (DESIGN.md)."""
+import the converters (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def choose_backend(model: str, **build_kw):
     return choose(model, {k: str(v) for k, v in build_kw.items()}, load_on, _probe_image())
 
 
-def default_backend(model: str | None = None, device: str | None = None, **build_kw) -> BackendSpec:
+def fastest_backend(model: str | None = None, device: str | None = None, **build_kw) -> BackendSpec:
     """The measured fastest installed CPU backend for `model` (cached per machine); without a model, the first
     installed candidate. For a device other than the CPU, the first installed backend that runs on it."""
     from .auto_backend import candidates
@@ -71,9 +71,9 @@ def _probe_image():
         return rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
 
 
-def _timing_keys(build: dict) -> dict:
+def _timing_keys(build_kw: dict) -> dict:
     """The build keywords that change what the default-backend measurement times."""
-    return {k: build[k] for k in ("weights", "imgsz", "num_classes", "postprocess") if build.get(k) is not None}
+    return {k: build_kw[k] for k in ("weights", "imgsz", "num_classes", "postprocess") if build_kw.get(k) is not None}
 
 
 def is_model_name(source) -> bool:
@@ -89,21 +89,21 @@ def is_model_name(source) -> bool:
 
 
 def build(
-    model: str, backend: "str | BackendSpec | None" = None, device: str | None = None, rebuild: bool = False, **build
+    model: str, backend: "str | BackendSpec | None" = None, device: str | None = None, rebuild: bool = False, **build_kw
 ):
     """The cached artifact of `model` for a backend (its first format); returns a converters BuildResult."""
     from .converters.pipeline import BuildRequest, get_artifact
 
-    spec = get_backend(backend) if backend is not None else default_backend(model, **_timing_keys(build))
-    options = dict(build.pop("build_options", None) or {})
-    names = build.pop("class_names", None)
+    spec = get_backend(backend) if backend is not None else fastest_backend(model, **_timing_keys(build_kw))
+    options = dict(build_kw.pop("build_options", None) or {})
+    names = build_kw.pop("class_names", None)
     req = BuildRequest(
         model=str(model),
         format=spec.build_format.name,
         device=device,
         options=options,
         class_names=tuple(names) if names else None,
-        **build,
+        **build_kw,
     )
     return get_artifact(req, rebuild=rebuild)
 
@@ -132,7 +132,7 @@ def load(
     spec = (
         get_backend(backend)
         if backend is not None
-        else default_backend(str(source), device=device, **_timing_keys(build_kw))
+        else fastest_backend(str(source), device=device, **_timing_keys(build_kw))
     )
     built = build(str(source), spec, device if spec.build_format.device_specific else None, rebuild, **build_kw)
     return Detector.load(built.path, backend=spec, device=device, **kwargs)

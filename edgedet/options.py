@@ -53,6 +53,17 @@ def _coerce(owner: str, name: str, spec: Option, value):
     return value
 
 
+def check_probability(name: str, value) -> float:
+    """`value` as a float in [0, 1] (a score or IoU threshold); an InputError naming `name` otherwise."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number in [0, 1], got {value!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise InputError(f"{name} must be in [0, 1], got {v}")
+    return v
+
+
 def validate_options(owner: str, declared: dict[str, Option], given: dict) -> dict:
     """Defaults filled in, values coerced; an unknown name is an InputError naming the accepted ones."""
     unknown = [k for k in given if k not in declared]

@@ -6,7 +6,7 @@ CLI or the public API), into its spec, and the spec is passed on. Code never com
 field of the spec.
 
 Builders and runners are named as "module:attribute" strings and imported only when used, so this table
-imports nothing heavy, and the core does not import converters or runtimes (see DESIGN.md).
+imports nothing heavy, and the core does not import converters or runtimes (see docs/architecture.md).
 
 Adding a backend = one runner file + one BACKENDS row. Adding a format = one builder + one FORMATS row.
 """
@@ -212,6 +212,12 @@ for _b in BACKENDS.values():
     _DEFAULT_BACKEND.setdefault(_b.formats[0], _b.name)
 
 
+def build_precisions(formats=None) -> list[str]:
+    """The build precisions of the named formats (default: all), in table order without repeats."""
+    rows = FORMATS.values() if formats is None else [get_format(f) for f in formats]
+    return list(dict.fromkeys(p for f in rows for p in f.precisions))
+
+
 def load_object(ref: str):
     """Import "package.module:attribute" and return the attribute."""
     module, _, attr = ref.partition(":")
@@ -271,7 +277,7 @@ def format_of(path: "str | Path") -> FormatSpec:
     return FORMATS[_FORMAT_BY_SUFFIX[suffix]]
 
 
-def default_backend(fmt: FormatSpec) -> BackendSpec:
+def format_backend(fmt: FormatSpec) -> BackendSpec:
     if fmt.name not in _DEFAULT_BACKEND:
         raise ArtifactError(
             f"no backend here runs the {fmt.name} format ({fmt.description}): serve it with its "
@@ -285,7 +291,7 @@ def backend_for(path: "str | Path", backend: "str | BackendSpec | None" = None) 
     format's default."""
     fmt = format_of(path)
     if backend is None:
-        return default_backend(fmt)
+        return format_backend(fmt)
     spec = get_backend(backend)
     if fmt.name not in spec.formats:
         raise ArtifactError(

@@ -17,6 +17,7 @@ import numpy as np
 from edgedet.detections import Detections
 from edgedet.errors import ArtifactError, InputError
 from edgedet.manifest import Manifest
+from edgedet.options import check_probability
 from edgedet.postprocess import Postprocessor
 from edgedet.preprocess import Preprocessor, read_image, to_bgr8
 from edgedet.registry import backend_for, get_backend, remote_backend
@@ -37,21 +38,11 @@ class Timing:
         return self.pre + self.infer + self.post
 
 
-def _threshold(value) -> float:
-    try:
-        thr = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"score_threshold must be a number in [0, 1], got {value!r}") from None
-    if not 0.0 <= thr <= 1.0:
-        raise InputError(f"score_threshold must be in [0, 1], got {thr}")
-    return thr
-
-
 class Detector:
     def __init__(self, runner, manifest: Manifest, score_threshold: float = DEFAULT_SCORE_THRESHOLD):
         self.runner = runner
         self.manifest = manifest
-        self.score_threshold = _threshold(score_threshold)
+        self.score_threshold = check_probability("score_threshold", score_threshold)
         self.image_size = manifest.image_size
         self.class_names = list(manifest.class_names)
         inp = manifest.input
@@ -150,7 +141,7 @@ class Detector:
         if not batch:
             return []
         frames = [self._load(img, i) for i, img in enumerate(batch)]
-        thr = self.score_threshold if score_threshold is None else _threshold(score_threshold)
+        thr = self.score_threshold if score_threshold is None else check_probability("score_threshold", score_threshold)
         results: list[Detections] = []
         timing = Timing()
         step = self.static_batch or self.max_batch

@@ -23,6 +23,7 @@ import numpy as np
 
 from edgedet.detections import Detections
 from edgedet.errors import EdgeDetError
+from edgedet.options import check_probability
 
 from .sources import CaptureOptions, FrameSource, SourceStats, open_source
 
@@ -114,9 +115,11 @@ class DetectionStream:
                 src.close()
             raise
         self.realtime = realtime
-        from .detector import _threshold
-
-        self.thr = detector.score_threshold if score_threshold is None else _threshold(score_threshold)
+        self.thr = (
+            detector.score_threshold
+            if score_threshold is None
+            else check_probability("score_threshold", score_threshold)
+        )
         cap = detector.static_batch or detector.max_batch
         self.batch = max(1, min(int(batch or len(self.sources)), cap))
         self.stats = StreamStats(sources=[s.stats for s in self.sources])

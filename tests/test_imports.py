@@ -1,4 +1,4 @@
-"""Imports flow one way (DESIGN.md): the test reads every module's imports, top-level and inside functions,
+"""Imports flow one way (docs/architecture.md): the test reads every module's imports, top-level and inside functions,
 and fails on an arrow against the order.
 
     core (edgedet/ minus cli/, integrations/, api.py, __init__, __main__)  imports none of the others

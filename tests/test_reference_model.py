@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import edgedet
-from edgedet.benchmarks.reference_model import evaluate_backends
+from benchmarks.studies.reference_model import evaluate_backends
 from edgedet.data.synthetic import _backgrounds, _draw, generate
 from edgedet.registry import get_backend
 

@@ -1,5 +1,5 @@
 """The accuracy gate: COCO mAP of an artifact through the runtime Detector. The one place where converters
-use runtimes (DESIGN.md: converters import runtimes only to evaluate what they built)."""
+use runtimes (docs/architecture.md: converters import runtimes only to evaluate what they built)."""
 
 from __future__ import annotations
 

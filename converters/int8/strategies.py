@@ -43,13 +43,13 @@ STRATEGIES: dict[str, Strategy] = {
             "{stem}_int8_openvino.xml",
             # MIXED (asymmetric activations) first: EfficientDet's swish outputs lie in [-0.28, inf), which a
             # symmetric range halves; on the reference model it lost 0.002 AP held out where PERFORMANCE lost
-            # 0.007 (0.003 vs 0.010 at 512 px), at the same speed within 2% (int8_reference_cpu_aware/)
+            # 0.007 (0.003 vs 0.010 at 512 px), at the same speed within 2% (benchmarks/RESULTS.md, INT8)
             presets=("mixed", "performance"),
             accuracy_control="edgedet.converters.int8.builders:build_nncf_accuracy_control",
             validation="edgedet.converters.int8.gate:openvino_validation",
             # EfficientDet's class/box heads run one set of depthwise weights over five pyramid levels; NNCF's
-            # own ranking of the reference model reverted 24 of them among its 26 reverts (benchmarks/results/
-            # int8_reference_nncf), and with them in float the reference model is within budget without ranking
+            # own ranking of the reference model reverted 24 of them among its 26 reverts, and with them in float
+            # the reference model is within budget without ranking (benchmarks/RESULTS.md, INT8)
             float_prior=(("head depthwise convs", (r"(class|box)_net/.*conv_dw",)),),
             cpu_int8=True,
             description="NNCF post-training quantization of the OpenVINO IR; with a validation set NNCF's "

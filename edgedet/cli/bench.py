@@ -6,8 +6,9 @@ import json
 import sys
 
 from edgedet.errors import InputError
+from edgedet.registry import BACKENDS, build_precisions
 
-from .common import models, positive, probability
+from .common import models, names, positive, probability
 
 HELP = "benchmark latency, FPS and FPS/FLOP of models on backends"
 
@@ -17,10 +18,10 @@ def add_arguments(p):
     p.add_argument(
         "--backend",
         default="auto",
-        help="comma list: openvino,onnxruntime,torch,trt, or auto (the "
+        help=f"comma list of {names(BACKENDS.values(), lambda b: not b.schemes)}, or auto (the "
         "backend measured fastest here for the first model)",
     )
-    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32")
+    p.add_argument("--precision", choices=[*build_precisions(), "int8"], default="fp32")
     p.add_argument("--batch", type=positive, default=1, help="batch of the throughput measurement")
     p.add_argument("--imgsz", type=positive)
     p.add_argument("--iters", type=positive, default=50)

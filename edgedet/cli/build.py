@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 from edgedet.errors import BackendUnavailableError, InputError
+from edgedet.registry import BACKENDS, build_precisions
 
 from .check import print_report, static_check
-from .common import batch, emit, positive
+from .common import batch, emit, names, positive
 
 HELP = "build a deployable artifact (default: a TensorRT engine) from a model name or an ONNX"
 
@@ -21,12 +22,19 @@ def add_arguments(p):
     p.add_argument(
         "--model", required=True, help="model name, or an .onnx with its manifest (e.g. int8/*_tensorrt.onnx)"
     )
-    p.add_argument("--backend", default="tensorrt", help="backend to build for (default trt): its format is built")
+    p.add_argument(
+        "--backend",
+        default="tensorrt",
+        help=f"backend to build for: {names(BACKENDS.values(), lambda b: b.build_format.from_onnx)} (its format is "
+        "built; default tensorrt)",
+    )
     p.add_argument("--device", help="GPU to build for (cuda, cuda:N)")
     p.add_argument("--weights", help="weights for a model name")
     p.add_argument("--imgsz", type=positive)
     p.add_argument(
-        "--precision", choices=["fp32", "fp16"], help="for a model name (default fp16); an ONNX keeps its own precision"
+        "--precision",
+        choices=build_precisions(["tensorrt"]),
+        help="for a model name (default fp16); an ONNX keeps its own precision",
     )
     p.add_argument("--batch", type=batch, default=1, help="static batch or 'dynamic'")
     p.add_argument("--min-batch", type=positive, default=1)

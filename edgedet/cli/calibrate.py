@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from edgedet.converters.int8.strategies import STRATEGIES
+
 from .common import nonnegative, positive
 
 HELP = "INT8 artifacts for OpenVINO / ONNX Runtime / TensorRT from one calibration set, gated on mAP"
@@ -18,7 +20,7 @@ def add_arguments(p):
     p.add_argument("--num", type=positive, default=300)
     p.add_argument("--every", type=positive, help="video: take every k-th frame")
     p.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="percentile")
-    p.add_argument("--backend", default="openvino,onnxruntime", help="comma list of openvino, onnxruntime, trt")
+    p.add_argument("--backend", default="openvino,onnxruntime", help=f"comma list of {', '.join(STRATEGIES)}")
     p.add_argument("--val", help="COCO json for the accuracy gate")
     p.add_argument("--images", help="validation image folder")
     p.add_argument("--max-map-drop", type=float, default=0.01)

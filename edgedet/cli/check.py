@@ -6,15 +6,20 @@ import json
 from pathlib import Path
 
 from edgedet.errors import EdgeDetError, InputError
+from edgedet.registry import BACKENDS
 
-from .common import positive
+from .common import names, positive
 
 HELP = "static compatibility check of an ONNX file for a backend (runs without the backend)"
 
 
 def add_arguments(p):
     p.add_argument("onnx", help="ONNX file")
-    p.add_argument("--backend", default="tensorrt", help="backend whose parser rules to check against (default trt)")
+    p.add_argument(
+        "--backend",
+        default="tensorrt",
+        help=f"backend whose parser rules to check against: {names(BACKENDS.values(), lambda b: b.static_check)}",
+    )
     p.add_argument("--min-batch", type=positive)
     p.add_argument("--max-batch", type=positive)
     p.add_argument("--json", action="store_true")

@@ -46,6 +46,11 @@ probability = _number(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 positive_float = _number(float, lambda v: v > 0, "a positive number")
 
 
+def names(items, where=lambda item: True) -> str:
+    """A help text's list of table rows (backends, formats), from the table itself: it cannot go stale."""
+    return ", ".join(i.name for i in items if where(i))
+
+
 def add_detector_arguments(p) -> None:
     """The arguments that name a Detector (read by load_detector / artifact_of): what runs, where, how strict."""
     p.add_argument(
@@ -53,7 +58,9 @@ def add_detector_arguments(p) -> None:
         required=True,
         help="artifact (.onnx, .xml, .pth, .engine), model name, or server URL (grpc://host:8001/d0)",
     )
-    p.add_argument("--backend", help="onnxruntime | openvino | torch | tensorrt (default: by artifact format)")
+    from edgedet.registry import BACKENDS
+
+    p.add_argument("--backend", help=f"{names(BACKENDS.values())} (default: by artifact format)")
     p.add_argument("--device", help="cpu, cuda, cuda:N, gpu (OpenVINO)")
     p.add_argument("--weights", help="weights for a model name")
     p.add_argument("--imgsz", type=positive, help="input size for a model name")
@@ -68,13 +75,13 @@ def resolve_backend(a):
     """--backend as given, or for a model name the measured default (said on stderr, with why)."""
     import sys
 
-    from edgedet.api import choose_backend, default_backend, is_model_name
+    from edgedet.api import choose_backend, fastest_backend, is_model_name
     from edgedet.devices import parse_device
 
     if a.backend or not is_model_name(a.model):
         return a.backend
     if parse_device(getattr(a, "device", None)).kind != "cpu":
-        return default_backend(a.model, device=a.device)
+        return fastest_backend(a.model, device=a.device)
     choice = choose_backend(a.model, **build_keywords(a))
     print(f"backend: {choice.backend.name} ({choice.reason})", file=sys.stderr)
     return choice.backend

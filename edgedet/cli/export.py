@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from edgedet.registry import FORMATS
+from edgedet.converters.triton_repo import TRITON
+from edgedet.registry import FORMATS, build_precisions
 
 from .common import batch, emit, positive
 
@@ -20,10 +21,10 @@ def add_arguments(p):
     p.add_argument("--max-batch", type=positive, default=32, help="largest batch of a dynamic profile")
     p.add_argument("--postprocess", choices=["host", "graph"], default="host")
     p.add_argument("--format", choices=EXPORT_FORMATS, default="onnx")
-    p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
+    p.add_argument("--precision", choices=build_precisions(EXPORT_FORMATS), default="fp32")
     p.add_argument("--u8-input", action="store_true", help="OpenVINO: bake u8 NHWC BGR input preprocessing into the IR")
     p.add_argument("--exporter", choices=["torchscript", "dynamo"], help="ONNX exporter (default torchscript)")
-    p.add_argument("--backend", help="triton: the Triton backend of the model (onnxruntime, openvino, tensorrt)")
+    p.add_argument("--backend", help=f"triton: the Triton backend of the model ({', '.join(TRITON)})")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--json", action="store_true")
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgedet.benchmarks.streaming import make_video
+from edgedet.benchmarks.images import make_video
 from edgedet.cli import main
 
 

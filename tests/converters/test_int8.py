@@ -265,7 +265,7 @@ def _fake_quantized_inputs(xml, name_part: str) -> set[str]:
 def test_openvino_int8_uses_nncf_accuracy_control(artifacts, calib_dir, pseudo_labelled, tmp_path):
     """The real NNCF accuracy control with the COCO AP of the validation set as its metric. The budget is one the
     fully quantized tiny model meets, so NNCF validates and returns without ranking its 242 quantized ops (ranking
-    takes minutes; it is exercised on the reference model in benchmarks/results/int8_reference_nncf/)."""
+    takes minutes; it is exercised on the reference model: benchmarks/RESULTS.md, INT8)."""
     logs = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgedet.benchmarks.streaming import make_video
+from edgedet.benchmarks.images import make_video
 from edgedet.errors import EdgeDetError, InputError
 from edgedet.runtimes import CaptureOptions, Detector
 from edgedet.runtimes.sinks import VideoSink
@@ -369,7 +369,7 @@ def test_cli_unknown_url_is_one_line_error(artifacts):
 @pytest.mark.slow
 def test_soak_10k_frames_memory_flat(artifacts, tmp_path):
     """10,000 frames through stream(); resident memory after warm-up grows by less than 5%."""
-    from edgedet.benchmarks.streaming import run_soak
+    from benchmarks.studies.streaming import run_soak
 
     video = make_video(tmp_path / "soak.mp4", 10_000, size=(160, 120))
     det = Detector.load(artifacts["openvino"], hint="THROUGHPUT")

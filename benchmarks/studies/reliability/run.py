@@ -1,6 +1,6 @@
 """Repeat the failure cases of issue 16 many times and count failures.
 
-    python benchmarks/reliability/run.py --trials 20 --out benchmarks/results/reliability
+    python -m benchmarks.studies.reliability.run --trials 20 --out benchmarks/results/reliability
 
 Cases (each `--trials` times, on the tiny `test` model so a trial takes seconds):
 - kill9-export:   `edgedet export` over a valid artifact, killed with SIGKILL at a random moment; the artifact
@@ -229,7 +229,7 @@ def throughput(model_paths: dict, images, seconds: float = 4.0) -> list[dict]:
 def _prepare(work: Path):
     import torch
 
-    from edgedet.benchmarks.streaming import make_video
+    from benchmarks.studies.streaming import make_video
     from edgedet.converters.pipeline import BuildRequest, export_artifact
     from edgedet.model import create_model
 
@@ -299,7 +299,8 @@ def main(argv=None) -> int:
         write_json_atomic(
             Path(a.out) / "reliability.json",
             {
-                "command": "python benchmarks/reliability/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                "command": "python -m benchmarks.studies.reliability.run "
+                + " ".join(sys.argv[1:] if argv is None else argv),
                 "cases": table,
                 "shared_detector_throughput": rows,
                 "environment": environment(),

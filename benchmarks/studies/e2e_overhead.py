@@ -1,6 +1,6 @@
 """Detector end-to-end FPS vs the bare backend session on the same artifact, measured in one run.
 
-    python -m edgedet.benchmarks.e2e_overhead --model d0 --iters 100 [--out benchmarks/results/e2e_overhead.json]
+    python -m benchmarks.studies.e2e_overhead --model d0 --iters 100 [--out benchmarks/results/e2e_overhead.json]
 
 The bare session is the backend's own API fed one prepared input tensor (ONNX Runtime InferenceSession.run,
 OpenVINO CompiledModel infer request): what a user gets with no pre/post-processing at all. The Detector
@@ -21,12 +21,11 @@ import time
 import numpy as np
 
 from edgedet.api import build
+from edgedet.benchmarks.environment import environment
+from edgedet.benchmarks.images import sample_images
+from edgedet.benchmarks.stats import summarize, time_calls
 from edgedet.fileio import write_json_atomic
 from edgedet.runtimes import Detector
-
-from .environment import environment
-from .images import sample_images
-from .stats import summarize, time_calls
 
 
 def bare_onnxruntime(path, x):
@@ -160,7 +159,7 @@ def main(argv=None) -> int:
         write_json_atomic(
             a.out,
             {
-                "command": "python -m edgedet.benchmarks.e2e_overhead " + " ".join(args),
+                "command": "python -m benchmarks.studies.e2e_overhead " + " ".join(args),
                 "environment": environment(),
                 "rows": rows,
                 "date": time.strftime("%Y-%m-%d %H:%M:%S"),

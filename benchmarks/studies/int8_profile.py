@@ -1,6 +1,6 @@
 """Where INT8 time goes on this CPU: OpenVINO's per-layer performance counters for an FP32 and an INT8 IR, same run.
 
-    python -m edgedet.benchmarks.int8_profile --fp32 d0.xml --int8 d0_int8_openvino.xml --out results/int8_profile
+    python -m benchmarks.studies.int8_profile --fp32 d0.xml --int8 d0_int8_openvino.xml --out results/int8_profile
 
 Both models are compiled with PERF_COUNT on the LATENCY hint and run on the same letterboxed input; per layer type
 and kernel (OpenVINO's exec_type, e.g. jit_avx2_FP32 vs jit_avx2_I8 / ref_any), the median time per inference is
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--out")
     a = ap.parse_args(argv)
-    from .environment import environment
+    from edgedet.benchmarks.environment import environment
 
     fp32, int8 = profile(a.fp32, a.iters), profile(a.int8, a.iters)
     f_types, i_types = by_type(fp32["layers"]), by_type(int8["layers"])
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
         write_json_atomic(
             Path(a.out) / "int8_profile.json",
             {
-                "command": "python -m edgedet.benchmarks.int8_profile "
+                "command": "python -m benchmarks.studies.int8_profile "
                 + " ".join(sys.argv[1:] if argv is None else argv),
                 "fp32": {
                     "total_ms": round(fp32["total_ms"], 3),

@@ -1,6 +1,6 @@
 """Ray Serve: requests/s and latency at 1 and 8 concurrent clients, with @serve.batch on and off, same run.
 
-    python -m edgedet.benchmarks.ray_serve --out benchmarks/results/ray_serve
+    python -m benchmarks.studies.ray_serve --out benchmarks/results/ray_serve
 
 The reference model (D0, 256 px, dynamic batch up to 8, ONNX Runtime) on generated JPEG images, one replica on a
 local Ray. Each client posts images back to back over HTTP (keep-alive off, as urllib does); latency is the
@@ -61,12 +61,11 @@ def main(argv=None) -> int:
     from ray import serve
 
     from edgedet.api import build
+    from edgedet.benchmarks.environment import environment
     from edgedet.data.synthetic import generate
     from edgedet.integrations.ray_serve import detector_app
     from edgedet.preprocess import read_image
     from edgedet.runtimes import Detector
-
-    from .environment import environment
 
     ref = Path(__file__).resolve().parents[1] / "tests" / "assets" / "reference_d0_shapes_fp16.pth"
     tmp = Path(tempfile.mkdtemp(prefix="edgedet-rayserve-"))
@@ -115,7 +114,7 @@ def main(argv=None) -> int:
         write_json_atomic(
             Path(a.out) / "ray_serve.json",
             {
-                "command": "python -m edgedet.benchmarks.ray_serve " + " ".join(sys.argv[1:] if argv is None else argv),
+                "command": "python -m benchmarks.studies.ray_serve " + " ".join(sys.argv[1:] if argv is None else argv),
                 "artifact": "reference d0 (tests/assets/reference_d0_shapes_fp16.pth), 256 px, ONNX Runtime, "
                 "dynamic batch <= 8, one replica",
                 "rows": rows,

@@ -1,6 +1,6 @@
 """Cold start: from Detector.load to the first detection, in fresh processes, first and second start.
 
-    python -m edgedet.benchmarks.cold_start --model d0 --out benchmarks/results/cold_start
+    python -m benchmarks.studies.cold_start --model d0 --out benchmarks/results/cold_start
 
 The first start on a machine compiles (OpenVINO) or optimises (ONNX Runtime) the model; OpenVINO then keeps
 the compiled blob in its model cache inside the edgedet cache, so the second start loads it. Each start is a new
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
         write_json_atomic(
             Path(a.out) / "cold_start.json",
             {
-                "command": "python -m edgedet.benchmarks.cold_start "
+                "command": "python -m benchmarks.studies.cold_start "
                 + " ".join(sys.argv[1:] if argv is None else argv),
                 "definition": "fresh process; ms from Detector.load to the first detection (imports excluded)",
                 "rows": rows,

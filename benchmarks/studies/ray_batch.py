@@ -1,6 +1,6 @@
 """Ray Data batch detection vs the plain local Detector loop, same images, same run.
 
-    python -m edgedet.benchmarks.ray_batch --images 200,1000 --repeats 3 --out benchmarks/results/ray_batch
+    python -m benchmarks.studies.ray_batch --images 200,1000 --repeats 3 --out benchmarks/results/ray_batch
 
 The reference model (D0, 256 px, ONNX Runtime) on generated shapes images. Each measurement is a whole job, as a
 user runs it: the plain loop loads its Detector and detects every file; a Ray Data job (local Ray already up)
@@ -86,9 +86,8 @@ def main(argv=None) -> int:
     import ray
 
     from edgedet.api import build
+    from edgedet.benchmarks.environment import environment
     from edgedet.data.synthetic import generate
-
-    from .environment import environment
 
     ref = Path(__file__).resolve().parents[1] / "tests" / "assets" / "reference_d0_shapes_fp16.pth"
     artifact = str(build("d0", "onnxruntime", weights=str(ref), imgsz=256).path)
@@ -121,7 +120,7 @@ def main(argv=None) -> int:
         write_json_atomic(
             Path(a.out) / "ray_batch.json",
             {
-                "command": "python -m edgedet.benchmarks.ray_batch " + " ".join(sys.argv[1:] if argv is None else argv),
+                "command": "python -m benchmarks.studies.ray_batch " + " ".join(sys.argv[1:] if argv is None else argv),
                 "measured": "whole jobs: the plain loop includes its Detector load, Ray jobs their actor start-up; "
                 "medians of interleaved repeats",
                 "rows": rows,

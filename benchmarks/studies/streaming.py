@@ -1,8 +1,8 @@
 """Streaming benchmarks on a generated video: pipelined `Detector.stream` vs the naive loop, and a soak run.
 
-    python -m edgedet.benchmarks.streaming throughput --model d0 --backend openvino,onnxruntime \\
+    python -m benchmarks.studies.streaming throughput --model d0 --backend openvino,onnxruntime \\
         --frames 300 --out benchmarks/results/streaming_d0
-    python -m edgedet.benchmarks.streaming soak --model d0 --weights tests/assets/reference_d0_shapes_fp16.pth \\
+    python -m benchmarks.studies.streaming soak --model d0 --weights tests/assets/reference_d0_shapes_fp16.pth \\
         --imgsz 256 --frames 10000 --out benchmarks/results/streaming_soak
 
 throughput: both loops read the same video, detect with the same artifact, draw and write an annotated mp4.
@@ -25,25 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-
-def make_video(path: Path, frames: int, size=(1280, 720), fps: int = 30, fourcc: str = "mp4v") -> Path:
-    """Photographs panned across the frame with moving coloured shapes: real decode and encode work."""
-    from .images import sample_images
-
-    w, h = size
-    photos = [cv2.resize(p, (w * 2, h)) for p in sample_images()]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
-    if not writer.isOpened():
-        raise RuntimeError(f"cannot write {path}")
-    for i in range(frames):
-        x = (i * 5) % w
-        frame = np.ascontiguousarray(photos[(i // 60) % len(photos)][:, x : x + w])
-        cx, cy = int(w / 2 + w / 3 * np.sin(i / 20)), int(h / 2 + h / 3 * np.cos(i / 25))
-        cv2.circle(frame, (cx, cy), h // 8, (0, 0, 255), -1)
-        cv2.rectangle(frame, (w - cx - 60, h - cy - 40), (w - cx + 60, h - cy + 40), (255, 128, 0), -1)
-        writer.write(frame)
-    writer.release()
-    return path
+from edgedet.benchmarks.images import make_video
 
 
 def build_artifact_path(model: str, backend: str, weights: str | None, imgsz: int | None) -> Path:
@@ -327,10 +309,10 @@ def main(argv=None) -> int:
     res = {"throughput": throughput, "cameras": cameras, "soak": soak}[a.cmd](a)
     import json
 
-    from .environment import environment
+    from edgedet.benchmarks.environment import environment
 
     res.update(
-        command="python -m edgedet.benchmarks.streaming " + " ".join(sys.argv[1:] if argv is None else argv),
+        command="python -m benchmarks.studies.streaming " + " ".join(sys.argv[1:] if argv is None else argv),
         environment=environment(),
         date=time.strftime("%Y-%m-%d %H:%M:%S"),
     )

@@ -6,8 +6,8 @@ benchmarks/results/reference_model.json):
     python -m edgedet.data.synthetic data/shapes_test --train 0 --val 200 --size 256 --seed 7   # held out
     edgedet train --model d0 --imgsz 256 --data data/shapes/train.json --val-data data/shapes/val.json \
         --epochs 26 --batch 8 --lr 2e-3 --out runs/d0_shapes
-    python -m edgedet.benchmarks.reference_model pack runs/d0_shapes/best.pth tests/assets/reference_d0_shapes_fp16.pth
-    python -m edgedet.benchmarks.reference_model eval tests/assets/reference_d0_shapes_fp16.pth data/shapes/val.json \
+    python -m benchmarks.studies.reference_model pack runs/d0_shapes/best.pth tests/assets/reference_d0_shapes_fp16.pth
+    python -m benchmarks.studies.reference_model eval tests/assets/reference_d0_shapes_fp16.pth data/shapes/val.json \
         --test data/shapes_test/val.json --out benchmarks/results/reference_model.json
 
 `best.pth` is the epoch with the best validation mAP, so the validation split takes part in model selection;
@@ -89,14 +89,13 @@ def main(argv=None) -> int:
     res["val"] = evaluate_backends(a.weights, a.val)
     print(json.dumps(res, indent=2))
     if a.out:
+        from edgedet.benchmarks.environment import environment
         from edgedet.fileio import write_json_atomic
-
-        from .environment import environment
 
         write_json_atomic(
             a.out,
             {
-                "command": "python -m edgedet.benchmarks.reference_model " + " ".join(sys.argv[1:]),
+                "command": "python -m benchmarks.studies.reference_model " + " ".join(sys.argv[1:]),
                 "weights": a.weights,
                 "val": a.val,
                 "test": a.test,

@@ -1,7 +1,7 @@
 """Is the measured default backend the fastest here? Resolve it on a fresh cache, then time every candidate
 again, longer, in the same run, and compare.
 
-    python -m edgedet.benchmarks.default_backend --model d0 --out benchmarks/results/default_backend_d0
+    python -m benchmarks.studies.default_backend --model d0 --out benchmarks/results/default_backend_d0
 """
 
 from __future__ import annotations
@@ -27,9 +27,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("EDGEDET_CACHE", tempfile.mkdtemp(prefix="edgedet-default-"))
     from edgedet.api import _probe_image, build, choose_backend
     from edgedet.auto_backend import CALLS, candidates
+    from edgedet.benchmarks.environment import environment
     from edgedet.runtimes import Detector
-
-    from .environment import environment
 
     kw = {k: v for k, v in (("weights", a.weights), ("imgsz", a.imgsz)) if v}
     t0 = time.perf_counter()
@@ -61,7 +60,7 @@ def main(argv=None) -> int:
         "fastest_in_check": fastest,
         "chosen_over_fastest": round(ratio, 3),
         "within_5_percent": ratio <= 1.05,
-        "command": "python -m edgedet.benchmarks.default_backend " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m benchmarks.studies.default_backend " + " ".join(sys.argv[1:] if argv is None else argv),
         "environment": environment(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
