@@ -57,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     except EdgeDetError as e:
         print(f"edgedet {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as e:  # an optional dependency of this command (torch on a runtime-only install)
+        from edgedet.extras import missing_module_message
+
+        print(f"edgedet {args.command}: error: {missing_module_message(e)}", file=sys.stderr)
+        return 2
     except OSError as e:  # disk full, read-only folder, permissions: one line, not a traceback
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
         print(f"edgedet {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
