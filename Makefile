@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: bench test typecheck venv triton-server clean
+.PHONY: bench test typecheck lint docs venv triton-server clean
 
 venv: $(VENV)/.installed
 
@@ -42,6 +42,15 @@ test: venv triton-server
 # uses checked against what the real TensorRT 8.6 / 10 / 11 bindings define (typecheck/trt_names.json).
 typecheck: venv
 	PROJECT_PY=$(BIN)/python PY=$(PY) bash typecheck/run.sh
+
+# ruff's lint rules and formatter (configured in pyproject.toml; .pre-commit-config.yaml runs the same)
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# the documentation site, strict: a broken link, a missing page or a stale CLI reference fails the build
+docs: venv
+	$(BIN)/mkdocs build --strict --site-dir $(OUT)/site
 
 clean:
 	rm -rf $(VENV) $(TRITON_VENV) $(OUT) build dist *.egg-info

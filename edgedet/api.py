@@ -7,9 +7,13 @@ import the converters (docs/architecture.md)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import InputError
 from .registry import BACKENDS, BackendSpec, get_backend
+
+if TYPE_CHECKING:
+    from .auto_backend import Choice
 
 # keyword arguments of load() that describe the artifact to build for a model name (the rest are runtime options)
 BUILD_KEYS = (
@@ -25,7 +29,7 @@ BUILD_KEYS = (
 )
 
 
-def choose_backend(model: str, **build_kw):
+def choose_backend(model: str, **build_kw) -> "Choice":
     """The measured default backend for a model name on this machine (edgedet.auto_backend): a Choice with the
     spec and the reason."""
     from .auto_backend import choose

@@ -207,7 +207,7 @@ _BACKEND_NAMES = {a: b.name for b in BACKENDS.values() for a in (b.name, *b.alia
 _BACKEND_BY_SCHEME = {s: b.name for b in BACKENDS.values() for s in b.schemes}
 _FORMAT_BY_SUFFIX = {s: f.name for f in FORMATS.values() for s in f.suffixes}
 # the backend an artifact runs on when none is named: the first backend whose own format it is
-_DEFAULT_BACKEND = {}
+_DEFAULT_BACKEND: dict[str, str] = {}
 for _b in BACKENDS.values():
     _DEFAULT_BACKEND.setdefault(_b.formats[0], _b.name)
 
