@@ -39,8 +39,22 @@ def build_torch(req: BuildRequest, path: Path) -> Path:
     return save_torch_artifact(_create(req), path, req.class_names, _weights_info(req), req.precision, req.max_batch)
 
 
+# options of the ONNX graph itself: formats made from ONNX pass them on to the ONNX they are built from
+GRAPH_OPTIONS = {
+    "output_form": Option(str, "edgedet", help="in-graph output layout: edgedet, efficientnms, ssd, yolonas"),
+    "input_form": Option(str, "normalized", help="input tensor: normalized, pixels (float 0..255), u8_bgr"),
+}
+
+
+def _graph_options(req: BuildRequest) -> dict:
+    return {k: req.options[k] for k in GRAPH_OPTIONS if req.options.get(k) is not None}
+
+
 @declares(
-    exporter=Option(str, "torchscript", ("torchscript", "dynamo")), opset=Option(int, 17), simplify=Option(bool, True)
+    exporter=Option(str, "torchscript", ("torchscript", "dynamo")),
+    opset=Option(int, 17),
+    simplify=Option(bool, True),
+    **GRAPH_OPTIONS,
 )
 def build_onnx(req: BuildRequest, path: Path) -> Path:
     from .onnx_export import ExportOptions, export_onnx
@@ -52,13 +66,22 @@ def build_onnx(req: BuildRequest, path: Path) -> Path:
 
 
 def _onnx_request(req: BuildRequest, **changes) -> BuildRequest:
-    return req.replace(**{"format": "onnx", "device": None, "options": {}, **changes})
+    return req.replace(**{"format": "onnx", "device": None, "options": _graph_options(req), **changes})
 
 
-@declares(u8_bgr_input=Option(bool, False, help="bake u8 NHWC BGR input preprocessing into the IR"))
+@declares(
+    u8_bgr_input=Option(bool, False, help="bake u8 NHWC BGR input preprocessing into the IR"),
+    model_api=Option(bool, False, help="write OpenVINO model_api's model_info into the IR's rt_info"),
+    **GRAPH_OPTIONS,
+)
 def build_openvino(req: BuildRequest, path: Path) -> Path:
+    if req.options.get("model_api"):  # model_api reads the ssd form of pixel input: made so unless asked otherwise
+        from .openvino_ir import MODEL_API_FORMS
+
+        req = req.replace(postprocess="graph", options={**MODEL_API_FORMS, **req.options})
     onnx_path = get_artifact(_onnx_request(req, precision="fp32")).path
-    return openvino_from_onnx(onnx_path, path, {"precision": req.precision, **req.options})
+    options = {k: v for k, v in req.options.items() if k not in GRAPH_OPTIONS}
+    return openvino_from_onnx(onnx_path, path, {"precision": req.precision, **options})
 
 
 def openvino_from_onnx(onnx_path: Path, path: Path, options: dict) -> Path:

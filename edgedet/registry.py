@@ -36,6 +36,7 @@ class FormatSpec:
     from_onnx: str = ""  # "module:function"(onnx_path, out_path, options) for `edgedet build`
     offline_command: str = ""  # "module:function" giving the equivalent command line where the library
     description: str = ""  # is absent (trtexec for engines)
+    embedding: str = ""  # "module:attr" of the edgedet.embedded.Embedding that carries the manifest in the file
 
     @property
     def suffix(self) -> str:
@@ -98,6 +99,7 @@ FORMATS: dict[str, FormatSpec] = {
             "export",
             ("fp32", "fp16"),
             description="ONNX opset 17, static or dynamic batch, host or in-graph post-processing",
+            embedding="edgedet.embedded:ONNX",
         ),
         FormatSpec(
             "openvino",
@@ -109,6 +111,7 @@ FORMATS: dict[str, FormatSpec] = {
             sidecars=(".bin",),
             from_onnx="edgedet.converters.builders:openvino_from_onnx",
             description="OpenVINO IR (.xml + .bin)",
+            embedding="edgedet.embedded:OPENVINO",
         ),
         FormatSpec(
             "tensorrt",
