@@ -75,10 +75,10 @@ def _onnx_request(req: BuildRequest, **changes) -> BuildRequest:
     **GRAPH_OPTIONS,
 )
 def build_openvino(req: BuildRequest, path: Path) -> Path:
-    if req.options.get("model_api"):  # model_api reads the ssd form of pixel input: made so unless asked otherwise
+    if req.options.get("model_api"):  # model_api reads the ssd form of pixel input: the IR is made so
         from .openvino_ir import MODEL_API_FORMS
 
-        req = req.replace(postprocess="graph", options={**MODEL_API_FORMS, **req.options})
+        req = req.replace(postprocess="graph", options={**req.options, **MODEL_API_FORMS})
     onnx_path = get_artifact(_onnx_request(req, precision="fp32")).path
     options = {k: v for k, v in req.options.items() if k not in GRAPH_OPTIONS}
     return openvino_from_onnx(onnx_path, path, {"precision": req.precision, **options})
