@@ -149,3 +149,49 @@ def build_triton(req: BuildRequest, path: Path) -> Path:
             "Build 1/model.plan from 1/model.onnx:\n  " + line,
         )
     return write_repository(get_artifact(inner_req).path, spec.name, config, **opts)
+
+
+def _consumer_folder(path: Path, consumer: str) -> Path:
+    """`<out>/<name>.<consumer>` (the FORMATS suffix) -> the folder `<out>/<name>-<consumer>/`."""
+    return path.with_name(f"{path.stem}-{consumer}")
+
+
+@declares(
+    gpu_id=Option(int, 0, minimum=0, help="DeepStream: gpu-id of the config and its engine's name"),
+    score_threshold=Option(float, 0.25, minimum=0.0, help="pre-cluster-threshold"),
+)
+def build_deepstream(req: BuildRequest, path: Path) -> Path:
+    """A DeepStream nvinfer folder (converters/deepstream.py): the FP32 ONNX (TensorRT builds the engine in the
+    requested precision), efficientnms outputs, pixel input; returns its config_infer_primary.txt."""
+    from .deepstream import FORMS, write_deepstream
+
+    inner = get_artifact(req.replace(format="onnx", precision="fp32", postprocess="graph", device=None, options=FORMS))
+    return write_deepstream(
+        inner.path,
+        _consumer_folder(path, "deepstream"),
+        req.precision,
+        req.options["score_threshold"],
+        req.options["gpu_id"],
+    )
+
+
+@declares(backend=Option(str, "openvino", ("openvino", "onnxruntime"), help="Frigate's detector: openvino or onnx"))
+def build_frigate(req: BuildRequest, path: Path) -> Path:
+    """A Frigate folder (converters/frigate.py): a batch-1 model of u8 BGR input in the output form of Frigate's
+    model_type for the backend, its labelmap and config block; returns the block's path."""
+    from edgedet.registry import get_backend
+
+    from .frigate import DETECTORS, write_frigate
+
+    spec = get_backend(req.options["backend"])
+    detector = DETECTORS[spec.name]
+    inner = get_artifact(
+        req.replace(
+            format=spec.build_format.name,
+            postprocess="graph",
+            batch=1,
+            device=None,
+            options={"output_form": detector.output_form, "input_form": "u8_bgr"},
+        )
+    )
+    return write_frigate(inner.path, _consumer_folder(path, "frigate"), spec.name)

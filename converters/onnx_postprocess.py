@@ -321,6 +321,10 @@ def append_postprocess(
     g.node.extend(pg.nodes)
     del g.output[:]
     g.output.extend(outputs)
+    used = {i for n in g.node for i in n.input}
+    unused = [t for t in g.initializer if t.name.startswith("pp_") and t.name not in used]  # other forms' constants
+    for t in unused:
+        g.initializer.remove(t)
     return model
 
 

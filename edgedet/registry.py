@@ -135,6 +135,26 @@ FORMATS: dict[str, FormatSpec] = {
             description="effdet-layout state dict",
         ),
         FormatSpec(
+            "deepstream",
+            (".deepstream",),
+            "edgedet.converters.builders:build_deepstream",
+            "onnx",
+            "export",
+            ("fp32", "fp16"),
+            description="DeepStream nvinfer folder <out>/<name>-deepstream/{config_infer_primary.txt,labels.txt,"
+            "<name>.onnx}: efficientnms outputs, stock parser",
+        ),
+        FormatSpec(
+            "frigate",
+            (".frigate",),
+            "edgedet.converters.builders:build_frigate",
+            "onnx",
+            "export",
+            ("fp32", "fp16"),
+            description="Frigate NVR folder <out>/<name>-frigate/{frigate.yml,labelmap.txt,model}: openvino (ssd) or "
+            "onnx (yolonas) detector",
+        ),
+        FormatSpec(
             "triton",
             (".pbtxt",),
             "edgedet.converters.builders:build_triton",
