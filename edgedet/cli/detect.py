@@ -291,6 +291,10 @@ class _Outputs:
             [str(self.jsonl.path)] if self.jsonl else []
         )
 
+    def codecs(self) -> dict[str, str]:
+        """Each written video -> the codec that wrote it (H.264 through PyAV, or OpenCV's mp4v)."""
+        return {str(s.path): s.description for s in self.videos if s is not None and s.frames}
+
 
 def detect_stream(a) -> int:
     from edgedet.progress import progress
@@ -340,7 +344,12 @@ def detect_stream(a) -> int:
 def _report_stream(a, stream, det, outputs: _Outputs, interrupted: bool) -> int:
     summary = stream.stats.to_dict()
     summary.update(
-        model=a.model, backend=det.backend, device=det.device, interrupted=interrupted, outputs=outputs.written()
+        model=a.model,
+        backend=det.backend,
+        device=det.device,
+        interrupted=interrupted,
+        outputs=outputs.written(),
+        video_codecs=outputs.codecs(),
     )
     if a.json:
         print(json.dumps(summary, indent=2))
@@ -353,7 +362,8 @@ def _report_stream(a, stream, det, outputs: _Outputs, interrupted: bool) -> int:
             + (f", {summary['dropped']} dropped to stay real-time" if summary["dropped"] else "")
         )
         for o in summary["outputs"]:
-            print(f"wrote {o}")
+            codec = summary["video_codecs"].get(o)
+            print(f"wrote {o}" + (f" ({codec})" if codec else ""))
     if summary["frames"] == 0 and not interrupted:
         events = [e for s in summary["sources"] for e in s["events"]]
         raise InputError("no frame could be read" + (f": {events[-1]}" if events else ""))
