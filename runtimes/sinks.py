@@ -54,7 +54,7 @@ class _OpenCvWriter:
     def write(self, frame: np.ndarray) -> None:
         self.writer.write(frame)
 
-    def release(self) -> None:
+    def release(self, discard: bool = False) -> None:
         self.writer.release()
 
 
@@ -74,6 +74,9 @@ class _PyAvWriter:
         self.stream.pix_fmt = "yuv420p"
         self.stream.options = {"crf": "23", "preset": "veryfast"}
         self._frame = av.VideoFrame
+        # the header now, not with the first packet (x264 holds frames back): on a full disk, flushing and closing
+        # a container whose first write (the header) failed crashed the process (tests/cli/test_filesystem.py)
+        self.container.start_encoding()
 
     def write(self, frame: np.ndarray) -> None:
         h, w = frame.shape[:2]
@@ -82,10 +85,12 @@ class _PyAvWriter:
         for packet in self.stream.encode(self._frame.from_ndarray(frame, format="bgr24")):
             self.container.mux(packet)
 
-    def release(self) -> None:
+    def release(self, discard: bool = False) -> None:
+        """Finish the file; `discard`: it is being thrown away, so the encoder's delayed frames are not flushed."""
         try:
-            for packet in self.stream.encode():  # flush the encoder's delayed frames
-                self.container.mux(packet)
+            if not discard:
+                for packet in self.stream.encode():  # flush the encoder's delayed frames
+                    self.container.mux(packet)
         finally:
             self.container.close()
 
@@ -185,7 +190,7 @@ class VideoSink:
         if self.writer is not None:
             writer, self.writer = self.writer, None
             try:
-                writer.release()
+                writer.release(discard=True)
             except Exception:  # noqa: BLE001 - the file is being thrown away
                 pass
         self.tmp.unlink(missing_ok=True)

@@ -80,3 +80,24 @@ def test_cli_flags_reach_the_detector(artifacts, images, capsys):
     assert main([*args, "--max-det", "3", "--classes", "1,2"]) == 0
     dets = json.loads(capsys.readouterr().out)["results"][0]["detections"]
     assert 0 < len(dets["scores"]) <= 3 and set(dets["class_ids"]) <= {1, 2}
+
+
+def test_batch_and_serve_pass_the_options_to_each_workers_detector(artifacts):
+    """`edgedet batch` / `serve` hand --iou/--max-det/--classes to every actor's and replica's Detector.load (the
+    workers are built here without Ray: the same classes Ray instantiates)."""
+    from edgedet.cli import build_parser
+    from edgedet.cli.common import nms_keywords
+    from edgedet.integrations.ray_data import DetectActor
+    from edgedet.integrations.ray_serve import DetectorServer
+
+    path = str(artifacts["onnx"])
+    for argv in (
+        ["batch", "--model", path, "--source", "x/", "--out", "r.parquet"],
+        ["serve", "--model", path],
+    ):
+        a = build_parser().parse_args([*argv, "--iou", "0.4", "--max-det", "9", "--classes", "person,2"])
+        opts = nms_keywords(a)
+        assert opts == {"iou_threshold": 0.4, "max_det": 9, "classes": ["person", "2"]}
+        for worker in (DetectActor(path, options=opts), DetectorServer(path, options=opts)):
+            assert worker.det.nms.given() == {"iou_threshold": 0.4, "max_det": 9, "classes": (0, 2)}
+            worker.det.close()
