@@ -120,7 +120,7 @@ def _runtime_inputs(pg: _Graph, num_classes: int, d: int, iou_threshold: float, 
     out = {}
     for option, value in defaults.items():
         if not runtime:
-            out[option] = pg.const(option, value)
+            out[option] = None if option == "classes" else pg.const(option, value)  # all classes: no mask
             continue
         name = RUNTIME_INPUTS[option]
         pg.g.initializer.append(numpy_helper.from_array(value, name))
@@ -131,12 +131,13 @@ def _runtime_inputs(pg: _Graph, num_classes: int, d: int, iou_threshold: float, 
     return out
 
 
-def _candidates(pg: _Graph, logits: str, class_mask: str) -> tuple[str, str, str]:
+def _candidates(pg: _Graph, logits: str, class_mask: str | None) -> tuple[str, str, str]:
     """Top-K over anchor x class logits: (scores (B, K), anchor index (B, K), class (B, K)). Classes dropped by
     the class mask move far below the score threshold first, so they never take a candidate's place."""
     c = pg.c
-    bias = pg.add("Mul", [pg.add("Sub", [class_mask, c["one_f"]], "mask_m1"), c["excluded"]], "class_bias")
-    logits = pg.add("Add", [logits, bias], "masked_logits")
+    if class_mask is not None:  # a graph input: consumer forms (fixed classes) skip this pass over the logits
+        bias = pg.add("Mul", [pg.add("Sub", [class_mask, c["one_f"]], "mask_m1"), c["excluded"]], "class_bias")
+        logits = pg.add("Add", [logits, bias], "masked_logits")
     flat = pg.add("Reshape", [logits, c["flat_shape"]], "flat")  # (B, A*C)
     top_logits, top_idx = pg.add_multi("TopK", [flat, c["k"]], ["top_logits", "top_idx"], axis=1)
     anchor_idx = pg.add("Div", [top_idx, c["nc"]], "anchor_idx")
