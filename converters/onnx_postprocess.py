@@ -37,7 +37,6 @@ OUTPUTS = GRAPH_OUTPUTS
 TRT_TOPK_LIMIT = 3840
 # run-time NMS option -> graph input name (the edgedet form)
 RUNTIME_INPUTS = {"iou_threshold": "iou_threshold", "max_det": "max_det", "classes": "class_mask"}
-_EXCLUDED_LOGIT = 1e4  # a dropped class's logits move this far down (sigmoid 0; finite in FP16)
 _FORM_NAMES = {n for f in OUTPUT_FORMS.values() for n in f.outputs}
 
 
@@ -99,8 +98,6 @@ def _constants(pg: _Graph, anchors, image_hw, num_classes, k, d, iou_threshold, 
         "two_i": np.array([2], np.int64),
         "class_range": np.arange(num_classes, dtype=np.int64).reshape(1, num_classes, 1),
         "rank": np.arange(d, dtype=np.int64).reshape(1, d),
-        "one_f": np.array(1.0, np.float32),
-        "excluded": np.array(_EXCLUDED_LOGIT, np.float32),
         "xyxy_scale": np.array([1 / w, 1 / h, 1 / w, 1 / h], np.float32),
         "rows7": np.array([-1, 7], np.int64),
         "ssd_dims": np.array([1, 1, -1, 7], np.int64),
@@ -132,18 +129,20 @@ def _runtime_inputs(pg: _Graph, num_classes: int, d: int, iou_threshold: float, 
 
 
 def _candidates(pg: _Graph, logits: str, class_mask: str | None) -> tuple[str, str, str]:
-    """Top-K over anchor x class logits: (scores (B, K), anchor index (B, K), class (B, K)). Classes dropped by
-    the class mask move far below the score threshold first, so they never take a candidate's place."""
+    """Top-K over anchor x class logits: (scores (B, K), anchor index (B, K), class (B, K)). Candidates of classes
+    the class mask drops score 0 (under the NMS score threshold): the mask costs K products, not a pass over the
+    logits; like the host post-processing, it filters the best K candidates."""
     c = pg.c
-    if class_mask is not None:  # a graph input: consumer forms (fixed classes) skip this pass over the logits
-        bias = pg.add("Mul", [pg.add("Sub", [class_mask, c["one_f"]], "mask_m1"), c["excluded"]], "class_bias")
-        logits = pg.add("Add", [logits, bias], "masked_logits")
     flat = pg.add("Reshape", [logits, c["flat_shape"]], "flat")  # (B, A*C)
     top_logits, top_idx = pg.add_multi("TopK", [flat, c["k"]], ["top_logits", "top_idx"], axis=1)
     anchor_idx = pg.add("Div", [top_idx, c["nc"]], "anchor_idx")
     base = pg.add("Mul", [anchor_idx, c["nc"]], "cls_base")  # idx % C without Mod
     cls = pg.add("Sub", [top_idx, base], "cls")
-    return pg.add("Sigmoid", [top_logits], "scores_k"), anchor_idx, cls
+    scores = pg.add("Sigmoid", [top_logits], "scores_k")
+    if class_mask is not None:  # a graph input (the edgedet form); consumer forms keep every class
+        keep = pg.add("Gather", [class_mask, cls], "class_keep", axis=0)
+        scores = pg.add("Mul", [scores, keep], "scores_masked")
+    return scores, anchor_idx, cls
 
 
 def _decode(pg: _Graph, deltas: str, anchor_idx: str) -> str:

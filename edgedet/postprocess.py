@@ -105,12 +105,8 @@ def postprocess(
     in network-input pixels, best first. Top-k over all anchor x class logits, like effdet/AutoML.
     clip_hw: clip decoded boxes to [0, W] x [0, H] before NMS (what the in-graph NMS does); None keeps
     them unclipped (effdet's DetBenchPredict without img_info).
-    classes: the class indices to keep (sorted), or None for all: the others never become candidates."""
-    if classes is not None:
-        picked = postprocess(
-            logits[:, classes], deltas, anchors, score_threshold, iou_threshold, max_candidates, max_det, clip_hw
-        )
-        return picked[0], picked[1], np.asarray(classes, np.int64)[picked[2]]
+    classes: the class indices to keep, or None for all: the best max_candidates candidates of other classes are
+    dropped before NMS (what the in-graph class mask does)."""
     num_classes = logits.shape[1]
     flat = logits.reshape(-1)
     if score_threshold > 0:
@@ -120,6 +116,8 @@ def postprocess(
     if cand.size > max_candidates:
         part = np.argpartition(-flat[cand], max_candidates - 1)[:max_candidates]
         cand = cand[part]
+    if classes is not None:
+        cand = cand[np.isin(cand % num_classes, classes)]
     cand = cand[np.argsort(-flat[cand], kind="stable")]
     anchor_idx, cls = cand // num_classes, cand % num_classes
     scores = 1.0 / (1.0 + np.exp(-flat[cand].astype(np.float32)))
