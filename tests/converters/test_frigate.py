@@ -134,3 +134,14 @@ def test_model_passes_frigates_contract(exported, images):
                 np.testing.assert_allclose([x1 * w, y1 * h, x2 * w, y2 * h], box, atol=1e-3)
             compared += len(found)
     assert compared >= 30
+
+
+def test_classes_frigate_cannot_take_exit_2_and_nothing_is_written(tmp_path, monkeypatch, capsys):
+    from edgedet.cli import main
+    from edgedet.converters import frigate
+
+    monkeypatch.setattr(frigate, "MAX_CLASSES", 80)
+    rc = main(["export", "--model", "test", "--format", "frigate", "--backend", "onnxruntime", "--out", str(tmp_path)])
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert rc == 2 and len(errors) == 1 and "90 classes; Frigate (labelmap.txt) accepts at most 80" in errors[0]
+    assert list(tmp_path.iterdir()) == []
