@@ -15,17 +15,18 @@ FORMS = [f for f in OUTPUT_FORMS if f != "edgedet"]
 
 @pytest.fixture(scope="module")
 def form_artifacts(tmp_path_factory, test_weights):
+    """Each form as ONNX, and its IR converted from that ONNX (one trace per form)."""
+    from edgedet.converters.builders import openvino_from_onnx
     from edgedet.converters.pipeline import BuildRequest, export_artifact
 
     out = tmp_path_factory.mktemp("forms")
     w = str(test_weights)
-    return {
-        (form, fmt): export_artifact(
-            BuildRequest("test", fmt, weights=w, postprocess="graph", options={"output_form": form}), out / form / fmt
-        )
-        for form in FORMS
-        for fmt in ("onnx", "openvino")
-    }
+    paths = {}
+    for form in FORMS:
+        req = BuildRequest("test", "onnx", weights=w, postprocess="graph", options={"output_form": form})
+        onnx = paths[form, "onnx"] = export_artifact(req, out / form / "onnx")
+        paths[form, "openvino"] = openvino_from_onnx(onnx, out / form / "openvino" / "test.xml", {"precision": "fp32"})
+    return paths
 
 
 def _detect(path, images):
