@@ -42,8 +42,13 @@ EXTRAS = {
     "supervision": ["supervision>=0.20"],
     "triton": ["tritonclient[grpc,http]>=2.40"],
     "ray": ["ray[data,serve]>=2.40"],
+    # OpenVINO model_api reads edgedet IRs (export --model-api); it pins opencv-python-headless to 4.x
+    "model-api": ["openvino-model-api>=0.4.7"],
+    "video": ["av>=12"],  # annotated videos in H.264 (PyAV); without it OpenCV writes mp4v
 }
-EXTRAS["cpu"] = EXPORT + ONNXRUNTIME + OPENVINO + EXTRAS["eval"] + EXTRAS["plot"] + ["psutil", "scikit-image"]
+EXTRAS["cpu"] = (
+    EXPORT + ONNXRUNTIME + OPENVINO + EXTRAS["eval"] + EXTRAS["plot"] + EXTRAS["video"] + ["psutil", "scikit-image"]
+)
 EXTRAS["lint"] = ["ruff==0.17.6", "mypy>=1.10", "pre-commit>=3"]
 EXTRAS["docs"] = ["mkdocs>=1.6"]
 EXTRAS["dev"] = (
@@ -52,7 +57,8 @@ EXTRAS["dev"] = (
     + EXTRAS["ray"]
     + EXTRAS["lint"]
     + EXTRAS["docs"]
-    + ["pytest>=7", "pytest-timeout>=2.2", "effdet==0.4.1", "build", "wheel"]
+    + EXTRAS["model-api"]
+    + ["pyyaml", "pytest>=7", "pytest-timeout>=2.2", "effdet==0.4.1", "build", "wheel"]
 )
 
 setup(
@@ -63,7 +69,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=_packages(),
-    package_data={"edgedet": ["paper_table2.json"]},
+    package_data={"edgedet": ["paper_table2.json"], "edgedet.converters": ["data/*.json"]},
     package_dir={name: folder for name, folder in ROOTS.items()},
     install_requires=["numpy>=1.24", "opencv-python-headless>=4.8", "tqdm>=4.60"],
     extras_require=EXTRAS,

@@ -39,8 +39,22 @@ def build_torch(req: BuildRequest, path: Path) -> Path:
     return save_torch_artifact(_create(req), path, req.class_names, _weights_info(req), req.precision, req.max_batch)
 
 
+# options of the ONNX graph itself: formats made from ONNX pass them on to the ONNX they are built from
+GRAPH_OPTIONS = {
+    "output_form": Option(str, "edgedet", help="in-graph output layout: edgedet, efficientnms, ssd, yolonas"),
+    "input_form": Option(str, "normalized", help="input tensor: normalized, pixels (float 0..255), u8_bgr"),
+}
+
+
+def _graph_options(req: BuildRequest) -> dict:
+    return {k: req.options[k] for k in GRAPH_OPTIONS if req.options.get(k) is not None}
+
+
 @declares(
-    exporter=Option(str, "torchscript", ("torchscript", "dynamo")), opset=Option(int, 17), simplify=Option(bool, True)
+    exporter=Option(str, "torchscript", ("torchscript", "dynamo")),
+    opset=Option(int, 17),
+    simplify=Option(bool, True),
+    **GRAPH_OPTIONS,
 )
 def build_onnx(req: BuildRequest, path: Path) -> Path:
     from .onnx_export import ExportOptions, export_onnx
@@ -52,13 +66,22 @@ def build_onnx(req: BuildRequest, path: Path) -> Path:
 
 
 def _onnx_request(req: BuildRequest, **changes) -> BuildRequest:
-    return req.replace(**{"format": "onnx", "device": None, "options": {}, **changes})
+    return req.replace(**{"format": "onnx", "device": None, "options": _graph_options(req), **changes})
 
 
-@declares(u8_bgr_input=Option(bool, False, help="bake u8 NHWC BGR input preprocessing into the IR"))
+@declares(
+    u8_bgr_input=Option(bool, False, help="bake u8 NHWC BGR input preprocessing into the IR"),
+    model_api=Option(bool, False, help="write OpenVINO model_api's model_info into the IR's rt_info"),
+    **GRAPH_OPTIONS,
+)
 def build_openvino(req: BuildRequest, path: Path) -> Path:
+    if req.options.get("model_api"):  # model_api reads the ssd form of pixel input: the IR is made so
+        from .openvino_ir import MODEL_API_FORMS
+
+        req = req.replace(postprocess="graph", options={**req.options, **MODEL_API_FORMS})
     onnx_path = get_artifact(_onnx_request(req, precision="fp32")).path
-    return openvino_from_onnx(onnx_path, path, {"precision": req.precision, **req.options})
+    options = {k: v for k, v in req.options.items() if k not in GRAPH_OPTIONS}
+    return openvino_from_onnx(onnx_path, path, {"precision": req.precision, **options})
 
 
 def openvino_from_onnx(onnx_path: Path, path: Path, options: dict) -> Path:
@@ -126,3 +149,49 @@ def build_triton(req: BuildRequest, path: Path) -> Path:
             "Build 1/model.plan from 1/model.onnx:\n  " + line,
         )
     return write_repository(get_artifact(inner_req).path, spec.name, config, **opts)
+
+
+def _consumer_folder(path: Path, consumer: str) -> Path:
+    """`<out>/<name>.<consumer>` (the FORMATS suffix) -> the folder `<out>/<name>-<consumer>/`."""
+    return path.with_name(f"{path.stem}-{consumer}")
+
+
+@declares(
+    gpu_id=Option(int, 0, minimum=0, help="DeepStream: gpu-id of the config and its engine's name"),
+    score_threshold=Option(float, 0.25, minimum=0.0, help="pre-cluster-threshold"),
+)
+def build_deepstream(req: BuildRequest, path: Path) -> Path:
+    """A DeepStream nvinfer folder (converters/deepstream.py): the FP32 ONNX (TensorRT builds the engine in the
+    requested precision), efficientnms outputs, pixel input; returns its config_infer_primary.txt."""
+    from .deepstream import FORMS, write_deepstream
+
+    inner = get_artifact(req.replace(format="onnx", precision="fp32", postprocess="graph", device=None, options=FORMS))
+    return write_deepstream(
+        inner.path,
+        _consumer_folder(path, "deepstream"),
+        req.precision,
+        req.options["score_threshold"],
+        req.options["gpu_id"],
+    )
+
+
+@declares(backend=Option(str, "openvino", ("openvino", "onnxruntime"), help="Frigate's detector: openvino or onnx"))
+def build_frigate(req: BuildRequest, path: Path) -> Path:
+    """A Frigate folder (converters/frigate.py): a batch-1 model of u8 BGR input in the output form of Frigate's
+    model_type for the backend, its labelmap and config block; returns the block's path."""
+    from edgedet.registry import get_backend
+
+    from .frigate import DETECTORS, write_frigate
+
+    spec = get_backend(req.options["backend"])
+    detector = DETECTORS[spec.name]
+    inner = get_artifact(
+        req.replace(
+            format=spec.build_format.name,
+            postprocess="graph",
+            batch=1,
+            device=None,
+            options={"output_form": detector.output_form, "input_form": "u8_bgr"},
+        )
+    )
+    return write_frigate(inner.path, _consumer_folder(path, "frigate"), spec.name)

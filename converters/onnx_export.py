@@ -18,7 +18,6 @@ from edgedet.classes import default_class_names
 from edgedet.errors import BackendUnavailableError, ConversionError, InputError
 from edgedet.fileio import publish
 from edgedet.manifest import (
-    GRAPH_OUTPUTS,
     HOST_OUTPUTS,
     INPUT_NAME,
     BatchSection,
@@ -28,9 +27,11 @@ from edgedet.manifest import (
     PostprocessSection,
     tool_versions,
 )
+from edgedet.postprocess import OUTPUT_FORMS
 from edgedet.weights import file_sha256
 
-from .onnx_postprocess import append_postprocess
+from .onnx_inputs import INPUT_FORMS, prepend_input, shape_of
+from .onnx_postprocess import append_postprocess, runtime_inputs
 
 DEFAULT_SCORE_THRESHOLD = 0.001  # in-graph NMS floor; the deploy threshold is applied on the host
 
@@ -48,10 +49,21 @@ class ExportOptions:
     iou_threshold: float = 0.5
     max_candidates: int = 1000
     max_det: int = 100
+    output_form: str = "edgedet"  # in-graph output layout: edgedet.postprocess.OUTPUT_FORMS
+    input_form: str = "normalized"  # converters/onnx_inputs.py INPUT_FORMS
 
     def validate(self) -> None:
         if self.postprocess not in ("host", "graph"):
             raise InputError(f"--postprocess must be host or graph, got {self.postprocess!r}")
+        if self.output_form not in OUTPUT_FORMS:
+            raise InputError(f"unknown output form {self.output_form!r}; choose one of {', '.join(OUTPUT_FORMS)}")
+        if self.output_form != "edgedet" and self.postprocess != "graph":
+            raise InputError(
+                f"output form {self.output_form} is a layout of in-graph post-processing: export with "
+                "--postprocess graph"
+            )
+        if self.input_form not in INPUT_FORMS:
+            raise InputError(f"unknown input form {self.input_form!r}; choose one of {', '.join(INPUT_FORMS)}")
         if self.precision not in ("fp32", "fp16"):
             raise InputError(
                 f"ONNX export precision must be fp32 or fp16 (INT8 comes from 'edgedet calibrate'), "
@@ -97,7 +109,9 @@ def export_onnx(
             opts.iou_threshold,
             opts.max_candidates,
             opts.max_det,
+            opts.output_form,
         )
+    proto = prepend_input(proto, opts.input_form, INPUT_NAME, cfg.mean, cfg.std)
     proto.producer_name = "edgedet"
     try:
         onnx.checker.check_model(proto, full_check=True)
@@ -170,25 +184,29 @@ def onnx_manifest(cfg, opts: ExportOptions, class_names, weights_info, proto) ->
     dynamic = opts.batch == "dynamic"
     batch = 1 if dynamic else int(opts.batch)
     graph = opts.postprocess == "graph"
+    form = INPUT_FORMS[opts.input_form]
     return Manifest(
         model=cfg.to_dict(),
         class_names=list(class_names) if class_names else default_class_names(cfg.num_classes),
         input=InputSection(
             name=INPUT_NAME,
-            shape=["batch" if dynamic else batch, 3, *cfg.image_size],
-            layout="NCHW",
-            dtype="float32",
-            color="RGB",
+            shape=shape_of(form, "batch" if dynamic else batch, cfg.image_size),
+            layout=form.layout,
+            dtype=form.dtype,
+            color=form.color,
             mean=list(cfg.mean),
             std=list(cfg.std),
+            normalize=form.normalize,
         ),
-        outputs=list(GRAPH_OUTPUTS if graph else HOST_OUTPUTS),
+        outputs=list(OUTPUT_FORMS[opts.output_form].outputs if graph else HOST_OUTPUTS),
         postprocess=PostprocessSection(
             in_graph=graph,
             score_threshold=opts.score_threshold,
             iou_threshold=opts.iou_threshold,
             max_candidates=opts.max_candidates,
-            max_det=opts.max_det,
+            max_det=_graph_max_det(cfg, opts) if graph else opts.max_det,
+            output_form=opts.output_form,
+            runtime_inputs=runtime_inputs(opts.output_form) if graph else {},
         ),
         batch=BatchSection(dynamic=dynamic, min=1 if dynamic else batch, max=opts.max_batch if dynamic else batch),
         cost=model_cost_section(cfg),
@@ -200,6 +218,14 @@ def onnx_manifest(cfg, opts: ExportOptions, class_names, weights_info, proto) ->
             "exporter": opts.exporter,
         },
     )
+
+
+def _graph_max_det(cfg, opts: ExportOptions) -> int:
+    """The D the graph's outputs hold (append_postprocess caps max_det by the candidates)."""
+    from .onnx_postprocess import TRT_TOPK_LIMIT
+
+    anchors = len(anchors_for(cfg))
+    return int(min(opts.max_det, opts.max_candidates, anchors * cfg.num_classes, TRT_TOPK_LIMIT))
 
 
 def write_onnx_artifact(proto, out_path: Path, manifest: Manifest) -> None:

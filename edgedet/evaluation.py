@@ -56,7 +56,7 @@ def coco_eval(annotation_file: str | Path, results: list[dict], image_ids: list[
         gt = _ground_truth(str(annotation_file), Path(annotation_file).stat().st_mtime_ns, COCO)
         if not results:
             return {k: 0.0 for k in STAT_NAMES} | {"num_detections": 0}
-        dt = gt.loadRes(results)
+        dt = gt.loadRes([dict(r) for r in results])  # loadRes adds keys to the dicts it is given
         ev = COCOeval(gt, dt, "bbox")
         if image_ids is not None:
             ev.params.imgIds = list(image_ids)
@@ -96,22 +96,85 @@ def evaluate_detector(
     images_dir: str | Path | None = None,
     score_threshold: float = EVAL_SCORE_THRESHOLD,
     progress=None,
+    results: list | None = None,
 ) -> dict:
+    """COCO metrics of the detector on an annotated set; `results` (a list) receives the COCO result entries the
+    metrics were computed from (write them with write_coco_results)."""
     ds = load_coco(annotation_file, images_dir)
-    stats = evaluate_images(detector, ds, ds.images, score_threshold, progress)
+    stats = evaluate_images(detector, ds, ds.images, score_threshold, progress, results)
     stats["problems"] = {k: len(v) for k, v in ds.problems.items()}
     return stats
 
 
 def evaluate_images(
-    detector, ds: CocoDataset, images: list, score_threshold: float = EVAL_SCORE_THRESHOLD, progress=None
+    detector,
+    ds: CocoDataset,
+    images: list,
+    score_threshold: float = EVAL_SCORE_THRESHOLD,
+    progress=None,
+    results: list | None = None,
 ) -> dict:
     """COCO metrics of the detector on `images` (CocoImages of `ds`, all or a subset)."""
     cats = category_map(len(detector.class_names), ds)
-    results = []
+    results = [] if results is None else results
     for im in progress(images) if progress else images:
         d = detector(str(im.path), score_threshold=score_threshold)
         results += coco_results(im.id, d.xyxy, d.scores, d.class_ids, cats)
     stats = coco_eval(ds.annotation_file, results, [im.id for im in images])
     stats["images"] = len(images)
     return stats
+
+
+# ---------------------------------------------------------------------------------------------- COCO results
+def write_coco_results(path: str | Path, results: list[dict]) -> Path:
+    """The COCO results format (a JSON list of {image_id, category_id, bbox [x, y, w, h], score}), written
+    atomically: pycocotools' COCO.loadRes reads it."""
+    import json
+
+    from .fileio import write_bytes_atomic
+
+    path = Path(path)
+    write_bytes_atomic(path, (json.dumps(results, separators=(",", ":")) + "\n").encode())
+    return path
+
+
+class CocoIds:
+    """Image and category ids for detections written as COCO results. With an annotation file: the id of the image
+    of that file name, and its categories (sorted; 90-class models: COCO ids). Without: the file stem when it is a
+    number (COCO's own file names), else a running number; categories 1..C."""
+
+    def __init__(self, num_classes: int, annotation_file: str | Path | None = None):
+        self.by_name: dict[str, int] | None = None
+        self.category_ids = list(range(1, num_classes + 1))
+        self.unknown: list[str] = []
+        self._next = 0
+        if annotation_file is not None:
+            from .data.coco import _read
+
+            data = _read(Path(annotation_file))
+            self.by_name = {}
+            for im in data["images"]:
+                if isinstance(im, dict) and "file_name" in im and "id" in im:
+                    self.by_name[Path(str(im["file_name"])).name] = im["id"]
+            cats = sorted(c["id"] for c in data["categories"] if isinstance(c, dict) and "id" in c)
+            if num_classes == len(cats):
+                self.category_ids = cats
+            elif num_classes != 90:
+                raise InputError(
+                    f"model has {num_classes} classes but {Path(annotation_file).name} has {len(cats)} categories: "
+                    "its category ids cannot be assigned"
+                )
+
+    def image_id(self, path: Path) -> int | None:
+        """The image's id; None for an image the annotation file does not list (recorded in `unknown`)."""
+        if self.by_name is not None:
+            found = self.by_name.get(path.name)
+            if found is None:
+                self.unknown.append(path.name)
+            return found
+        self._next += 1
+        return int(path.stem) if path.stem.isdigit() else self._next
+
+    def results(self, path: Path, d) -> list[dict]:
+        image_id = self.image_id(path)
+        return [] if image_id is None else coco_results(image_id, d.xyxy, d.scores, d.class_ids, self.category_ids)

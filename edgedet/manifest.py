@@ -2,8 +2,14 @@
 
 Typed sections (model, input, batch, postprocess, artifact, cost), validated on read: a missing or wrongly
 typed key is an ArtifactError naming the key and the file. A derived artifact's manifest comes from
-`Manifest.derive(**changes)`. `write()` hashes every file of the artifact (IR .bin included) and writes the
-manifest atomically, last.
+`Manifest.derive(**changes)`. `write()` embeds a copy in the model file where its format carries metadata (ONNX
+metadata_props, OpenVINO rt_info: edgedet.embedded), hashes every file of the artifact (IR .bin included) and
+writes the manifest atomically, last.
+
+The hash of itself: a file cannot hold the SHA-256 of its own bytes, so the embedded copy has no `artifact`
+section; its `content_sha256` covers every other field. The sidecar's artifact section hashes the final file, the
+embedded copy included. A lone file (sidecar lost) loads from its embedded copy: an edited copy is refused, but
+only a sidecar proves that the weights are the exported ones. When both exist they must agree field by field.
 """
 
 from __future__ import annotations
@@ -80,6 +86,9 @@ class PostprocessSection:
     max_candidates: int
     max_det: int
     clip: bool = True
+    output_form: str = "edgedet"  # in-graph output layout: a row of edgedet.postprocess.OUTPUT_FORMS
+    # run-time NMS options the graph takes as inputs with defaults: option (iou_threshold, max_det, classes) -> name
+    runtime_inputs: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -154,13 +163,27 @@ class Manifest:
         body = {k: v for k, v in self.to_dict().items() if k != "content_sha256"}
         return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
-    def write(self, artifact_path: str | Path, extra_files: tuple[str, ...] = ()) -> Path:
-        """Hash the artifact (and its companion files) into the artifact section, then write the manifest
-        atomically beside it. Call it last, after every artifact file is in place."""
+    def embedded_copy(self) -> "Manifest":
+        """The copy a model file carries: no artifact section (a file cannot hash itself), its own content hash."""
+        copy = dataclasses.replace(self, artifact=None, content_sha256="")
+        copy.content_sha256 = copy.content_hash()
+        return copy
+
+    def write(self, artifact_path: str | Path, extra_files: tuple[str, ...] = (), metadata: dict | None = None) -> Path:
+        """Embed a copy in the model file (formats that carry metadata; `metadata`: more entries for it, e.g.
+        OpenVINO model_api's model_info), hash the artifact (and its companion files) into the artifact section,
+        then write the manifest atomically beside it. Call it last, after every artifact file is in place."""
         from .registry import format_of
 
         artifact_path = Path(artifact_path)
         fmt = format_of(artifact_path)
+        if not self.created:
+            self.created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        self.tools = {"python": platform.python_version(), **self.tools}
+        embedding = _embedding(fmt)
+        if embedding is not None:
+            text = json.dumps(self.embedded_copy().to_dict(), separators=(",", ":"), sort_keys=True)
+            embedding.write(artifact_path, {EMBEDDED_KEY: text, **(metadata or {})})
         extra = list(extra_files) + [
             artifact_path.with_suffix(s).name
             for s in fmt.sidecars
@@ -174,9 +197,6 @@ class Manifest:
             extra_files=extra,
             files_sha256={f: file_sha256(artifact_path.with_name(f)) for f in extra},
         )
-        if not self.created:
-            self.created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-        self.tools = {"python": platform.python_version(), **self.tools}
         self.content_sha256 = self.content_hash()
         path = manifest_path(artifact_path)
         write_json_atomic(path, self.to_dict())
@@ -230,26 +250,72 @@ class Manifest:
 
     @classmethod
     def read(cls, artifact_path: str | Path, verify: bool = True) -> "Manifest":
+        """The sidecar manifest, checked against the copy embedded in the model file when it has one (they must
+        agree); a lone file with an embedded copy loads from that copy."""
         artifact_path = Path(artifact_path)
         path = manifest_path(artifact_path)
         if not path.is_file():
+            embedded = cls.read_embedded(artifact_path)
+            if embedded is not None:
+                return embedded
             raise ArtifactError(
-                f"no manifest for {artifact_path.name}: expected {path.name} beside it "
-                "(artifacts are written by 'edgedet export' / 'edgedet build')"
+                f"no manifest for {artifact_path.name}: expected {path.name} beside it"
+                + (" or one embedded in the file" if _embedding_of(artifact_path) is not None else "")
+                + " (artifacts are written by 'edgedet export' / 'edgedet build')"
             )
-        try:
-            data = json.loads(path.read_text())
-        except (ValueError, OSError) as e:
-            raise ArtifactError(f"manifest {path} is not valid JSON: {e}") from None
+        m = cls._parse(_read_json(path), f"manifest {path}")
+        if verify:
+            m.verify_artifact(artifact_path)  # the file is the one the sidecar hashed: its copy must agree
+            embedded = cls.read_embedded(artifact_path)
+            if embedded is not None:
+                _check_agree(m, embedded, path.name, artifact_path.name)
+        return m
+
+    @classmethod
+    def _parse(cls, data, where: str) -> "Manifest":
         version = data.get("format_version", 1) if isinstance(data, dict) else None
         if isinstance(version, int) and version > FORMAT_VERSION:
             raise ArtifactError(
-                f"manifest {path} has format {version}; this edgedet reads up to {FORMAT_VERSION}: upgrade edgedet"
+                f"{where} has format {version}; this edgedet reads up to {FORMAT_VERSION}: upgrade edgedet"
             )
         # version 1 (untyped, no content hash) reads into the same sections; only v2+ must carry the hash
-        m = cls.from_dict(data, where=f"manifest {path}")
-        if verify:
-            m.verify_artifact(artifact_path)
+        return cls.from_dict(data, where=where)
+
+    @classmethod
+    def read_embedded(cls, artifact_path: str | Path) -> "Manifest | None":
+        """The manifest embedded in a model file (None where the format or the file carries none), its content hash
+        verified. Its artifact section describes the file as it is now (sha256 computed here): a lone file
+        proves its contract unedited, not its weights (see the module docstring)."""
+        from .registry import format_of
+
+        artifact_path = Path(artifact_path)
+        embedding = _embedding_of(artifact_path)
+        if embedding is None or not artifact_path.is_file():
+            return None
+        text = embedding.read(artifact_path)
+        if text is None:
+            return None
+        where = f"the manifest embedded in {artifact_path.name} ({embedding.where})"
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise ArtifactError(f"{where} is not valid JSON ({e}): the file is damaged; re-export it") from None
+        m = cls._parse(data, where)
+        if m.artifact is not None or m.content_sha256 != m.content_hash():
+            raise ArtifactError(f"{where} was edited after it was written (its content hash differs); re-export it")
+        fmt = format_of(artifact_path)
+        extra = [artifact_path.with_suffix(s).name for s in fmt.sidecars]
+        for f in extra:
+            if not artifact_path.with_name(f).is_file():
+                raise ArtifactError(f"artifact file missing: {artifact_path.with_name(f)}")
+        m.artifact = ArtifactSection(
+            file=artifact_path.name,
+            format=fmt.name,
+            sha256=file_sha256(artifact_path),
+            size=artifact_path.stat().st_size,
+            extra_files=extra,
+            files_sha256={},
+        )
         return m
 
     def verify_artifact(self, artifact_path: Path) -> None:
@@ -282,6 +348,58 @@ class Manifest:
     @property
     def image_size(self) -> tuple[int, int]:
         return tuple(self.model["image_size"])
+
+
+EMBEDDED_KEY = "edgedet_manifest"  # edgedet.embedded.KEY
+# fields a sidecar and the embedded copy may differ in: the artifact section (a file cannot hash itself) and the
+# content hashes that cover it
+_NOT_EMBEDDED = ("artifact", "content_sha256")
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, OSError) as e:
+        raise ArtifactError(f"manifest {path} is not valid JSON: {e}") from None
+
+
+def _embedding(fmt):
+    from .registry import load_object
+
+    return load_object(fmt.embedding) if fmt.embedding else None
+
+
+def _embedding_of(artifact_path: Path):
+    from .registry import format_of
+
+    try:
+        return _embedding(format_of(artifact_path))
+    except ArtifactError:
+        return None
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(a) | set(b))
+    out = []
+    for k in keys:
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _differences(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def _check_agree(sidecar: Manifest, embedded: Manifest, sidecar_name: str, file_name: str) -> None:
+    a = {k: v for k, v in sidecar.to_dict().items() if k not in _NOT_EMBEDDED}
+    b = {k: v for k, v in embedded.to_dict().items() if k not in _NOT_EMBEDDED}
+    diff = _differences(json.loads(json.dumps(a)), json.loads(json.dumps(b)))
+    if diff:
+        shown = ", ".join(diff[:6]) + (f" and {len(diff) - 6} more" if len(diff) > 6 else "")
+        raise ArtifactError(
+            f"{sidecar_name} disagrees with the manifest embedded in {file_name} ({shown}): one of them was "
+            "replaced or edited; re-export the artifact (or delete the sidecar to use the embedded copy)"
+        )
 
 
 def _typed_fields(cls, data: dict, prefix: str, where: str) -> dict:

@@ -1,12 +1,16 @@
-"""Numpy post-processing: top-k candidates, box decode, per-class NMS, at most max_det detections."""
+"""Numpy post-processing: top-k candidates, box decode, per-class NMS, at most max_det detections; and the
+reading of every in-graph output form (OUTPUT_FORMS: edgedet's own, efficientnms, ssd, yolonas)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from .detections import Detections
+from .errors import ArtifactError
 
 
 def decode_boxes(deltas: np.ndarray, anchors: np.ndarray) -> np.ndarray:
@@ -95,11 +99,14 @@ def postprocess(
     max_candidates: int = 1000,
     max_det: int = 100,
     clip_hw: tuple[int, int] | None = None,
+    classes: np.ndarray | None = None,
 ):
     """One image: logits (A, C) raw class logits, deltas (A, 4). Returns xyxy (N,4), scores (N,), classes (N,)
     in network-input pixels, best first. Top-k over all anchor x class logits, like effdet/AutoML.
     clip_hw: clip decoded boxes to [0, W] x [0, H] before NMS (what the in-graph NMS does); None keeps
-    them unclipped (effdet's DetBenchPredict without img_info)."""
+    them unclipped (effdet's DetBenchPredict without img_info).
+    classes: the class indices to keep, or None for all: the best max_candidates candidates of other classes are
+    dropped before NMS (what the in-graph class mask does)."""
     num_classes = logits.shape[1]
     flat = logits.reshape(-1)
     if score_threshold > 0:
@@ -109,6 +116,8 @@ def postprocess(
     if cand.size > max_candidates:
         part = np.argpartition(-flat[cand], max_candidates - 1)[:max_candidates]
         cand = cand[part]
+    if classes is not None:
+        cand = cand[np.isin(cand % num_classes, classes)]
     cand = cand[np.argsort(-flat[cand], kind="stable")]
     anchor_idx, cls = cand // num_classes, cand % num_classes
     scores = 1.0 / (1.0 + np.exp(-flat[cand].astype(np.float32)))
@@ -127,12 +136,112 @@ def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
+# ---------------------------------------------------------------------------------------------- output forms
+def _read_counted(outputs: dict, names, i: int, hw):
+    """A count and fixed-size boxes (xyxy, input pixels), scores and classes: the rows past the count are padding."""
+    num, boxes, scores, classes = (outputs[n] for n in names)
+    n = int(np.ravel(num[i])[0])  # (B,), or (B, 1): EfficientNMS, Triton's dims [1]
+    return boxes[i, :n], scores[i, :n], classes[i, :n]
+
+
+def _read_ssd(outputs: dict, names, i: int, hw):
+    """[1, 1, N, 7] rows of image id, label, confidence, x_min, y_min, x_max, y_max normalised to the input; rows of
+    image id -1 are padding (OpenVINO's DetectionOutput convention)."""
+    rows = np.asarray(outputs[names[0]]).reshape(-1, 7)
+    rows = rows[rows[:, 0] == i]
+    h, w = hw
+    return rows[:, 3:7] * np.array([w, h, w, h], np.float32), rows[:, 2], rows[:, 1]
+
+
+def _read_yolonas(outputs: dict, names, i: int, hw):
+    """[N, 7] rows of batch index, x_min, y_min, x_max, y_max (input pixels), confidence, class; class -1 is padding
+    (YOLO-NAS' flat format, which Frigate's yolonas model type reads)."""
+    rows = np.asarray(outputs[names[0]]).reshape(-1, 7)
+    rows = rows[(rows[:, 0] == i) & (rows[:, 6] >= 0)]
+    return rows[:, 1:5], rows[:, 5], rows[:, 6]
+
+
+@dataclass(frozen=True)
+class OutputForm:
+    """An in-graph output layout: its tensor names (the graph's output order) and how to read one image of it
+    (-> boxes xyxy in input pixels, scores, classes, best first). converters/onnx_postprocess.py writes each form."""
+
+    name: str
+    outputs: tuple[str, ...]
+    read: Callable
+    runtime_inputs: bool  # takes the run-time NMS options as graph inputs (consumer forms have one input only)
+    description: str
+
+
+OUTPUT_FORMS = {
+    f.name: f
+    for f in (
+        OutputForm(
+            "edgedet",
+            ("num_detections", "boxes", "scores", "classes"),
+            _read_counted,
+            True,
+            "num_detections int64 (B,), boxes (B,D,4) xyxy pixels, scores (B,D), classes int64 (B,D), -1 padding",
+        ),
+        OutputForm(
+            "efficientnms",
+            ("num_detections", "detection_boxes", "detection_scores", "detection_classes"),
+            _read_counted,
+            False,
+            "TensorRT EfficientNMS_TRT layout read by DeepStream's NvDsInferParseCustomEfficientNMS: "
+            "num_detections int32 (B,1), detection_boxes (B,D,4) xyxy pixels, detection_scores (B,D), "
+            "detection_classes int32 (B,D), zero padding",
+        ),
+        OutputForm(
+            "ssd",
+            ("detection_out",),
+            _read_ssd,
+            False,
+            "one [1,1,B*D,7] tensor: image id, label, confidence, normalised x_min, y_min, x_max, y_max "
+            "(OpenVINO DetectionOutput; model_api's SSD wrapper, Frigate's ssd model type)",
+        ),
+        OutputForm(
+            "yolonas",
+            ("detections",),
+            _read_yolonas,
+            False,
+            "one [B*D,7] tensor: batch index, x_min, y_min, x_max, y_max (pixels), confidence, class (-1 padding); "
+            "Frigate's yolonas model type (its ONNX detector reads no ssd)",
+        ),
+    )
+}
+
+
+def output_form(name: str, where: str = "manifest") -> OutputForm:
+    """The output form of a manifest's `postprocess.output_form`; an ArtifactError for one this edgedet does not
+    know (an artifact written by a newer edgedet, or an edited manifest)."""
+    if name not in OUTPUT_FORMS:
+        raise ArtifactError(
+            f"{where}: output form '{name}' is not one this edgedet reads ({', '.join(OUTPUT_FORMS)}): "
+            "upgrade edgedet or re-export the artifact"
+        )
+    return OUTPUT_FORMS[name]
+
+
+@dataclass(frozen=True)
+class NmsOptions:
+    """Run-time post-processing: IoU threshold, at most max_det detections per image, only these classes (sorted
+    indices) or all (None). A field left None keeps the artifact's own value."""
+
+    iou_threshold: float | None = None
+    max_det: int | None = None
+    classes: tuple[int, ...] | None = None
+
+    def given(self) -> dict:
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
 class Postprocessor:
     """Network outputs of one batch -> Detections in original-image pixels (un-letterboxed and clipped).
 
     The one post-processing of the project: the Detector (every backend) and training-time validation use it.
-    Raw heads (`logits`, `deltas`) are decoded and NMS'd in numpy; in-graph outputs (`num_detections`, `boxes`,
-    `scores`, `classes`) are only thresholded. Output tensor names come from the manifest."""
+    Raw heads (`logits`, `deltas`) are decoded and NMS'd in numpy; in-graph outputs (any OUTPUT_FORMS row) are only
+    read and thresholded. Output tensor names come from the manifest."""
 
     def __init__(
         self,
@@ -143,27 +252,41 @@ class Postprocessor:
         iou_threshold: float = 0.5,
         max_candidates: int = 1000,
         max_det: int = 100,
+        form: str = "edgedet",
+        classes=None,
     ):
         from .anchors import anchors_for
 
         self.image_size = tuple(int(s) for s in model["image_size"])
         self.class_names = list(class_names)
         self.in_graph = bool(in_graph)
+        self.form = output_form(form) if self.in_graph else None
         self.names = list(output_names)
         self.iou_threshold, self.max_candidates, self.max_det = iou_threshold, max_candidates, max_det
+        self.classes = None if classes is None else np.asarray(sorted(classes), np.int64)
         self.anchors = None if self.in_graph else anchors_for(model)
 
     @classmethod
-    def from_manifest(cls, m) -> "Postprocessor":
+    def from_manifest(cls, m, nms: NmsOptions | None = None) -> "Postprocessor":
+        """The artifact's post-processing; with host NMS, `nms` replaces its IoU threshold, max_det and classes."""
         pp = m.postprocess
-        return cls(m.model, m.class_names, pp.in_graph, m.outputs, pp.iou_threshold, pp.max_candidates, pp.max_det)
+        opts = (nms or NmsOptions()).given() if not pp.in_graph else {}
+        return cls(
+            m.model,
+            m.class_names,
+            pp.in_graph,
+            m.outputs,
+            opts.get("iou_threshold", pp.iou_threshold),
+            pp.max_candidates,
+            opts.get("max_det", pp.max_det),
+            pp.output_form,
+            opts.get("classes"),
+        )
 
     def raw(self, outputs: dict, i: int, thr: float):
         """Image i of the batch: boxes (network-input pixels), scores, classes."""
         if self.in_graph:
-            num, boxes, scores, classes = (outputs[n] for n in self.names)
-            n = int(np.ravel(num[i])[0])  # (B,) or (B, 1) (Triton's dims [1])
-            boxes, scores, classes = boxes[i, :n], scores[i, :n], classes[i, :n]
+            boxes, scores, classes = self.form.read(outputs, self.names, i, self.image_size)
             keep = scores >= thr
             return boxes[keep], scores[keep], classes[keep].astype(np.int64)
         logits, deltas = (outputs[n] for n in self.names)
@@ -176,6 +299,7 @@ class Postprocessor:
             max_candidates=self.max_candidates,
             max_det=self.max_det,
             clip_hw=self.image_size,
+            classes=self.classes,
         )
 
     def __call__(self, outputs: dict, i: int, info, thr: float):

@@ -36,6 +36,7 @@ class FormatSpec:
     from_onnx: str = ""  # "module:function"(onnx_path, out_path, options) for `edgedet build`
     offline_command: str = ""  # "module:function" giving the equivalent command line where the library
     description: str = ""  # is absent (trtexec for engines)
+    embedding: str = ""  # "module:attr" of the edgedet.embedded.Embedding that carries the manifest in the file
 
     @property
     def suffix(self) -> str:
@@ -98,6 +99,7 @@ FORMATS: dict[str, FormatSpec] = {
             "export",
             ("fp32", "fp16"),
             description="ONNX opset 17, static or dynamic batch, host or in-graph post-processing",
+            embedding="edgedet.embedded:ONNX",
         ),
         FormatSpec(
             "openvino",
@@ -109,6 +111,7 @@ FORMATS: dict[str, FormatSpec] = {
             sidecars=(".bin",),
             from_onnx="edgedet.converters.builders:openvino_from_onnx",
             description="OpenVINO IR (.xml + .bin)",
+            embedding="edgedet.embedded:OPENVINO",
         ),
         FormatSpec(
             "tensorrt",
@@ -130,6 +133,26 @@ FORMATS: dict[str, FormatSpec] = {
             "export",
             ("fp32", "fp16"),
             description="effdet-layout state dict",
+        ),
+        FormatSpec(
+            "deepstream",
+            (".deepstream",),
+            "edgedet.converters.builders:build_deepstream",
+            "onnx",
+            "export",
+            ("fp32", "fp16"),
+            description="DeepStream nvinfer folder <out>/<name>-deepstream/{config_infer_primary.txt,labels.txt,"
+            "<name>.onnx}: efficientnms outputs, stock parser",
+        ),
+        FormatSpec(
+            "frigate",
+            (".frigate",),
+            "edgedet.converters.builders:build_frigate",
+            "onnx",
+            "export",
+            ("fp32", "fp16"),
+            description="Frigate NVR folder <out>/<name>-frigate/{frigate.yml,labelmap.txt,model}: openvino (ssd) or "
+            "onnx (yolonas) detector",
         ),
         FormatSpec(
             "triton",

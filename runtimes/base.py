@@ -56,6 +56,12 @@ class Runner(ABC):
         return self.manifest.precision
 
     @property
+    def overridable_inputs(self) -> set[str]:
+        """Graph inputs beyond the image that a caller may feed (ONNX initializers listed as inputs: the run-time
+        NMS options); backends that fold them into constants have none."""
+        return set()
+
+    @property
     def input_shape(self) -> list:
         """The artifact's own input shape (ints, or a str/None for dynamic dims), to check the manifest."""
         return []

@@ -18,7 +18,7 @@ from edgedet.detections import Detections
 from edgedet.errors import ArtifactError, InputError
 from edgedet.manifest import Manifest
 from edgedet.options import check_probability
-from edgedet.postprocess import Postprocessor
+from edgedet.postprocess import NmsOptions, Postprocessor
 from edgedet.preprocess import Preprocessor, read_image, to_bgr8
 from edgedet.registry import backend_for, get_backend, remote_backend
 
@@ -38,8 +38,30 @@ class Timing:
         return self.pre + self.infer + self.post
 
 
+# What the host does for each input form (manifest input.normalize, input.dtype): float input is letterboxed and
+# scaled by the Preprocessor (host: normalised; in_graph: RGB pixels 0..255, black padding, as DeepStream's nvinfer
+# with net-scale-factor 1 feeds them); uint8 input is letterboxed into an NHWC BGR buffer (mean-colour padding).
+_PIXELS = ([0.0, 0.0, 0.0], [1 / 255] * 3)  # mean/std that make the Preprocessor's x * mul + add the pixel itself
+_PREPROCESS = {
+    ("host", "float32"): lambda inp: (False, (inp.mean, inp.std)),
+    ("in_graph", "float32"): lambda inp: (False, _PIXELS),
+    ("in_graph", "uint8"): lambda inp: (True, (inp.mean, inp.std)),
+}
+
+
 class Detector:
-    def __init__(self, runner, manifest: Manifest, score_threshold: float = DEFAULT_SCORE_THRESHOLD):
+    def __init__(
+        self,
+        runner,
+        manifest: Manifest,
+        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+        iou_threshold: float | None = None,
+        max_det: int | None = None,
+        classes=None,
+    ):
+        """`iou_threshold`, `max_det`, `classes` (indices or names): run-time post-processing. With host NMS they
+        always apply; with in-graph NMS only where the artifact takes them as graph inputs and the backend lets
+        them be fed (ONNX Runtime), else an InputError saying they were fixed at export."""
         self.runner = runner
         self.manifest = manifest
         self.score_threshold = check_probability("score_threshold", score_threshold)
@@ -47,10 +69,18 @@ class Detector:
         self.class_names = list(manifest.class_names)
         inp = manifest.input
         self.input_name = inp.name
-        self.u8_input = inp.normalize == "in_graph"
-        self.pre = Preprocessor(self.image_size, inp.mean, inp.std)
+        row = _PREPROCESS.get((inp.normalize, inp.dtype))
+        if row is None:
+            raise ArtifactError(
+                f"{runner.path.name}: input {inp.dtype} with normalisation '{inp.normalize}' is not one this edgedet "
+                f"feeds ({', '.join(f'{d} {n}' for n, d in _PREPROCESS)})"
+            )
+        self.u8_input, (mean, std) = row(inp)
+        self.pre = Preprocessor(self.image_size, mean, std)
         self._u8_fill = np.round(np.asarray(inp.mean)[::-1] * 255).astype(np.uint8)  # BGR pad colour
-        self.post = Postprocessor.from_manifest(manifest)
+        self.nms = self._nms_options(iou_threshold, max_det, classes)
+        self.post = Postprocessor.from_manifest(manifest, self.nms)
+        self._feeds = self._graph_nms_feeds()
         self.max_batch = int(manifest.batch.max)
         self.static_batch = None if manifest.batch.dynamic else int(manifest.batch.max)
         self._local = threading.local()  # per-thread buffers and timing
@@ -70,6 +100,68 @@ class Detector:
                 "the manifest does not belong to this artifact; re-export it"
             )
 
+    def _nms_options(self, iou_threshold, max_det, classes) -> NmsOptions:
+        if iou_threshold is not None:
+            iou_threshold = check_probability("iou_threshold", iou_threshold)
+        if max_det is not None and (isinstance(max_det, bool) or not isinstance(max_det, int) or max_det < 1):
+            raise InputError(f"max_det must be a positive integer, got {max_det!r}")
+        return NmsOptions(iou_threshold, max_det, None if classes is None else self._class_ids(classes))
+
+    def _class_ids(self, classes) -> tuple[int, ...]:
+        """Class indices or names (or digit strings) -> sorted indices; an InputError for one this model lacks."""
+        items = [classes] if isinstance(classes, (str, int)) else list(classes)
+        ids = set()
+        for c in items:
+            text = str(c).strip()
+            if text.lstrip("-").isdigit():
+                i = int(text)
+            elif text in self.class_names:
+                i = self.class_names.index(text)
+            else:
+                raise InputError(f"class {text!r} is not one of this model's {len(self.class_names)} classes")
+            if not 0 <= i < len(self.class_names):
+                raise InputError(f"class {i} is outside this model's classes 0..{len(self.class_names) - 1}")
+            ids.add(i)
+        if not ids:
+            raise InputError("classes: give at least one class")
+        return tuple(sorted(ids))
+
+    def _graph_nms_feeds(self) -> dict:
+        """In-graph NMS: the graph inputs that carry the run-time options (ONNX initializers a backend lets a caller
+        override), or an InputError naming what was fixed at export."""
+        pp = self.manifest.postprocess
+        given = self.nms.given()
+        if not pp.in_graph or not given:
+            return {}
+        names = {k: pp.runtime_inputs.get(k) for k in given}
+        fixed = [k for k, n in names.items() if n is None or n not in self.runner.overridable_inputs]
+        if fixed:
+            how = (
+                "its graph takes no NMS inputs"
+                if not pp.runtime_inputs
+                else f"{self.backend} folds them into constants"
+            )
+            raise InputError(
+                f"{', '.join(fixed)} were fixed at export in {self.runner.path.name} (in-graph NMS: iou "
+                f"{pp.iou_threshold}, max_det {pp.max_det}, all classes; {how}): use a host-NMS artifact, ONNX Runtime, "
+                "or re-export"
+            )
+        if self.nms.max_det is not None and self.nms.max_det > pp.max_det:
+            raise InputError(
+                f"max_det {self.nms.max_det} is more than the {pp.max_det} detections {self.runner.path.name}'s "
+                "outputs hold (fixed at export)"
+            )
+        values = {
+            "iou_threshold": lambda v: np.array([v], np.float32),
+            "max_det": lambda v: np.array([v], np.int64),
+            "classes": lambda v: np.isin(np.arange(len(self.class_names)), v).astype(np.float32),
+        }
+        return {names[k]: values[k](v) for k, v in given.items()}
+
+    def feeds(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """The runner's inputs for a preprocessed batch (with the run-time NMS inputs, where the graph takes them)."""
+        return {self.input_name: batch, **self._feeds}
+
     # ---------------------------------------------------------------- loading
     @classmethod
     def load(
@@ -79,19 +171,25 @@ class Detector:
         device=None,
         score_threshold: float = DEFAULT_SCORE_THRESHOLD,
         verify: bool = True,
+        iou_threshold: float | None = None,
+        max_det: int | None = None,
+        classes=None,
         **options,
     ) -> "Detector":
         """Load an artifact (.onnx, .xml, .engine, .pth) and its manifest on a backend (default: by format), or
         a model on a server by URL (grpc://host:8001/d0, http://host:8000/d0: Triton, see triton_runner).
 
+        A lone .onnx or .xml (no sidecar manifest) loads from the manifest embedded in it.
+        `iou_threshold`, `max_det`, `classes`: run-time post-processing (see __init__).
         `options` are the backend's runtime options (its runner's OPTIONS); an unknown one is an InputError.
         A model name ('d0') is built by the facade: `edgedet.load('d0', ...)`."""
+        nms = {"iou_threshold": iou_threshold, "max_det": max_det, "classes": classes}
         remote = remote_backend(source)
         if remote is not None:  # a model on a server (grpc://host:port/model): the runner brings the manifest
             if backend is not None and get_backend(backend) is not remote:
                 raise InputError(f"{source} is served by a {remote.name} server; backend '{backend}' cannot run it")
             runner = remote.runner_class().create(remote, source, None, device, **options)
-            return cls._with_runner(runner, runner.manifest, score_threshold)
+            return cls._with_runner(runner, runner.manifest, score_threshold, nms)
         path = Path(source)
         if not path.exists():
             if not path.suffix:
@@ -110,12 +208,13 @@ class Detector:
             )
         runner_cls = spec.runner_class()
         manifest = Manifest.read(path, verify=verify)
-        return cls._with_runner(runner_cls.create(spec, path, manifest, device, **options), manifest, score_threshold)
+        runner = runner_cls.create(spec, path, manifest, device, **options)
+        return cls._with_runner(runner, manifest, score_threshold, nms)
 
     @classmethod
-    def _with_runner(cls, runner, manifest: Manifest, score_threshold) -> "Detector":
+    def _with_runner(cls, runner, manifest: Manifest, score_threshold, nms: dict) -> "Detector":
         try:
-            return cls(runner, manifest, score_threshold)
+            return cls(runner, manifest, score_threshold, **nms)
         except BaseException:
             runner.close()
             raise
@@ -204,9 +303,9 @@ class Detector:
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         if self._run_lock is None:
-            return self.runner({self.input_name: batch})
+            return self.runner(self.feeds(batch))
         with self._run_lock:
-            return {k: np.array(v) for k, v in self.runner({self.input_name: batch}).items()}
+            return {k: np.array(v) for k, v in self.runner(self.feeds(batch)).items()}
 
     def _run_chunk(self, frames, thr, timing: Timing) -> list[Detections]:
         t0 = time.perf_counter()

@@ -79,6 +79,10 @@ class OnnxRuntimeRunner(Runner):
         return list(self.session.get_inputs()[0].shape)
 
     @property
+    def overridable_inputs(self) -> set[str]:
+        return {i.name for i in self.session.get_overridable_initializers()}
+
+    @property
     def execution_precision(self) -> str:
         """ONNX Runtime runs the graph's own types on its provider (no reduced-precision rewriting)."""
         return f"{self.manifest.precision} ({self.session.get_providers()[0]})"

@@ -10,6 +10,8 @@ import errno
 import json
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -41,17 +43,103 @@ def check_writable(path: str | Path, what: str) -> Path:
     return path
 
 
-# container suffix -> fourcc that the pip OpenCV builds can encode
-FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
+class _OpenCvWriter:
+    """cv2.VideoWriter with a fourcc the pip OpenCV builds can encode (mp4v, MJPG)."""
+
+    def __init__(self, path: Path, fourcc: str, fps: float, size: tuple[int, int]):
+        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+        if not self.writer.isOpened():
+            raise InputError(f"cannot write video {path} with codec {fourcc}")
+
+    def write(self, frame: np.ndarray) -> None:
+        self.writer.write(frame)
+
+    def release(self, discard: bool = False) -> None:
+        self.writer.release()
+
+
+class _PyAvWriter:
+    """H.264 (libx264, yuv420p: what browsers and players open) through PyAV's FFmpeg. yuv420p needs even sizes:
+    an odd width or height gets one black column or row."""
+
+    def __init__(self, path: Path, codec: str, fps: float, size: tuple[int, int]):
+        import fractions
+
+        import av
+
+        self.even = (size[0] + size[0] % 2, size[1] + size[1] % 2)
+        self.container = av.open(str(path), mode="w")
+        self.stream = self.container.add_stream(codec, rate=fractions.Fraction(fps).limit_denominator(1001))
+        self.stream.width, self.stream.height = self.even
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.options = {"crf": "23", "preset": "veryfast"}
+        self._frame = av.VideoFrame
+        # the header now, not with the first packet (x264 holds frames back): on a full disk, flushing and closing
+        # a container whose first write (the header) failed crashed the process (tests/cli/test_filesystem.py)
+        self.container.start_encoding()
+
+    def write(self, frame: np.ndarray) -> None:
+        h, w = frame.shape[:2]
+        if (w, h) != self.even:
+            frame = cv2.copyMakeBorder(frame, 0, self.even[1] - h, 0, self.even[0] - w, cv2.BORDER_CONSTANT)
+        for packet in self.stream.encode(self._frame.from_ndarray(frame, format="bgr24")):
+            self.container.mux(packet)
+
+    def release(self, discard: bool = False) -> None:
+        """Finish the file; `discard`: it is being thrown away, so the encoder's delayed frames are not flushed."""
+        try:
+            if not discard:
+                for packet in self.stream.encode():  # flush the encoder's delayed frames
+                    self.container.mux(packet)
+        finally:
+            self.container.close()
+
+
+def _pyav_h264() -> str | None:
+    """PyAV's H.264 encoder name, or None where PyAV (the 'video' extra) or its libx264 is absent."""
+    try:
+        import av
+    except ImportError:
+        return None
+    return "libx264" if "libx264" in av.codecs_available else None
+
+
+@dataclass(frozen=True)
+class VideoCodec:
+    """One way to write a video: its name, the containers it goes in, the library and how to open it."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    library: str
+    available: Callable[[], str | None]  # the encoder to use, or None where it cannot be used here
+    open: Callable  # (path, encoder, fps, size) -> a writer with write(frame) and release()
+
+
+# first match wins: H.264 through PyAV when installed (the 'video' extra), else what pip OpenCV encodes
+CODECS = (
+    VideoCodec("H.264", (".mp4", ".m4v", ".mov", ".mkv"), "PyAV", lambda: _pyav_h264(), _PyAvWriter),
+    VideoCodec("mp4v", (".mp4", ".m4v", ".mov", ".mkv"), "OpenCV", lambda: "mp4v", _OpenCvWriter),
+    VideoCodec("MJPG", (".avi",), "OpenCV", lambda: "MJPG", _OpenCvWriter),
+)
+VIDEO_SUFFIXES = tuple(dict.fromkeys(s for c in CODECS for s in c.suffixes))
+
+
+def choose_codec(suffix: str) -> tuple[VideoCodec, str]:
+    for codec in CODECS:
+        if suffix in codec.suffixes:
+            encoder = codec.available()
+            if encoder is not None:
+                return codec, encoder
+    raise InputError(f"video output must end in {', '.join(VIDEO_SUFFIXES)}")
 
 
 class VideoSink:
     def __init__(self, path: str | Path, fps: float = 30.0):
         self.path = Path(path)
         suffix = self.path.suffix.lower()
-        if suffix not in FOURCC:
-            raise InputError(f"--save {self.path}: video output must end in {', '.join(FOURCC)}")
-        self.fourcc = FOURCC[suffix]
+        if suffix not in VIDEO_SUFFIXES:
+            raise InputError(f"--save {self.path}: video output must end in {', '.join(VIDEO_SUFFIXES)}")
+        self.codec, self.encoder = choose_codec(suffix)
         self.fps = float(fps) if fps and 0 < fps < 1000 else 30.0
         check_writable(self.path, "--save")
         self.tmp = _temp_name(self.path)
@@ -59,13 +147,21 @@ class VideoSink:
         self.size = None
         self.frames = 0
 
+    @property
+    def description(self) -> str:
+        """Which codec wrote it, said by the command ("H.264 (PyAV)", "mp4v (OpenCV; ...)")."""
+        hint = (
+            ""
+            if self.codec.name == "H.264" or self.path.suffix.lower() == ".avi"
+            else ("; pip install 'edgedet[video]' for H.264")
+        )
+        return f"{self.codec.name} ({self.codec.library}{hint})"
+
     def write(self, frame: np.ndarray) -> None:
         if self.writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.size = (frame.shape[1], frame.shape[0])
-            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self.size)
-            if not self.writer.isOpened():
-                raise InputError(f"cannot write video {self.path} with codec {self.fourcc}")
+            self.writer = self.codec.open(self.tmp, self.encoder, self.fps, self.size)
         if (frame.shape[1], frame.shape[0]) != self.size:  # a source that changed resolution mid-stream
             frame = cv2.resize(frame, self.size)
         self.writer.write(frame)
@@ -75,9 +171,9 @@ class VideoSink:
         """Finish the file, verify it decodes with every frame written, then publish it under its name."""
         if self.writer is None:
             return
-        self.writer.release()
-        self.writer = None
+        writer, self.writer = self.writer, None
         try:
+            writer.release()
             decoded = count_frames(self.tmp)
             if decoded < self.frames:
                 raise OSError(
@@ -92,8 +188,11 @@ class VideoSink:
 
     def abort(self) -> None:
         if self.writer is not None:
-            self.writer.release()
-            self.writer = None
+            writer, self.writer = self.writer, None
+            try:
+                writer.release(discard=True)
+            except Exception:  # noqa: BLE001 - the file is being thrown away
+                pass
         self.tmp.unlink(missing_ok=True)
 
 

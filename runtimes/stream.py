@@ -250,7 +250,7 @@ class DetectionStream:
                 self._fail(e)
                 self._out.put((seq, []))
 
-        self._aq.submit({self.det.input_name: tensor}, done)
+        self._aq.submit(self.det.feeds(tensor), done)
 
     def _stack(self, group: list[_Frame]) -> np.ndarray:
         n = self.det.static_batch or len(group)

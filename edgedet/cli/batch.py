@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edgedet.errors import InputError
 
-from .common import add_detector_arguments, artifact_of, positive
+from .common import add_detector_arguments, add_nms_arguments, artifact_of, nms_keywords, positive
 
 HELP = "batch detection over folders, globs, buckets and videos on Ray Data (local or a cluster)"
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -19,6 +19,7 @@ WRITERS = {".parquet": "write_parquet", ".jsonl": "write_json", ".json": "write_
 
 def add_arguments(p):
     add_detector_arguments(p)
+    add_nms_arguments(p)
     p.add_argument("--source", required=True, nargs="+", help="image folders, globs, files, s3:// URLs or videos")
     p.add_argument("--out", required=True, help="results.parquet or results.jsonl (a folder of Ray's part files)")
     p.add_argument(
@@ -58,6 +59,7 @@ def run(a) -> int:
         device=a.device,
         score_threshold=a.conf,
         num_gpus=a.gpus_per_actor,
+        **nms_keywords(a),
     )
     result = result.materialize()
     getattr(result, writer)(str(out))

@@ -67,6 +67,28 @@ def add_detector_arguments(p) -> None:
     p.add_argument("--conf", type=probability, default=0.25, help="score threshold")
 
 
+def add_nms_arguments(p) -> None:
+    """Run-time post-processing (the Detector's iou_threshold, max_det, classes): always with host NMS; with
+    in-graph NMS where the graph takes them as inputs (ONNX Runtime), else one line saying they were fixed."""
+    g = p.add_argument_group("post-processing at run time")
+    g.add_argument("--iou", type=probability, help="NMS IoU threshold (default: the artifact's)")
+    g.add_argument("--max-det", type=positive, help="at most this many detections per image (default: the artifact's)")
+    g.add_argument("--classes", type=class_list, help="keep only these classes: indices or names, comma separated")
+
+
+def class_list(value: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("give at least one class index or name")
+    return items
+
+
+def nms_keywords(a) -> dict:
+    """The Detector keywords of --iou / --max-det / --classes that were given."""
+    given = {"iou_threshold": a.iou, "max_det": a.max_det, "classes": a.classes}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def emit(obj, as_json: bool, text: str) -> None:
     print(json.dumps(obj, indent=2) if as_json else text)
 

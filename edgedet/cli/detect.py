@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edgedet.errors import EdgeDetError, InputError
 
-from .common import add_detector_arguments, load_detector, nonnegative, positive_float
+from .common import add_detector_arguments, add_nms_arguments, load_detector, nms_keywords, nonnegative, positive_float
 
 HELP = "run detection on images, a folder, a video, a camera or a stream URL"
 STILL = ("image", "folder")  # source kinds detected image by image
@@ -32,7 +32,17 @@ def add_arguments(p):
     )
     p.add_argument("--save", help="images: folder for annotated images; video/stream: annotated video (out.mp4)")
     p.add_argument("--jsonl", help="write one JSON line per image or frame (source, frame, detections)")
+    p.add_argument(
+        "--coco-json",
+        help="images: write the detections as COCO results (image_id, category_id, bbox [x,y,w,h], score)",
+    )
+    p.add_argument(
+        "--data",
+        help="with --coco-json: the COCO annotation file whose image and category ids to use (default: numeric "
+        "file stems, categories 1..C)",
+    )
     p.add_argument("--json", action="store_true", help="print detections as JSON")
+    add_nms_arguments(p)
     g = p.add_argument_group("video and streams")
     g.add_argument("--show", action="store_true", help="show the annotated stream in a window (q quits)")
     g.add_argument("--realtime", action="store_true", help="drop frames to stay current instead of queueing")
@@ -52,6 +62,8 @@ def run(a) -> int:
     kinds = [source_kind(s) for s in a.source]  # raises for a missing path
     if len(a.source) == 1 and kinds[0] in STILL and not a.show:
         return detect_images(a, kinds[0])
+    if a.coco_json or a.data:
+        raise InputError("--coco-json and --data apply to images and folders (COCO results are per image)")
     return detect_stream(a)
 
 
@@ -109,8 +121,13 @@ def detect_images(a, kind: str) -> int:
     targets = _output_names(files, out_dir) if out_dir is not None else {}
     if a.jsonl:
         check_writable(a.jsonl, "--jsonl")
-    results, failures = [], []
-    with load_detector(a) as det:
+    if a.data and not a.coco_json:
+        raise InputError("--data names the annotation file of --coco-json: give --coco-json too")
+    if a.coco_json:
+        check_writable(a.coco_json, "--coco-json")
+    results, failures, coco = [], [], []
+    with load_detector(a, **nms_keywords(a)) as det:
+        coco_ids = _coco_ids(a, det)
         jsonl = JsonLines(a.jsonl) if a.jsonl else None  # opened once the model loaded: nothing left behind
         try:
             for f in progress(files, desc="detect", disable=len(files) < 5):
@@ -122,6 +139,8 @@ def detect_images(a, kind: str) -> int:
                     continue
                 d = det(img)
                 results.append({"image": str(f), "detections": d.to_dict(), "ms": round(det.timing.total, 2)})
+                if coco_ids is not None:
+                    coco += coco_ids.results(f, d)
                 if jsonl is not None:
                     jsonl.write({"source": str(f), "frame": 0, **d.to_dict()})
                 if out_dir is not None:
@@ -135,11 +154,32 @@ def detect_images(a, kind: str) -> int:
             if jsonl is not None:
                 jsonl.abort()
         backend, device = det.backend, det.device
+    if coco_ids is not None:
+        _write_coco(a, coco, coco_ids)
     if a.json:
         print(json.dumps({"model": a.model, "backend": backend, "device": device, "results": results}, indent=2))
     if failures and not results:
         raise InputError(failures[0] if len(failures) == 1 else f"no image could be read ({len(failures)} failed)")
     return 0
+
+
+def _coco_ids(a, det):
+    from edgedet.evaluation import CocoIds
+
+    return CocoIds(len(det.class_names), a.data) if a.coco_json else None
+
+
+def _write_coco(a, coco: list, ids) -> None:
+    from edgedet.evaluation import write_coco_results
+
+    write_coco_results(a.coco_json, coco)
+    if ids.unknown:
+        print(
+            f"--coco-json: {len(ids.unknown)} image(s) not in {a.data} were left out (e.g. {ids.unknown[0]})",
+            file=sys.stderr,
+        )
+    if not a.json:
+        print(f"wrote {len(coco)} detections (COCO results) to {a.coco_json}")
 
 
 def _save_annotated(out: Path, img, dets) -> None:
@@ -251,13 +291,17 @@ class _Outputs:
             [str(self.jsonl.path)] if self.jsonl else []
         )
 
+    def codecs(self) -> dict[str, str]:
+        """Each written video -> the codec that wrote it (H.264 through PyAV, or OpenCV's mp4v)."""
+        return {str(s.path): s.description for s in self.videos if s is not None and s.frames}
+
 
 def detect_stream(a) -> int:
     from edgedet.progress import progress
     from edgedet.runtimes import CaptureOptions
 
     outputs = _Outputs(a)
-    det = load_detector(a, **_hint(a))
+    det = load_detector(a, **_hint(a), **nms_keywords(a))
     capture = CaptureOptions(open_timeout_s=a.timeout, read_timeout_s=a.timeout, max_reconnects=max(0, a.reconnect))
     try:
         stream = det.stream(a.source, realtime=a.realtime, capture=capture)
@@ -300,7 +344,12 @@ def detect_stream(a) -> int:
 def _report_stream(a, stream, det, outputs: _Outputs, interrupted: bool) -> int:
     summary = stream.stats.to_dict()
     summary.update(
-        model=a.model, backend=det.backend, device=det.device, interrupted=interrupted, outputs=outputs.written()
+        model=a.model,
+        backend=det.backend,
+        device=det.device,
+        interrupted=interrupted,
+        outputs=outputs.written(),
+        video_codecs=outputs.codecs(),
     )
     if a.json:
         print(json.dumps(summary, indent=2))
@@ -313,7 +362,8 @@ def _report_stream(a, stream, det, outputs: _Outputs, interrupted: bool) -> int:
             + (f", {summary['dropped']} dropped to stay real-time" if summary["dropped"] else "")
         )
         for o in summary["outputs"]:
-            print(f"wrote {o}")
+            codec = summary["video_codecs"].get(o)
+            print(f"wrote {o}" + (f" ({codec})" if codec else ""))
     if summary["frames"] == 0 and not interrupted:
         events = [e for s in summary["sources"] for e in s["events"]]
         raise InputError("no frame could be read" + (f": {events[-1]}" if events else ""))

@@ -8,13 +8,14 @@ import time
 
 from edgedet.errors import InputError
 
-from .common import add_detector_arguments, positive, positive_float
+from .common import add_detector_arguments, add_nms_arguments, nms_keywords, positive, positive_float
 
 HELP = "serve detection over HTTP on Ray Serve (POST /detect, GET /health, GET /metadata)"
 
 
 def add_arguments(p):
     add_detector_arguments(p)
+    add_nms_arguments(p)
     p.add_argument("--replicas", type=positive, default=1, help="replicas, each with its own Detector")
     p.add_argument(
         "--max-batch",
@@ -85,6 +86,7 @@ def run(a) -> int:
             cpus_per_replica=a.cpus_per_replica,
             num_gpus=a.gpus_per_replica,
             max_bytes=int(a.max_mb * 1024 * 1024),
+            **nms_keywords(a),
         )
         serve.run(app, name="edgedet", route_prefix="/")
         url = f"http://{a.host}:{a.port}"
