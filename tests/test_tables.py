@@ -26,6 +26,7 @@ LOADED_BY = {
     ("Strategy", "build"): "converters",  # converters.int8.pipeline
     ("Strategy", "accuracy_control"): "converters",
     ("Strategy", "validation"): "converters",
+    ("FormatSpec", "embedding"): "core",  # edgedet.manifest reads and writes the copy inside the file
 }
 
 
