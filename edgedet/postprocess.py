@@ -302,7 +302,7 @@ class Postprocessor:
             classes=self.classes,
         )
 
-    def __call__(self, outputs: dict, i: int, info, thr: float):
+    def __call__(self, outputs: dict, i: int, info, thr: float) -> Detections:
         boxes, scores, classes = self.raw(outputs, i, thr)
         h, w = info.orig_hw
         xyxy = clip_boxes(np.divide(boxes, np.float32(info.scale), dtype=np.float32), h, w)

@@ -22,6 +22,8 @@ from edgedet.postprocess import NmsOptions, Postprocessor
 from edgedet.preprocess import Preprocessor, read_image, to_bgr8
 from edgedet.registry import backend_for, get_backend, remote_backend
 
+from .base import Runner
+
 DEFAULT_SCORE_THRESHOLD = 0.25
 
 
@@ -52,7 +54,7 @@ _PREPROCESS = {
 class Detector:
     def __init__(
         self,
-        runner,
+        runner: Runner,
         manifest: Manifest,
         score_threshold: float = DEFAULT_SCORE_THRESHOLD,
         iou_threshold: float | None = None,
