@@ -68,3 +68,32 @@ def refusal_cost():
         out["heap_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
         out["rss_mb"] = _rss_peak_mb() - rss0
         tracemalloc.stop()
+
+
+def lying_avi(path, frames: int, claimed: int, size=(160, 120)):
+    """An MJPEG AVI of `frames` frames whose header says `claimed` (avih dwTotalFrames and strh dwLength)."""
+    from edgedet.benchmarks.images import make_video
+
+    make_video(path, frames, size=size, fourcc="MJPG")
+    b = bytearray(path.read_bytes())
+    struct.pack_into("<I", b, b.find(b"avih") + 8 + 16, claimed)  # MainAVIHeader.dwTotalFrames
+    struct.pack_into("<I", b, b.find(b"strh") + 8 + 32, claimed)  # AVIStreamHeader.dwLength
+    path.write_bytes(bytes(b))
+    return path
+
+
+def raw_mjpeg(path, frames: int, size=(160, 120)):
+    """A raw MJPEG stream (concatenated JPEGs, no container: no frame count, no index)."""
+    from edgedet.benchmarks.images import make_video
+
+    src = make_video(path.with_suffix(".src.avi"), frames, size=size, fourcc="MJPG")
+    cap, data = cv2.VideoCapture(str(src)), b""
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        data += cv2.imencode(".jpg", frame)[1].tobytes()
+    cap.release()
+    src.unlink()
+    path.write_bytes(data)
+    return path
