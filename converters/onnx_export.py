@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgedet.anchors import anchors_for
-from edgedet.classes import default_class_names
+from edgedet.classes import fit_class_names
 from edgedet.errors import BackendUnavailableError, ConversionError, InputError
 from edgedet.fileio import publish
 from edgedet.manifest import (
@@ -172,7 +172,7 @@ def onnx_manifest(cfg, opts: ExportOptions, class_names, weights_info, proto) ->
     graph = opts.postprocess == "graph"
     return Manifest(
         model=cfg.to_dict(),
-        class_names=list(class_names) if class_names else default_class_names(cfg.num_classes),
+        class_names=fit_class_names(class_names, cfg.num_classes),
         input=InputSection(
             name=INPUT_NAME,
             shape=["batch" if dynamic else batch, 3, *cfg.image_size],

@@ -412,3 +412,21 @@ def test_the_gate_refuses_a_validation_set_with_no_usable_annotations(artifacts,
         err = capsys.readouterr().err
         assert rc == 2 and "no usable annotations" in err, (name, err[-500:])
         assert not list((tmp_path / name).glob("*.onnx"))  # nothing was built
+
+
+def test_calibrate_json_prints_only_json_on_stdout(artifacts, calib_dir, tmp_path):
+    """NNCF logs through a handler on stdout ('INFO:nncf:...'), so `calibrate --json | jq` failed to parse."""
+    import subprocess
+    import sys
+
+    args = ["calibrate", "--model", str(artifacts["onnx"]), "--calib", str(calib_dir), "--backend", "openvino"]
+    r = subprocess.run(
+        [sys.executable, "-m", "edgedet", *args, "--out", str(tmp_path), "--json", "--speed-iters", "0"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads(r.stdout)
+    assert report["artifacts"][0]["backend"] == "openvino"
+    assert "nncf" in r.stderr.lower()  # NNCF did log: on stderr
