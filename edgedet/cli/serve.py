@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -97,6 +98,8 @@ def run(a) -> int:
         _check_port(a.host, a.port)
     ray = import_ray("serve")
     serve = ray.serve
+    if own:  # the proxy of our own Ray reads bodies under the same cap and deadline (ray_serve.BodyGuard)
+        os.environ.update(ray_serve.proxy_environment(int(a.max_mb * 1024 * 1024), a.read_timeout))
     ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
     _sigterm_as_interrupt()  # ray.init installs its own SIGTERM handler (sys.exit): stop cleanly instead
     try:

@@ -16,7 +16,9 @@ path or method; 503 with Retry-After when the replica is saturated. The replica 
 Hostile clients (docs/hardening.md). Ray Serve's proxy (uvicorn) hands a request to a replica once its headers
 are in and streams the body after it; it has no read deadline of its own (`request_timeout_s` is end to end, and a
 client can lift it per request with the x-request-timeout-seconds header), and it reads the body off the socket
-as fast as it arrives. So the defences live here, in the replica, which pulls the body:
+as fast as it arrives. So the defences live in the replica, which pulls the body, and, where edgedet starts the
+Ray (`edgedet serve`), in `BodyGuard`, a middleware Ray's proxy-callback hook puts in front of the proxy, which
+stops reading at the same cap and deadline:
 - the body is read under a deadline (`read_timeout_s`) and a size cap (`max_bytes`) that apply while reading,
   chunked or not, and under a budget of body bytes held by the replica at once (`body_budget`); an unfinished or
   oversized body is answered 408/413 with `Connection: close` (uvicorn then closes the socket) and counted;
@@ -325,6 +327,102 @@ def _rss_mb() -> float | None:
             return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
     except (OSError, ValueError, IndexError):
         return None
+
+
+# ---------------------------------------------------------------- a guard in Ray's HTTP proxy
+# Ray reads the proxy middlewares returned by the function named in this variable when its proxy starts (the one
+# way left to wrap the proxy's ASGI app: HTTPOptions.middlewares is refused); `edgedet serve` sets it, with the
+# limits below, for the Ray it starts.
+PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
+PROXY_CALLBACK = "edgedet.integrations.ray_serve:proxy_middlewares"
+PROXY_MAX_BYTES_ENV = "EDGEDET_SERVE_MAX_BYTES"
+PROXY_READ_TIMEOUT_ENV = "EDGEDET_SERVE_READ_TIMEOUT_S"
+PROXY_GRACE_S = 1.0  # the proxy's deadline trails the replica's: the replica answers (and counts) first
+
+
+def proxy_environment(max_bytes: int, read_timeout_s: float) -> dict:
+    """The environment that puts BodyGuard in front of the Ray proxies started with it."""
+    return {
+        PROXY_CALLBACK_ENV: PROXY_CALLBACK,
+        PROXY_MAX_BYTES_ENV: str(int(max_bytes)),
+        PROXY_READ_TIMEOUT_ENV: str(float(read_timeout_s) + PROXY_GRACE_S),
+    }
+
+
+def proxy_middlewares() -> list:
+    """Ray's proxy callback: BodyGuard with the limits of the environment (none when they are not set)."""
+    from starlette.middleware import Middleware
+
+    if PROXY_MAX_BYTES_ENV not in os.environ:
+        return []
+    return [
+        Middleware(
+            BodyGuard,
+            max_bytes=int(os.environ[PROXY_MAX_BYTES_ENV]),
+            read_timeout_s=float(os.environ.get(PROXY_READ_TIMEOUT_ENV, READ_TIMEOUT_S + PROXY_GRACE_S)),
+        )
+    ]
+
+
+class BodyGuard:
+    """ASGI middleware in front of Ray's proxy: the body cap and read deadline applied where the body is read off
+    the socket. Ray's proxy reads a body as fast as the client sends it and buffers it for the replica, so a
+    replica's 413 arrives after tens to hundreds of MB of a flood; here the read stops at the cap. A request over
+    a limit is answered 413/408 with Connection: close, and the proxy hears a disconnect (it cancels the request
+    and stops reading); a Content-Length over the cap is answered before the proxy sees the request."""
+
+    def __init__(self, app, max_bytes: int = MAX_BYTES, read_timeout_s: float = READ_TIMEOUT_S + PROXY_GRACE_S):
+        self.app, self.max_bytes, self.read_timeout_s = app, int(max_bytes), float(read_timeout_s)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            return await _answer(send, 413, f"image of {int(declared)} bytes is over the limit of {self.max_bytes}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.read_timeout_s
+        state = {"received": 0, "body_done": False, "refused": False, "started": False}
+
+        async def refuse(status: int, message: str):
+            state["refused"] = True
+            if not state["started"]:
+                state["started"] = True
+                await _answer(send, status, message)
+            return {"type": "http.disconnect"}
+
+        async def guarded_receive():
+            if state["refused"]:
+                return {"type": "http.disconnect"}
+            if state["body_done"]:  # the proxy waits for a disconnect during the response: no deadline
+                return await receive()
+            try:
+                msg = await asyncio.wait_for(receive(), max(0.001, deadline - loop.time()))
+            except asyncio.TimeoutError:  # noqa: UP041 (on Python 3.10 not yet the builtin TimeoutError)
+                return await refuse(408, f"request body not received within {self.read_timeout_s:g} s")
+            if msg["type"] == "http.request":
+                state["received"] += len(msg.get("body", b""))
+                if state["received"] > self.max_bytes:
+                    return await refuse(413, f"image of more than {self.max_bytes} bytes is over the limit")
+                state["body_done"] = not msg.get("more_body", False)
+            return msg
+
+        async def guarded_send(msg):
+            if state["refused"]:
+                return  # the proxy's own answer to the disconnect it heard: ours went out
+            if msg["type"] == "http.response.start":
+                state["started"] = True
+            await send(msg)
+
+        await self.app(scope, guarded_receive, guarded_send)
+
+
+async def _answer(send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def serve_class():
