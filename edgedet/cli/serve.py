@@ -50,8 +50,8 @@ def add_arguments(p):
     g.add_argument(
         "--max-ongoing",
         type=positive,
-        default=256,
-        help="requests a replica holds at once, bodies being read included (Ray's max_ongoing_requests)",
+        help="requests a replica holds at once, bodies being read included (Ray's max_ongoing_requests; "
+        "default: max(256, --max-inflight + 64))",
     )
     g.add_argument(
         "--max-queued", type=positive, default=64, help="requests each proxy queues for a busy replica (503 beyond)"

@@ -64,7 +64,7 @@ IMAGE_TYPES = frozenset(
 ROUTES = {"/detect": ("POST", "detect"), "/health": ("GET", "health"), "/metadata": ("GET", "metadata")}
 MAX_BYTES = 20 * 1024 * 1024  # largest body accepted
 READ_TIMEOUT_S = 10.0  # seconds to receive a whole body, from the moment the replica starts reading it
-MAX_ONGOING = 256  # requests a replica holds at once (reading bodies included)
+MAX_ONGOING = 256  # requests a replica holds at once (reading bodies included), at least max_inflight + 64
 MAX_QUEUED = 64  # requests each proxy holds waiting for a replica slot (a burst arrives faster than they are assigned)
 RETRY_AFTER_S = 1
 CONTENT_TYPES = {
@@ -459,7 +459,7 @@ def detector_app(
     max_bytes: int = MAX_BYTES,
     read_timeout_s: float = READ_TIMEOUT_S,
     max_inflight: int | None = None,
-    max_ongoing: int = MAX_ONGOING,
+    max_ongoing: int | None = None,
     max_queued: int = MAX_QUEUED,
     max_pixels: int | None = None,
     body_budget: int | None = None,
@@ -470,6 +470,7 @@ def detector_app(
     serve = import_ray("serve").serve
     artifact = str(artifact)
     inflight = int(max_inflight or default_max_inflight(max_batch))
+    max_ongoing = int(max_ongoing or max(MAX_ONGOING, inflight + 64))
     if max_ongoing < inflight + 2:
         raise InputError(
             f"max_ongoing ({max_ongoing}) must exceed max_inflight ({inflight}) by at least 2, so that /health "
