@@ -411,3 +411,10 @@ def test_a_folder_stream_counts_undecodable_images_and_goes_on(artifacts, images
     with refusal_cost() as cost, pytest.raises(InputError, match="pixel budget"):
         det(str(tmp_path / "1.jpg"))
     assert cost["seconds"] < 0.1 and cost["heap_mb"] < 50 and cost["rss_mb"] < 50, cost
+
+
+def test_video_frames_over_the_pixel_budget_are_refused_on_open(artifacts, video, monkeypatch):
+    monkeypatch.setenv("EDGEDET_MAX_PIXELS", str(320 * 240 - 1))
+    det = Detector.load(artifacts["onnx"])
+    with pytest.raises(InputError, match="frames of 320x240 = 76800 pixels are over the pixel budget"):
+        det.stream(video)
