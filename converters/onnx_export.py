@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgedet.anchors import anchors_for
-from edgedet.classes import default_class_names
+from edgedet.classes import fit_class_names
 from edgedet.errors import BackendUnavailableError, ConversionError, InputError
 from edgedet.fileio import publish
 from edgedet.manifest import (
@@ -187,7 +187,7 @@ def onnx_manifest(cfg, opts: ExportOptions, class_names, weights_info, proto) ->
     form = INPUT_FORMS[opts.input_form]
     return Manifest(
         model=cfg.to_dict(),
-        class_names=list(class_names) if class_names else default_class_names(cfg.num_classes),
+        class_names=fit_class_names(class_names, cfg.num_classes),
         input=InputSection(
             name=INPUT_NAME,
             shape=shape_of(form, "batch" if dynamic else batch, cfg.image_size),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgedet.classes import default_class_names
+from edgedet.classes import fit_class_names
 from edgedet.fileio import publish
 from edgedet.manifest import (
     HOST_OUTPUTS,
@@ -28,7 +28,7 @@ def save_torch_artifact(
     out_path = Path(out_path)
     manifest = Manifest(
         model=cfg.to_dict(),
-        class_names=list(class_names or default_class_names(cfg.num_classes)),
+        class_names=fit_class_names(class_names, cfg.num_classes),
         input=InputSection(
             name=INPUT_NAME,
             shape=["batch", 3, *cfg.image_size],

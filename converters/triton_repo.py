@@ -111,6 +111,18 @@ def validate_config(text: str, m: Manifest):
     return cfg
 
 
+def labels_text(class_names) -> str:
+    """labels.txt: one class name a line, which is how Triton reads it (line by line, no escapes). A name with a line
+    break would shift every later label, so it is refused, naming the class."""
+    for i, name in enumerate(class_names):
+        if name.splitlines() != [name]:
+            raise ConversionError(
+                f"class {i} name {name!r:.60} contains a line break (or is empty): Triton's labels.txt has one "
+                "label a line, so every later label would shift; rename the class"
+            )
+    return "\n".join(class_names) + "\n"
+
+
 def write_repository(
     inner: Path,
     backend: str,
@@ -123,6 +135,7 @@ def write_repository(
     """Lay out `<repo>/<name>/` from a built inner artifact, in a temp folder renamed into place (an existing
     model folder is replaced only once the new one is complete)."""
     m = Manifest.read(inner)
+    labels = labels_text(m.class_names)  # refused before anything is written
     if not m.postprocess.in_graph:
         raise ConversionError(
             "Triton repositories use in-graph post-processing (no ensemble): build with postprocess='graph'"
@@ -145,7 +158,7 @@ def write_repository(
         text = config_text(name, served, triton, instances, queue_delay_us)
         validate_config(text, served)
         (tmp / "config.pbtxt").write_text(text)
-        (tmp / "labels.txt").write_text("\n".join(m.class_names) + "\n")
+        (tmp / "labels.txt").write_text(labels)
         if offline_note:
             (version / "BUILD_ENGINE.txt").write_text(offline_note + "\n")
         m.derive(

@@ -97,3 +97,27 @@ assert len(COCO90) == 90
 
 def default_class_names(num_classes: int) -> list[str]:
     return list(COCO90) if num_classes == 90 else [f"class{i}" for i in range(num_classes)]
+
+
+def fit_class_names(names, num_classes: int) -> list[str]:
+    """The class names an artifact records: `names` (a checkpoint's or the user's) when there is one per class;
+    otherwise filled up with default names, or cut, with a warning (detections of unnamed classes would otherwise
+    be labelled by their index, silently)."""
+    import warnings
+
+    if not names:
+        return default_class_names(num_classes)
+    names = [str(n) for n in names]
+    if len(names) != num_classes:
+        fill = default_class_names(num_classes)
+        warnings.warn(
+            f"{len(names)} class names for a model of {num_classes} classes: "
+            + (
+                f"classes {len(names)}..{num_classes - 1} are named {fill[len(names)]}..{fill[-1]}"
+                if len(names) < num_classes
+                else f"the last {len(names) - num_classes} names are dropped"
+            ),
+            stacklevel=3,
+        )
+        names = (names + fill[len(names) :])[:num_classes]
+    return names

@@ -18,6 +18,7 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import json
+import math
 import platform
 import types
 import typing
@@ -207,6 +208,7 @@ class Manifest:
     def from_dict(cls, data: dict, where: str = "manifest") -> "Manifest":
         if not isinstance(data, dict):
             raise ArtifactError(f"{where}: not a JSON object")
+        _check_depth(data, where)
         kwargs = _typed_fields(cls, data, "", where)
         extra_keys = set(data) - {f.name for f in dataclasses.fields(cls)}
         if extra_keys:
@@ -220,26 +222,51 @@ class Manifest:
         return m
 
     def _check_values(self, where: str) -> None:
-        """Values a runtime relies on, beyond their types."""
+        """Values a runtime relies on, beyond their types, within sane bounds: each fault is one ArtifactError
+        naming the key. (What only the model file can tell, its tensor names and shapes, the Detector checks
+        against its runner.)"""
 
         def bad(key: str, why: str):
             raise ArtifactError(f"{where}: key '{key}' {why}")
 
         size = self.model["image_size"]
-        if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        if len(size) != 2 or not all(_is_int(v) and 0 < v for v in size):
             bad("model.image_size", f"must be two positive integers, got {size!r:.60}")
+        if not all(MIN_IMAGE_SIDE <= v <= MAX_IMAGE_SIDE for v in size):
+            bad("model.image_size", f"must be within {MIN_IMAGE_SIDE}..{MAX_IMAGE_SIDE} pixels a side, got {size}")
+        if not 1 <= self.model["num_classes"] <= MAX_CLASSES:
+            bad("model.num_classes", f"must be within 1..{MAX_CLASSES}, got {self.model['num_classes']}")
         for key in ("mean", "std"):
             v = getattr(self.input, key)
-            if len(v) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+            if len(v) != 3 or not all(_is_number(x) for x in v):
                 bad(f"input.{key}", f"must be three numbers, got {v!r:.60}")
+            if not all(math.isfinite(x) for x in v):
+                bad(f"input.{key}", f"must be finite numbers, got {v!r:.60}")
         if any(x == 0 for x in self.input.std):
             bad("input.std", "must not contain 0")
+        if any(x < 0 for x in self.input.std):
+            bad("input.std", f"must be positive, got {self.input.std!r:.60}")
+        _check_input(self.input, size, bad)
         if not 1 <= self.batch.min <= self.batch.max:
             bad("batch", f"must satisfy 1 <= min <= max, got {self.batch.min}..{self.batch.max}")
+        if self.batch.max > MAX_BATCH:
+            bad("batch.max", f"must be at most {MAX_BATCH}, got {self.batch.max}")
         if not self.class_names or not all(isinstance(c, str) for c in self.class_names):
             bad("class_names", "must be a non-empty list of strings")
         if not self.outputs or not all(isinstance(o, str) and o for o in self.outputs):
             bad("outputs", "must be a non-empty list of tensor names")
+        # host post-processing reads the two raw heads; an in-graph form names its own tensors (4 for edgedet's own
+        # and TensorRT's EfficientNMS layout, 1 for the SSD and YOLO-NAS layouts)
+        if self.postprocess.in_graph:
+            from .postprocess import output_form
+
+            want, form = len(output_form(self.postprocess.output_form, where).outputs), self.postprocess.output_form
+            form = f"the in-graph output form '{form}'"
+        else:
+            want, form = len(HOST_OUTPUTS), "host post-processing (raw heads)"
+        if len(self.outputs) != want:
+            bad("outputs", f"must name {want} tensors for {form}, got {len(self.outputs)}: {self.outputs!r:.80}")
+        _check_postprocess(self.postprocess, bad)
         files = (
             []
             if self.artifact is None
@@ -298,8 +325,10 @@ class Manifest:
         where = f"the manifest embedded in {artifact_path.name} ({embedding.where})"
         try:
             data = json.loads(text)
-        except ValueError as e:
-            raise ArtifactError(f"{where} is not valid JSON ({e}): the file is damaged; re-export it") from None
+        except (ValueError, RecursionError) as e:
+            raise ArtifactError(
+                f"{where} is not valid JSON ({str(e)[:200]}): the file is damaged; re-export it"
+            ) from None
         m = cls._parse(data, where)
         if m.artifact is not None or m.content_sha256 != m.content_hash():
             raise ArtifactError(f"{where} was edited after it was written (its content hash differs); re-export it")
@@ -359,8 +388,8 @@ _NOT_EMBEDDED = ("artifact", "content_sha256")
 def _read_json(path: Path):
     try:
         return json.loads(path.read_text())
-    except (ValueError, OSError) as e:
-        raise ArtifactError(f"manifest {path} is not valid JSON: {e}") from None
+    except (ValueError, OSError, RecursionError) as e:  # RecursionError: nested thousands of levels deep
+        raise ArtifactError(f"manifest {path} is not valid JSON: {str(e)[:200]}") from None
 
 
 def _embedding(fmt):
@@ -442,6 +471,70 @@ def _is_instance(value, hint) -> bool:
     if base is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, base)
+
+
+# sane bounds of a manifest's values (D7 takes 1536 px; TensorRT profiles rarely exceed batch 64)
+MIN_IMAGE_SIDE, MAX_IMAGE_SIDE = 16, 4096
+MAX_BATCH = 1024
+MAX_CLASSES = 100_000
+MAX_DEPTH = 32  # nesting of JSON objects and lists: the manifest's own is 4
+LAYOUTS = {"NCHW": (1, (2, 3)), "NHWC": (3, (1, 2))}  # layout -> (channel axis, (height axis, width axis))
+INPUT_DTYPES = ("float32", "float16", "uint8")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_depth(data, where: str) -> None:
+    """A manifest nested deeper than MAX_DEPTH is refused before anything recurses into it (RecursionError)."""
+    level, depth = [data], 0
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise ArtifactError(f"{where}: nested more than {MAX_DEPTH} levels deep; not an edgedet manifest")
+        level = [
+            v
+            for item in level
+            for v in (item.values() if isinstance(item, dict) else item)
+            if isinstance(v, (dict, list))
+        ]
+
+
+def _check_input(inp: "InputSection", size, bad) -> None:
+    """The input tensor's name, layout, dtype and shape, and its spatial dims against model.image_size."""
+    if not isinstance(inp.name, str) or not inp.name:
+        bad("input.name", "must be a tensor name")
+    if inp.layout not in LAYOUTS:
+        bad("input.layout", f"must be one of {', '.join(LAYOUTS)}, got {inp.layout!r:.40}")
+    if inp.dtype not in INPUT_DTYPES:
+        bad("input.dtype", f"must be one of {', '.join(INPUT_DTYPES)}, got {inp.dtype!r:.40}")
+    shape = inp.shape
+    if len(shape) != 4 or not all((_is_int(d) and d > 0) or isinstance(d, str) for d in shape):
+        bad("input.shape", f"must be 4 dims (positive integers, or names for dynamic ones), got {shape!r:.60}")
+    channel, (h, w) = LAYOUTS[inp.layout]
+    if _is_int(shape[channel]) and shape[channel] != 3:
+        bad("input.shape", f"has {shape[channel]} channels in {inp.layout}; the model takes 3")
+    if _is_int(shape[0]) and shape[0] > MAX_BATCH:
+        bad("input.shape", f"has a batch of {shape[0]}, over {MAX_BATCH}")
+    spatial = [shape[h], shape[w]]
+    if all(_is_int(d) for d in spatial) and spatial != list(size):
+        bad("input.shape", f"is {spatial[0]}x{spatial[1]} ({inp.layout}) but model.image_size is {size[0]}x{size[1]}")
+
+
+def _check_postprocess(pp: "PostprocessSection", bad) -> None:
+    for key in ("score_threshold", "iou_threshold"):
+        v = getattr(pp, key)
+        if not (math.isfinite(v) and 0 <= v <= 1):
+            bad(f"postprocess.{key}", f"must be within 0..1, got {v!r:.40}")
+    for key, top in (("max_candidates", 1_000_000), ("max_det", 100_000)):
+        v = getattr(pp, key)
+        if not 1 <= v <= top:
+            bad(f"postprocess.{key}", f"must be within 1..{top}, got {v}")
 
 
 def tool_versions(*names: str) -> dict:

@@ -7,6 +7,7 @@ scaled to 8-bit; anything else is rejected with an InputError.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,25 +19,98 @@ from .errors import InputError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-def read_image(path: str | Path) -> np.ndarray:
+# The pixel budget: the most pixels an encoded image may declare before it is decoded. 8K frames (7680x4320 UHD,
+# 8192x4320 DCI) fit with room to spare; a decoded image within it is at most ~110 MB as 8-bit BGR. Override per
+# call (max_pixels=), per process (EDGEDET_MAX_PIXELS) or per command (--max-pixels on serve and batch).
+MAX_PIXELS = 8192 * 4608
+MAX_PIXELS_ENV = "EDGEDET_MAX_PIXELS"
+
+
+class ImageTooLarge(InputError):
+    """An image whose header declares more pixels than the budget (a server answers 413, not 400)."""
+
+
+def pixel_budget(value: int | None = None) -> int:
+    """The pixel budget in force: `value` if given, else $EDGEDET_MAX_PIXELS, else MAX_PIXELS."""
+    if value is None:
+        env = os.environ.get(MAX_PIXELS_ENV, "").strip()
+        if not env:
+            return MAX_PIXELS
+        try:
+            value = int(float(env))
+        except ValueError:
+            raise InputError(f"${MAX_PIXELS_ENV} must be a number of pixels, got {env!r}") from None
+    if value < 4:
+        raise InputError(f"the pixel budget must be at least 4 pixels, got {value}")
+    return int(value)
+
+
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as a uint8 BGR array (H, W, 3), turned by its EXIF orientation as a viewer shows it
     (phone photos), so boxes are in the displayed image's pixels. 16-bit images keep their depth until
-    to_bgr8 scales them."""
+    to_bgr8 scales them. The file's size and its declared pixels are checked before it is read or decoded."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image not found: {path}")
-    return decode_image(np.fromfile(str(path), dtype=np.uint8), str(path))
+    budget = pixel_budget(max_pixels)
+    size = path.stat().st_size
+    if size > max_file_bytes(budget):
+        raise ImageTooLarge(
+            f"cannot read image {path}: {size} bytes is more than any image within the pixel budget of "
+            f"{budget} pixels can take ({max_file_bytes(budget)} bytes; ${MAX_PIXELS_ENV} raises it)"
+        )
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as e:
+        raise InputError(f"cannot read image {path}: {e.strerror or e}") from None
+    return decode_image(data, str(path), budget)
 
 
-def decode_image(data, name: str = "image") -> np.ndarray:
-    """Decode an encoded image (JPEG, PNG, ... as bytes or a uint8 array) to uint8 BGR; InputError if it is not
-    one."""
+def max_file_bytes(budget: int) -> int:
+    """The largest file an image within `budget` pixels can be: uncompressed 16-bit RGBA (8 bytes a pixel) plus
+    room for metadata (EXIF, ICC profiles)."""
+    return 8 * budget + (64 << 20)
+
+
+def decode_image(data, name: str = "image", max_pixels: int | None = None) -> np.ndarray:
+    """Decode an encoded image (JPEG, PNG, WebP, BMP, TIFF, GIF, PNM as bytes or a uint8 array) to uint8 BGR.
+
+    The size its header declares is checked against the pixel budget before OpenCV allocates anything
+    (ImageTooLarge above it), and a format whose header edgedet cannot read is never handed to a decoder. Every
+    failure is an InputError naming the image."""
+    from .imageheader import FORMAT_NAMES, declared_size
+
+    budget = pixel_budget(max_pixels)
     buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
-    # IMREAD_COLOR applies the EXIF orientation (IMREAD_UNCHANGED would not); ANYDEPTH keeps 16-bit pixels
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if buf.size else None
+    if not isinstance(buf, np.ndarray) or buf.dtype != np.uint8 or buf.ndim != 1 or not buf.size:
+        raise InputError(f"cannot read image {name}: expected encoded image bytes")
+    header = declared_size(np.ascontiguousarray(buf))
+    if header is None:
+        raise InputError(f"cannot read image {name}: not a supported image file ({', '.join(FORMAT_NAMES)}) or corrupt")
+    fmt, size = header
+    if size is None or min(size) < 1:
+        raise InputError(f"cannot read image {name}: corrupt {fmt} header (no valid image size)")
+    width, height = size
+    if width * height > budget:
+        raise ImageTooLarge(
+            f"cannot read image {name}: {fmt} of {width}x{height} = {width * height} pixels is over the pixel "
+            f"budget of {budget} (${MAX_PIXELS_ENV} or --max-pixels raises it)"
+        )
+    try:
+        # IMREAD_COLOR applies the EXIF orientation (IMREAD_UNCHANGED would not); ANYDEPTH keeps 16-bit pixels
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    except cv2.error as e:
+        raise InputError(f"cannot read image {name}: OpenCV refused it ({_cv_message(e)})") from None
     if img is None:
         raise InputError(f"cannot read image {name}: not a supported image file or corrupt")
     return to_bgr8(img, name)
+
+
+def _cv_message(e: Exception) -> str:
+    """The reason in a cv2.error, without OpenCV's source path and line."""
+    text = str(e).strip().splitlines()
+    line = next((t for t in text if "error:" in t), text[-1] if text else "")
+    return line.split("error:", 1)[-1].strip()[:200]
 
 
 def to_bgr8(img, name: str = "image") -> np.ndarray:

@@ -90,6 +90,22 @@ class Detector:
         self._check_input_shape()
 
     def _check_input_shape(self) -> None:
+        """The manifest against the model the runner loaded: tensor names (where the runner can tell them), then
+        the input shape. A manifest that disagrees is one ArtifactError here, not a backend traceback later."""
+        io = getattr(self.runner, "model_io", None)
+        if io is not None:
+            inputs, outputs = io
+            if self.manifest.input.name not in inputs:
+                raise ArtifactError(
+                    f"{self.runner.path.name} has input {', '.join(inputs)} but its manifest says "
+                    f"'{self.manifest.input.name}': the manifest does not belong to this artifact; re-export it"
+                )
+            missing = [o for o in self.manifest.outputs if o not in outputs]
+            if missing:
+                raise ArtifactError(
+                    f"{self.runner.path.name} has no output {', '.join(missing)} (it has {', '.join(outputs)}): "
+                    "the manifest does not belong to this artifact; re-export it"
+                )
         actual = list(self.runner.input_shape)
         expected = list(self.manifest.input.shape)
         if not actual:
@@ -189,7 +205,8 @@ class Detector:
         remote = remote_backend(source)
         if remote is not None:  # a model on a server (grpc://host:port/model): the runner brings the manifest
             if backend is not None and get_backend(backend) is not remote:
-                raise InputError(f"{source} is served by a {remote.name} server; backend '{backend}' cannot run it")
+                # the URL is not echoed: it may carry credentials
+                raise InputError(f"a {remote.name} server serves this URL; backend '{backend}' cannot run it")
             runner = remote.runner_class().create(remote, source, None, device, **options)
             return cls._with_runner(runner, runner.manifest, score_threshold, nms)
         path = Path(source)

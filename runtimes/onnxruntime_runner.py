@@ -83,6 +83,11 @@ class OnnxRuntimeRunner(Runner):
         return {i.name for i in self.session.get_overridable_initializers()}
 
     @property
+    def model_io(self) -> tuple[list[str], list[str]]:
+        """The graph's input and output names, for the Detector to check the manifest against."""
+        return [i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()]
+
+    @property
     def execution_precision(self) -> str:
         """ONNX Runtime runs the graph's own types on its provider (no reduced-precision rewriting)."""
         return f"{self.manifest.precision} ({self.session.get_providers()[0]})"

@@ -94,6 +94,14 @@ class OpenVinoRunner(Runner):
         return [d.get_length() if d.is_static else None for d in self.compiled.inputs[0].get_partial_shape()]
 
     @property
+    def model_io(self) -> tuple[list[str], list[str]]:
+        """Every name of the compiled model's inputs and outputs, for the Detector to check the manifest against."""
+        return (
+            [n for port in self.compiled.inputs for n in sorted(port.get_names())],
+            [n for port in self.compiled.outputs for n in sorted(port.get_names())],
+        )
+
+    @property
     def execution_precision(self) -> str:
         """The precision OpenVINO actually runs (its compiled INFERENCE_PRECISION_HINT on this device)."""
         try:

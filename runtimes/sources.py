@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from edgedet.errors import InputError
-from edgedet.preprocess import IMAGE_SUFFIXES, list_images, read_image
+from edgedet.preprocess import IMAGE_SUFFIXES, MAX_PIXELS_ENV, ImageTooLarge, list_images, pixel_budget, read_image
 
 log = logging.getLogger("edgedet.stream")
 
@@ -66,7 +66,8 @@ class FrameSource:
 
 
 class FolderSource(FrameSource):
-    """Images of a folder in name order; unreadable files are counted as corrupt and skipped."""
+    """Images of a folder in name order; files that cannot be read or decoded (corrupt, not an image, over the
+    pixel budget) are counted as corrupt and skipped: the stream goes on."""
 
     def __init__(self, folder: Path):
         super().__init__(str(folder))
@@ -117,9 +118,21 @@ class CaptureSource(FrameSource):
         self.cap = self._open()
         if self.cap is None:
             raise InputError(self._open_error())
+        self._check_frame_size()
         n = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.stats.expected = n if (n > 0 and not self.live) else None
         self.stats.fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
+
+    def _check_frame_size(self) -> None:
+        """Frames over the pixel budget (EDGEDET_MAX_PIXELS) are refused before the first is decoded."""
+        w, h = (int(self.cap.get(p) or 0) for p in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT))
+        budget = pixel_budget()
+        if w * h > budget:
+            self.close()
+            raise ImageTooLarge(
+                f"{self.spec}: frames of {w}x{h} = {w * h} pixels are over the pixel budget of {budget} "
+                f"(${MAX_PIXELS_ENV} raises it)"
+            )
 
     def _open_error(self) -> str:
         if self.kind == "file":

@@ -33,6 +33,18 @@ _URL = re.compile(r"^(?P<scheme>grpc|https?)://(?P<host>[^/]+)/(?P<model>[^/]+)(
 V2_DTYPES = {"uint8": "UINT8", "float32": "FP32", "float16": "FP16", "int64": "INT64", "int32": "INT32"}
 
 
+def redact(url) -> str:
+    """The URL with any user:password@ replaced by ***@, for messages."""
+    return re.sub(r"(://)[^/@]*@", r"\1***@", str(url))
+
+
+def _check_port(host: str, url: str) -> None:
+    """A port is 1..65535: gRPC would take 99999 modulo 65536 and connect to another port without a word."""
+    port = host.rsplit(":", 1)[1] if ":" in host.lstrip("[").split("]")[-1] else None
+    if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise InputError(f"'{redact(url)}': port {port!r:.20} is not a port number (1-65535)")
+
+
 @dataclass(frozen=True)
 class TritonURL:
     scheme: str
@@ -45,11 +57,18 @@ class TritonURL:
         m = _URL.match(str(url))
         if not m:
             raise InputError(
-                f"'{url}' is not a Triton model URL: serve the repository with tritonserver "
+                f"'{redact(url)}' is not a Triton model URL: serve the repository with tritonserver "
                 "--model-repository <repo>, then load grpc://host:port/model[/version] or "
                 "http://host:port/model[/version]"
             )
-        return cls(m["scheme"], m["host"], m["model"], m["version"] or "")
+        host = m["host"]
+        if "@" in host:  # never echoed: the credentials are the part before the @
+            raise InputError(
+                f"'{redact(url)}': credentials in a Triton URL are not supported (tritonclient would not send them, "
+                "and they would end up in logs and error messages); give host:port only"
+            )
+        _check_port(host, url)
+        return cls(m["scheme"], host, m["model"], m["version"] or "")
 
     def __str__(self) -> str:
         return f"{self.scheme}://{self.host}/{self.model}" + (f"/{self.version}" if self.version else "")
@@ -145,7 +164,7 @@ def manifest_from_config(config: dict, where: str) -> Manifest | None:
         return None
     try:
         data = json.loads(param.get("string_value", "") if isinstance(param, dict) else param)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise ArtifactError(f"{where}: parameter {MANIFEST_PARAMETER} is not valid JSON: {e}") from None
     return Manifest.from_dict(data, where=f"{where} ({MANIFEST_PARAMETER})")
 

@@ -173,3 +173,69 @@ def test_exif_orientation_is_applied(tmp_path):
 
     shown = cv2.cvtColor(np.asarray(ImageOps.exif_transpose(Image.open(path))), cv2.COLOR_RGB2BGR)
     assert np.abs(got.astype(int) - shown.astype(int)).mean() < 2
+
+
+# ---------------------------------------------------------------- hostile images: the pixel budget (issue 27)
+from edgedet.preprocess import decode_image  # noqa: E402
+from tests.hostile import jpeg_bomb, png_bomb, png_header_only, refusal_cost  # noqa: E402
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".webp", ".bmp", ".tif", ".gif", ".ppm", ".pam"])
+def test_the_declared_size_is_read_from_every_format_opencv_is_handed(ext):
+    from edgedet.imageheader import declared_size
+
+    img = np.random.default_rng(0).integers(0, 256, (21, 37, 3), dtype=np.uint8)
+    ok, buf = cv2.imencode(ext, img)
+    assert ok
+    assert declared_size(buf.tobytes())[1] == (37, 21)
+    assert decode_image(buf).shape == (21, 37, 3)
+
+
+@pytest.mark.parametrize("bomb", ["jpeg", "png"])
+def test_a_decompression_bomb_is_refused_from_its_header_fast_and_small(bomb, tmp_path):
+    """A 630-byte JPEG declaring 30000x30000 and a 48 KB PNG of 20000x20000: refused before decoding, in under
+    100 ms and 50 MB (unbudgeted, OpenCV takes seconds and gigabytes on each)."""
+    data = jpeg_bomb() if bomb == "jpeg" else png_bomb()
+    path = tmp_path / f"bomb.{bomb}"
+    path.write_bytes(data)
+    for call in (lambda: decode_image(data, "body"), lambda: read_image(path)):
+        with refusal_cost() as cost, pytest.raises(InputError, match="pixel budget") as refused:
+            call()
+        assert cost["seconds"] < 0.1 and cost["heap_mb"] < 50 and cost["rss_mb"] < 50, cost
+        assert type(refused.value).__name__ == "ImageTooLarge"  # a server answers 413
+
+
+def test_every_decode_failure_is_an_input_error(tmp_path, monkeypatch):
+    """An image over OpenCV's own 1-gigapixel limit (86 bytes) raised cv2.error, which aborted whole runs."""
+    over_opencv = png_header_only(40000, 40000)
+    with pytest.raises(InputError, match="cannot read image x.png"):
+        decode_image(over_opencv, "x.png")  # refused by the budget
+    monkeypatch.setenv("EDGEDET_MAX_PIXELS", str(2 * 10**9))  # past our budget: OpenCV's own check refuses it
+    with pytest.raises(InputError, match="cannot read image x.png"):
+        decode_image(over_opencv, "x.png")
+    monkeypatch.delenv("EDGEDET_MAX_PIXELS")
+    for data, match in [
+        (b"GIF89a\x00\x00", "corrupt GIF header"),
+        (b"RIFF\0\0\0\0WEBPVP8 ", "corrupt WebP header"),
+        (b"\x00\x00\x00 ftypavif" + b"\0" * 40, "not a supported image file"),  # a format whose size we cannot read
+        (b"\xff\xd8\xff\xda\0\0", "corrupt JPEG header"),  # scan before any frame header
+    ]:
+        with pytest.raises(InputError, match=match):
+            decode_image(data)
+
+
+def test_the_pixel_budget_is_configurable(tmp_path, monkeypatch):
+    from edgedet.preprocess import MAX_PIXELS, ImageTooLarge, pixel_budget
+
+    assert MAX_PIXELS >= 8192 * 4320  # an 8K frame (DCI) fits
+    ok, buf = cv2.imencode(".png", np.zeros((30, 40, 3), np.uint8))
+    with pytest.raises(ImageTooLarge, match="40x30 = 1200 pixels"):
+        decode_image(buf, max_pixels=1199)
+    assert decode_image(buf, max_pixels=1200).shape == (30, 40, 3)
+    monkeypatch.setenv("EDGEDET_MAX_PIXELS", "1000")
+    assert pixel_budget() == 1000
+    with pytest.raises(ImageTooLarge):
+        decode_image(buf)
+    monkeypatch.setenv("EDGEDET_MAX_PIXELS", "lots")
+    with pytest.raises(InputError, match="EDGEDET_MAX_PIXELS"):
+        decode_image(buf)

@@ -6,6 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def check_validation(val: str, val_images: str | None) -> None:
+    """Refuse, before anything is built, a validation set with no usable annotations: every model scores AP 0 on
+    it, so any INT8 model, however broken, would pass the gate."""
+    from edgedet.data.coco import load_coco, require_annotations
+
+    require_annotations(load_coco(val, val_images), "the accuracy gate")
+
+
 def evaluate(path: Path, val: str, val_images: str | None, backend: str | None = None) -> float:
     """AP of the artifact on its backend (default: by format) in exact FP32 arithmetic (no reduced-precision
     runtime hints, so FP32 and INT8 are compared as built)."""
@@ -22,13 +30,13 @@ def openvino_validation(manifest, val: str, val_images: str | None):
     """NNCF's accuracy-control inputs for the validation set: the items (COCO images), the transform that makes
     an item the model's input, and the metric: the COCO AP of a compiled OpenVINO model on a list of items,
     measured through the same Detector as `evaluate`."""
-    from edgedet.data.coco import load_coco
+    from edgedet.data.coco import load_coco, require_annotations
     from edgedet.evaluation import evaluate_images
     from edgedet.preprocess import Preprocessor, read_image
     from edgedet.runtimes import Detector
     from edgedet.runtimes.openvino_runner import OpenVinoRunner
 
-    ds = load_coco(val, val_images)
+    ds = require_annotations(load_coco(val, val_images), "the accuracy gate")
     pre = Preprocessor(manifest.image_size, manifest.input.mean, manifest.input.std)
 
     def transform(item):

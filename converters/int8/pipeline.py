@@ -245,6 +245,8 @@ def calibrate(req: CalibrateRequest, log=print) -> dict:
     if not 0 <= req.max_map_drop < 1:
         raise InputError("--max-map-drop must be in [0, 1)")
     cpu = _cpu(req)
+    if req.val:
+        gate.check_validation(req.val, req.val_images)  # a gate on no annotations passes anything
     strategies = [strategy_for(b) for b in req.backends]
     out = Path(req.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 
 from edgedet.converters.int8.strategies import STRATEGIES
@@ -77,8 +79,33 @@ def run(a) -> int:
         seven_bit_weights=a.seven_bit_weights,
         float_prior=a.float_prior,
     )
-    report = calibrate(req, log=(lambda m: print(m, file=sys.stderr)) if a.json else print)
     if a.json:
+        with stdout_to_stderr():  # NNCF logs through a handler on stdout, OpenVINO and ORT print: only JSON goes out
+            report = calibrate(req, log=lambda m: print(m, file=sys.stderr))
         print(json.dumps(report, indent=2))
+    else:
+        report = calibrate(req, log=print)
     failed = [r["backend"] for r in report["artifacts"] if r["passed"] is False]
     return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Everything written to stdout meanwhile goes to stderr: Python's sys.stdout, logging handlers that hold the
+    original stream (NNCF's), and native libraries writing to file descriptor 1."""
+    sys.stdout.flush()
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # no real descriptor (an embedding, a test's capture)
+        fd = None
+    saved = os.dup(fd) if fd is not None else None
+    if fd is not None:
+        os.dup2(sys.stderr.fileno(), fd)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        if saved is not None:
+            os.dup2(saved, fd)
+            os.close(saved)

@@ -134,7 +134,7 @@ def detect_images(a, kind: str) -> int:
                 try:
                     img = read_image(f)
                 except EdgeDetError as e:
-                    failures.append(str(e))
+                    failures.append({"image": str(f), "error": str(e)})
                     print(f"skipped: {e}", file=sys.stderr)
                     continue
                 d = det(img)
@@ -157,9 +157,11 @@ def detect_images(a, kind: str) -> int:
     if coco_ids is not None:
         _write_coco(a, coco, coco_ids)
     if a.json:
-        print(json.dumps({"model": a.model, "backend": backend, "device": device, "results": results}, indent=2))
+        summary = {"model": a.model, "backend": backend, "device": device, "results": results, "skipped": failures}
+        print(json.dumps(summary, indent=2))
     if failures and not results:
-        raise InputError(failures[0] if len(failures) == 1 else f"no image could be read ({len(failures)} failed)")
+        first = failures[0]["error"]
+        raise InputError(first if len(failures) == 1 else f"no image could be read ({len(failures)} failed)")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -33,7 +34,35 @@ def add_arguments(p):
     )
     p.add_argument("--cpus-per-replica", type=positive_float, default=1.0)
     p.add_argument("--gpus-per-replica", type=float, default=0.0)
-    p.add_argument("--max-mb", type=positive_float, default=20.0, help="largest image body accepted (413 above)")
+    g = p.add_argument_group("limits against hostile clients (docs/hardening.md)")
+    g.add_argument("--max-mb", type=positive_float, default=20.0, help="largest image body accepted (413 above)")
+    g.add_argument(
+        "--read-timeout",
+        type=positive_float,
+        default=10.0,
+        help="seconds to receive a whole request body; slower ones get 408 and are closed",
+    )
+    g.add_argument(
+        "--max-inflight",
+        type=positive,
+        help="/detect requests a replica decodes or detects at once; 503 + Retry-After beyond "
+        "(default: max(16, 4 x --max-batch))",
+    )
+    g.add_argument(
+        "--max-ongoing",
+        type=positive,
+        help="requests a replica holds at once, bodies being read included (Ray's max_ongoing_requests; "
+        "default: max(256, --max-inflight + 64))",
+    )
+    g.add_argument(
+        "--max-queued", type=positive, default=64, help="requests each proxy queues for a busy replica (503 beyond)"
+    )
+    g.add_argument(
+        "--max-pixels",
+        type=positive,
+        help="pixel budget: images declaring more are refused (413) before decoding (default: 8192x4608, "
+        "or $EDGEDET_MAX_PIXELS)",
+    )
 
 
 def port(value: str) -> int:
@@ -70,11 +99,16 @@ def run(a) -> int:
         _check_port(a.host, a.port)
     ray = import_ray("serve")
     serve = ray.serve
+    if own:  # the proxy of our own Ray reads bodies under the same cap and deadline (ray_serve.BodyGuard)
+        os.environ.update(ray_serve.proxy_environment(int(a.max_mb * 1024 * 1024), a.read_timeout))
     ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
     _sigterm_as_interrupt()  # ray.init installs its own SIGTERM handler (sys.exit): stop cleanly instead
     try:
         # on a cluster whose Serve already runs, its HTTP options stay (Ray's rule); this app is added to it
-        serve.start(http_options={"host": a.host, "port": a.port})
+        # uvicorn closes an idle connection after keep_alive_timeout_s, also one whose request Ray's proxy refused
+        # (503, its queue full) while its body was still coming: no longer than a read deadline
+        keep_alive = max(1, round(a.read_timeout))
+        serve.start(http_options={"host": a.host, "port": a.port, "keep_alive_timeout_s": keep_alive})
         app = ray_serve.detector_app(
             artifact,
             replicas=a.replicas,
@@ -87,6 +121,11 @@ def run(a) -> int:
             num_gpus=a.gpus_per_replica,
             max_bytes=int(a.max_mb * 1024 * 1024),
             **nms_keywords(a),
+            read_timeout_s=a.read_timeout,
+            max_inflight=a.max_inflight,
+            max_ongoing=a.max_ongoing,
+            max_queued=a.max_queued,
+            max_pixels=a.max_pixels,
         )
         serve.run(app, name="edgedet", route_prefix="/")
         url = f"http://{a.host}:{a.port}"

@@ -47,5 +47,8 @@ def run(a) -> int:
         resume=not a.no_resume,
     )
     result = train(cfg, log=lambda m: print(m, flush=True), progress=lambda it, desc: progress(it, desc=desc))
-    print(f"best validation AP {result['best_val_AP']:.4f}; checkpoints in {result['out']}")
+    if a.val_data:
+        print(f"best validation AP {result['best_val_AP']:.4f}; checkpoints in {result['out']}")
+    else:  # no AP was measured: say so rather than print a placeholder
+        print(f"no validation set (--val-data), no AP measured; checkpoints in {result['out']}")
     return 0

@@ -6,8 +6,12 @@
 
 Rows in: `path` and either `bytes` (an encoded image, from ray.data.read_binary_files) or `image` (a decoded BGR
 frame) plus `frame`. Rows out: path, frame, boxes (x1 y1 x2 y2 per detection, original pixels), scores,
-class_ids, labels, error. An image that does not decode is reported in its row (`error`), never fatal. Actors
-that die are restarted by Ray and their batches retried, so every input appears exactly once.
+class_ids, labels, error. An image that does not decode, or whose header declares more pixels than the budget
+(`max_pixels`, refused before decoding), is reported in its row (`error`), never fatal. Actors that die are
+restarted by Ray and their batches retried, so every input appears exactly once.
+
+Videos are counted by decoding, never by their container's frame count (which can say 0, or 10^8, for 24 frames):
+see `video_dataset`.
 """
 
 from __future__ import annotations
@@ -30,9 +34,19 @@ def _ray():
 class DetectActor:
     """Loads one Detector per Ray actor; called with pandas batches."""
 
-    def __init__(self, artifact: str, backend=None, device=None, score_threshold: float = 0.25, options=None):
+    def __init__(
+        self,
+        artifact: str,
+        backend=None,
+        device=None,
+        score_threshold: float = 0.25,
+        options=None,
+        max_pixels: int | None = None,
+    ):
+        from edgedet.preprocess import pixel_budget
         from edgedet.runtimes import Detector
 
+        self.max_pixels = pixel_budget(max_pixels)
         self.det = Detector.load(
             artifact, backend=backend, device=device, score_threshold=score_threshold, **(options or {})
         )
@@ -65,14 +79,13 @@ class DetectActor:
             )
         return pd.DataFrame(rows, columns=list(COLUMNS))
 
-    @staticmethod
-    def _image(batch, i) -> np.ndarray:
+    def _image(self, batch, i) -> np.ndarray:
         from edgedet.preprocess import decode_image, to_bgr8
 
         name = str(batch["path"].iloc[i])
         if "image" in batch:
             return to_bgr8(np.asarray(batch["image"].iloc[i]), name)
-        return decode_image(batch["bytes"].iloc[i], name)
+        return decode_image(batch["bytes"].iloc[i], name, self.max_pixels)
 
 
 def detect_dataset(
@@ -84,6 +97,7 @@ def detect_dataset(
     device=None,
     score_threshold: float = 0.25,
     num_gpus: float = 0,
+    max_pixels: int | None = None,
     **options,
 ):
     """Map a Ray Dataset of images/frames through one Detector per actor (see the module docstring). Ray Data
@@ -99,6 +113,7 @@ def detect_dataset(
             "device": device,
             "score_threshold": score_threshold,
             "options": opts,
+            "max_pixels": max_pixels,
         },
         batch_size=batch_size,
         batch_format="pandas",
@@ -129,34 +144,112 @@ def image_dataset(sources: list[str]):
     return ray.data.read_binary_files(paths, include_paths=True)
 
 
-def video_dataset(videos: list[str], frames_per_task: int = 300):
-    """Frames of video files: each video is split into frame ranges (so several actors share a long one), and
-    each range is decoded by one task."""
+def video_dataset(videos: list[str], frames_per_task: int = 300, max_pixels: int | None = None):
+    """Frames of video files, counted by decoding: a container's frame count can say 0, or 10^8, for 24 frames.
+
+    One planning task per video decodes it once (grab: no colour conversion), counting its frames and
+    fingerprinting every `frames_per_task`-th one, and tries a seek. A video whose seeks land on the fingerprinted
+    frames is split into ranges of `frames_per_task` frames, one task each (a bound on the work of a task); one
+    that cannot seek (a raw MJPEG stream; FFmpeg's AVI reader when the header says 0 frames) is decoded front to
+    back by one task. Either way the frames are exactly those a sequential read decodes (`edgedet detect`'s).
+    A video that cannot be opened, has no decodable frame, or has frames over the pixel budget is an InputError
+    before any detection."""
     ray = _ray()
+    from edgedet.preprocess import pixel_budget
+
+    budget = pixel_budget(max_pixels)
+    plan = ray.remote(num_cpus=0.5)(plan_video)
+    plans = ray.get([plan.remote(str(v), frames_per_task, budget) for v in videos])
+    for p in plans:
+        if isinstance(p, str):
+            raise InputError(p)
+    items = [item for p in plans for item in p]
+    return ray.data.from_items(items, override_num_blocks=len(items)).flat_map(_decode_range)
+
+
+def _fingerprint(frame: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha1(np.ascontiguousarray(frame).data).hexdigest()
+
+
+def _open_video(path: str, budget: int):
+    """An opened capture, or the reason it cannot be used (not a video, frames over the pixel budget)."""
     import cv2
 
-    items = []
-    for v in videos:
-        cap = cv2.VideoCapture(str(v))
-        if not cap.isOpened():
-            raise InputError(f"cannot open video {v}")
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    cap = cv2.VideoCapture(path)
+    if not cap.isOpened():
+        return None, f"cannot open video {path} (not a video OpenCV can decode, or truncated)"
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+    if w * h > budget:
         cap.release()
-        items += [
-            {"path": str(v), "start": s, "stop": min(n, s + frames_per_task)}
-            for s in range(0, max(n, 1), frames_per_task)
+        return None, f"{path}: frames of {w}x{h} = {w * h} pixels are over the pixel budget of {budget}"
+    return cap, ""
+
+
+def plan_video(path: str, frames_per_task: int, budget: int) -> list[dict] | str:
+    """The decode tasks of one video (frame ranges with the fingerprint of their first frame, or one range over
+    the whole video when it cannot seek), or why it cannot be read."""
+    cap, error = _open_video(path, budget)
+    if cap is None:
+        return error
+    n, firsts = 0, []
+    try:
+        while cap.grab():
+            if n % frames_per_task == 0:
+                ok, frame = cap.retrieve()
+                firsts.append(_fingerprint(frame) if ok else "")
+            n += 1
+    finally:
+        cap.release()
+    if n == 0:
+        return f"{path}: no frame of the video decodes"
+    if len(firsts) > 1 and _seek(path, frames_per_task, firsts[1], budget) is not None:
+        return [
+            {"path": path, "start": s, "stop": min(n, s + frames_per_task), "first": f}
+            for s, f in zip(range(0, n, frames_per_task), firsts)
         ]
-    return ray.data.from_items(items).flat_map(_decode_range)
+    return [{"path": path, "start": 0, "stop": n, "first": firsts[0]}]
+
+
+def _seek(path: str, index: int, fingerprint: str, budget: int = 1 << 62):
+    """A capture positioned on frame `index`, checked against that frame's fingerprint (OpenCV's seek can stay at
+    frame 0 without an error), and the frame; None if the seek did not land there."""
+    import cv2
+
+    cap, _ = _open_video(path, budget)
+    if cap is None:
+        return None
+    cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+    ok, frame = cap.read()
+    if ok and int(cap.get(cv2.CAP_PROP_POS_FRAMES)) == index + 1 and _fingerprint(frame) == fingerprint:
+        return cap, frame
+    cap.release()
+    return None
+
+
+def _skip_to(path: str, index: int):
+    """A capture that decoded its way to frame `index` (for a video that cannot seek), and that frame."""
+    import cv2
+
+    cap = cv2.VideoCapture(path)
+    for _ in range(index):
+        cap.grab()
+    ok, frame = cap.read()
+    return cap, (frame if ok else None)
 
 
 def _decode_range(item: dict):
-    import cv2
-
-    cap = cv2.VideoCapture(item["path"])
-    cap.set(cv2.CAP_PROP_POS_FRAMES, item["start"])
-    for index in range(item["start"], item["stop"]):
-        ok, frame = cap.read()
-        if not ok:
-            break
-        yield {"path": item["path"], "frame": index, "image": frame}
-    cap.release()
+    start, stop, path = item["start"], item["stop"], item["path"]
+    sought = _seek(path, start, item["first"]) if start else None
+    cap, frame = sought or _skip_to(path, start)
+    try:
+        index = start
+        while frame is not None and index < stop:
+            yield {"path": path, "frame": index, "image": frame}
+            index += 1
+            if index < stop:
+                ok, frame = cap.read()
+                frame = frame if ok else None
+    finally:
+        cap.release()

@@ -1,6 +1,7 @@
 """CLI behaviour: one clear error line and exit code 2 for bad input; JSON output."""
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -87,3 +88,24 @@ def test_usage_mistakes_are_one_line(capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and "expected a port in 1-65535" in err
     assert "usage:" not in err and "edgedet serve --help" in err
+
+
+def test_detect_folder_skips_bombs_and_lists_them_in_json(tmp_path, artifacts, capsys):
+    """A decompression bomb and an image over OpenCV's own limit (which raised cv2.error and aborted the run,
+    JSONL discarded) are skipped, counted and listed under 'skipped'; the good image is detected."""
+    from tests.hostile import jpeg_bomb, png_header_only
+
+    src = tmp_path / "src"
+    src.mkdir()
+    cv2.imwrite(str(src / "a_ok.png"), np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8))
+    (src / "b_bomb.jpg").write_bytes(jpeg_bomb())
+    (src / "c_over_opencv.png").write_bytes(png_header_only(40000, 40000))
+    jsonl = tmp_path / "o.jsonl"
+    args = ["detect", "--model", str(artifacts["onnx"]), "--source", str(src), "--json", "--jsonl", str(jsonl)]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [Path(r["image"]).name for r in out["results"]] == ["a_ok.png"]
+    assert [Path(s["image"]).name for s in out["skipped"]] == ["b_bomb.jpg", "c_over_opencv.png"]
+    assert all("cannot read image" in s["error"] for s in out["skipped"])
+    assert "pixel budget" in out["skipped"][0]["error"]
+    assert [json.loads(line)["source"] for line in jsonl.read_text().splitlines()] == [str(src / "a_ok.png")]

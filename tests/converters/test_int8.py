@@ -137,6 +137,7 @@ def _scripted_gate(monkeypatch, int8_aps: list[float], fp32_ap: float = 0.5):
         return fp32_ap if len(calls) == 1 else int8_aps[len(calls) - 2]
 
     monkeypatch.setattr(gate, "evaluate", evaluate)
+    monkeypatch.setattr(gate, "check_validation", lambda val, val_images: None)  # no real validation file
     return calls
 
 
@@ -385,3 +386,47 @@ def test_seven_bit_choice_is_checked(artifacts, calib_dir, tmp_path):
             ),
             log=lambda m: None,
         )
+
+
+def test_the_gate_refuses_a_validation_set_with_no_usable_annotations(artifacts, calib_dir, tmp_path, capsys):
+    """A --val file with no annotations gave FP32 AP 0, INT8 AP 0, 'drop 0, PASS': any INT8 model would pass. It is
+    refused, before anything is built, as are all-crowd annotations and annotations of unknown images."""
+    from edgedet.cli import main
+
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.jpg"), np.zeros((64, 64, 3), np.uint8))
+    image = {"id": 1, "file_name": "a.jpg", "width": 64, "height": 64}
+    box = {"id": 1, "category_id": 1, "bbox": [5, 5, 20, 20]}
+    cases = {
+        "none": [],
+        "crowd": [{**box, "image_id": 1, "iscrowd": 1}],
+        "unknown images": [{**box, "image_id": 7}],
+    }
+    for name, anns in cases.items():
+        val = tmp_path / f"{name}.json"
+        val.write_text(json.dumps({"images": [image], "annotations": anns, "categories": [{"id": 1, "name": "x"}]}))
+        args = ["calibrate", "--model", str(artifacts["onnx"]), "--calib", str(calib_dir), "--backend", "ort"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rc = main([*args, "--val", str(val), "--out", str(tmp_path / name), "--speed-iters", "0"])
+        err = capsys.readouterr().err
+        assert rc == 2 and "no usable annotations" in err, (name, err[-500:])
+        assert not list((tmp_path / name).glob("*.onnx"))  # nothing was built
+
+
+def test_calibrate_json_prints_only_json_on_stdout(artifacts, calib_dir, tmp_path):
+    """NNCF logs through a handler on stdout ('INFO:nncf:...'), so `calibrate --json | jq` failed to parse."""
+    import subprocess
+    import sys
+
+    args = ["calibrate", "--model", str(artifacts["onnx"]), "--calib", str(calib_dir), "--backend", "openvino"]
+    r = subprocess.run(
+        [sys.executable, "-m", "edgedet", *args, "--out", str(tmp_path), "--json", "--speed-iters", "0"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads(r.stdout)
+    assert report["artifacts"][0]["backend"] == "openvino"
+    assert "nncf" in r.stderr.lower()  # NNCF did log: on stderr

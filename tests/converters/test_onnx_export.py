@@ -104,3 +104,19 @@ def test_export_failure_is_conversion_error(tmp_path, monkeypatch):
     with pytest.raises(ConversionError, match="unsupported op"):
         export_onnx(model, tmp_path / "x.onnx")
     assert not any(tmp_path.iterdir())
+
+
+def test_a_checkpoint_with_fewer_class_names_warns_and_fills_them(tmp_path, test_weights):
+    """A trained checkpoint naming 3 of the model's 90 classes exported without a word; the manifest now names
+    every class, and the export says which names were filled in."""
+    import torch
+
+    from edgedet.converters.pipeline import BuildRequest, export_artifact
+    from edgedet.manifest import Manifest
+
+    ckpt = tmp_path / "named.pth"
+    torch.save({"state_dict": torch.load(test_weights, weights_only=True), "class_names": ["a", "b", "c"]}, ckpt)
+    with pytest.warns(UserWarning, match="3 class names for a model of 90 classes: classes 3..89 are named"):
+        path = export_artifact(BuildRequest("test", "onnx", weights=str(ckpt)), tmp_path / "out")
+    names = Manifest.read(path).class_names
+    assert len(names) == 90 and names[:3] == ["a", "b", "c"]

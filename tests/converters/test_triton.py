@@ -85,3 +85,18 @@ def test_tensorrt_repository_without_tensorrt_keeps_onnx_and_trtexec_line(tmp_pa
 def test_backend_option_belongs_to_the_triton_format(tmp_path, test_weights, capsys):
     assert main(["export", "--model", "test", "--format", "onnx", "--backend", "openvino", "--out", str(tmp_path)]) == 2
     assert "unknown option 'backend' for the onnx builder" in capsys.readouterr().err
+
+
+def test_class_names_with_line_breaks_are_refused(tmp_path, test_weights, capsys):
+    """labels.txt is read line by line: a class name with a newline made 7 lines of 5 classes, shifting Triton's
+    labels. Such a name is refused, naming the class, and nothing is written."""
+    import torch
+
+    ckpt = tmp_path / "named.pth"
+    names = ["person", "traffic\nlight"] + [f"c{i}" for i in range(88)]
+    torch.save({"state_dict": torch.load(test_weights, weights_only=True), "class_names": names}, ckpt)
+    args = ["export", "--model", "test", "--weights", str(ckpt), "--format", "triton", "--backend", "onnxruntime"]
+    assert main([*args, "--out", str(tmp_path / "repo")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # one line, after the progress line
+    assert last.startswith("edgedet export: error: class 1 name 'traffic\\nlight' contains a line break")
+    assert not (tmp_path / "repo" / "test" / "labels.txt").exists()

@@ -122,3 +122,102 @@ def test_batch_cli_bad_inputs_are_one_line(tmp_path, capsys):
     assert "no manifest for none.onnx" in capsys.readouterr().err
     assert main(["batch", "--model", "x.onnx", "--source", str(tmp_path), "--out", str(tmp_path / "r.csv")]) == 2
     assert "--out must end in" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- hostile inputs (issue 27)
+def _detect_jsonl(artifact, video, out) -> list[dict]:
+    assert main(["detect", "--model", str(artifact), "--source", str(video), "--jsonl", str(out), "--conf", "0.3"]) == 0
+    import json
+
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("kind", ["claims-0", "claims-1e8", "raw-mjpeg"])
+def test_batch_on_a_video_whose_header_lies_gives_the_frames_detect_decodes(
+    local_ray, artifacts, tmp_path, kind, capsys
+):
+    """A header saying 0 frames gave 0 rows (detect reads 24), a raw MJPEG 1 row of 24, a header claiming 10^8
+    frames ran for minutes. Frames are now counted by decoding: batch rows = detect's frames, detection for
+    detection; the seekable video is split into tasks of --frames-per-task frames."""
+    from edgedet.integrations.ray_data import plan_video
+    from tests.hostile import lying_avi, raw_mjpeg
+
+    video = (
+        raw_mjpeg(tmp_path / "v.mjpeg", 24)
+        if kind == "raw-mjpeg"
+        else lying_avi(tmp_path / "v.avi", 24, 0 if kind == "claims-0" else 10**8)
+    )
+    want = _detect_jsonl(artifacts["onnx"], video, tmp_path / "d.jsonl")
+    assert [w["frame"] for w in want] == list(range(24))
+    out = tmp_path / "r.parquet"
+    args = ["batch", "--model", str(artifacts["onnx"]), "--source", str(video), "--out", str(out)]
+    import time
+
+    import pandas as pd
+
+    t0 = time.perf_counter()
+    assert main([*args, "--frames-per-task", "10", "--actors", "1", "--conf", "0.3", "--json"]) == 0
+    assert time.perf_counter() - t0 < 60  # 10^8 claimed frames: 333,334 tasks of 300 took 3 minutes for 24 frames
+
+    rows = pd.read_parquet(out).sort_values("frame")
+    assert rows["frame"].tolist() == list(range(24)) and (rows["error"] == "").all()
+    for (_, r), w in zip(rows.iterrows(), want):
+        assert list(r["class_ids"]) == w["class_ids"]
+        np.testing.assert_allclose(np.asarray(list(r["boxes"]), np.float32).reshape(-1, 4), w["boxes"], atol=0.02)
+    ranges = [(p["start"], p["stop"]) for p in plan_video(str(video), 10, 10**9)]
+    assert ranges == ([(0, 10), (10, 20), (20, 24)] if kind == "claims-1e8" else [(0, 24)])
+
+
+def test_batch_replaces_the_dataset_whole_and_checks_out_before_detecting(local_ray, folder, artifacts, tmp_path):
+    """Re-running into the same --out mixed the previous run's rows into the dataset; an unwritable --out was found
+    only after all inference. Now the dataset is replaced whole, and --out is refused before Ray runs anything."""
+    import time
+
+    import pandas as pd
+
+    names = sorted(p.name for p in folder.iterdir())
+    first, small = tmp_path / "first", tmp_path / "small"
+    for sub, n in ((first, 5), (small, 3)):
+        sub.mkdir()
+        for name in names[:n]:
+            (sub / name).write_bytes((folder / name).read_bytes())
+    out = tmp_path / "r.parquet"
+    base = ["batch", "--model", str(artifacts["onnx"]), "--out", str(out), "--actors", "1"]
+    assert main([*base, "--source", str(first)]) == 0
+    assert len(pd.read_parquet(out)) == 5
+    assert main([*base, "--source", str(small)]) == 0
+    assert len(pd.read_parquet(out)) == 3  # the new run's rows only
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".r.parquet")]  # no temporary left
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    t0 = time.perf_counter()
+    bad = ["batch", "--model", str(artifacts["onnx"]), "--source", str(folder), "--out", str(blocker / "r.parquet")]
+    assert main(bad) == 2
+    assert time.perf_counter() - t0 < 5.0  # 200 images were not detected first
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other.parquet").mkdir()
+    (tmp_path / "other.parquet" / "notes.txt").write_text("mine")
+    assert main([*base[:-4], "--out", str(tmp_path / "other.parquet"), "--source", str(small)]) == 2
+    assert (tmp_path / "other.parquet" / "notes.txt").read_text() == "mine"  # never replaced
+
+
+def test_a_bomb_in_a_batch_is_an_error_in_its_row_refused_fast_and_small(local_ray, tmp_path, artifacts, images):
+    """A decompression bomb aborted a whole batch job (cv2.error) or cost gigabytes; it is now refused from its
+    header, in its row, in under 100 ms and 50 MB."""
+    import pandas as pd
+
+    from edgedet.integrations.ray_data import DetectActor
+    from tests.hostile import jpeg_bomb, png_header_only, refusal_cost
+
+    actor = DetectActor(str(artifacts["onnx"]))
+    with refusal_cost() as cost:
+        row = actor(pd.DataFrame({"path": ["bomb.jpg"], "bytes": [jpeg_bomb()]})).iloc[0]
+    assert "pixel budget" in row["error"] and row["boxes"] == []
+    assert cost["seconds"] < 0.1 and cost["heap_mb"] < 50 and cost["rss_mb"] < 50, cost
+    cv2.imwrite(str(tmp_path / "good.jpg"), images[0])
+    (tmp_path / "bomb.jpg").write_bytes(jpeg_bomb())
+    (tmp_path / "over_opencv.png").write_bytes(png_header_only(40000, 40000))
+    rows = detect_dataset(image_dataset([str(tmp_path)]), artifacts["onnx"], actors=1).to_pandas()
+    errors = dict(zip(rows["path"].map(lambda p: Path(p).name), rows["error"]))
+    assert errors["good.jpg"] == "" and "pixel budget" in errors["bomb.jpg"]
+    assert "cannot read image" in errors["over_opencv.png"]

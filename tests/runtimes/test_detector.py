@@ -148,6 +148,7 @@ def test_manifest_missing_or_mismatched(tmp_path, artifacts):
     with pytest.raises(ArtifactError, match="no manifest"):
         Detector.load(p)
     data["input"]["shape"] = [1, 3, 256, 256]  # a manifest of another input size
+    data["model"]["image_size"] = [256, 256]
     manifest_path(p).write_text(json.dumps(data))
     with pytest.raises(ArtifactError, match="manifest says"):
         Detector.load(p, verify=False)
@@ -159,3 +160,58 @@ def test_manifest_missing_or_mismatched(tmp_path, artifacts):
 def test_not_found():
     with pytest.raises(ArtifactError, match="not found"):
         Detector.load("/nonexistent/model.onnx")
+
+
+# ---------------------------------------------------------------- hostile manifests (issue 27)
+def _rehash(data: dict) -> dict:
+    """A hostile manifest with a valid content hash (anyone can recompute it): only value checks can refuse it."""
+    import hashlib
+
+    body = {k: v for k, v in data.items() if k != "content_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return {**data, "content_sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def _set(data: dict, key: str, value) -> None:
+    *path, last = key.split(".")
+    for k in path:
+        data = data[k]
+    data[last] = value
+
+
+HOSTILE_MANIFESTS = {
+    "image_size 100000": ({"model.image_size": [100000, 100000]}, "model.image_size"),
+    "batch.max 10^9": ({"batch.max": 10**9}, "batch.max"),
+    "image_size not the model's": ({"model.image_size": [256, 256]}, "input.shape"),
+    "input name not the model's": ({"input.name": "pixels"}, "manifest says 'pixels'"),
+    "outputs not the model's": ({"outputs": ["logits", "boxes_out"]}, "no output boxes_out"),
+    "one output for two heads": ({"outputs": ["logits"]}, "outputs"),
+    "NaN mean": ({"input.mean": [float("nan"), 0.5, 0.5]}, "input.mean"),
+    "infinite std": ({"input.std": [0.2, float("inf"), 0.2]}, "input.std"),
+    "negative std": ({"input.std": [0.2, -0.2, 0.2]}, "input.std"),
+    "100 levels deep": ({"extra.x": json.loads("[" * 100 + "]" * 100)}, "nested more than"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_MANIFESTS))
+def test_hostile_manifests_are_one_line_artifact_errors(tmp_path, artifacts, case):
+    """Values a runtime relies on are checked against sane bounds and against the model on load: each fault is
+    one ArtifactError naming it, never a MemoryError, a backend traceback, or 0 detections with exit 0."""
+    changes, match = HOSTILE_MANIFESTS[case]
+    p = _copy(artifacts["onnx"], tmp_path)
+    data = json.loads(manifest_path(p).read_text())
+    for key, value in changes.items():
+        _set(data, key, value)
+    manifest_path(p).write_text(json.dumps(_rehash(data)))
+    with pytest.raises(ArtifactError, match=match) as e:
+        Detector.load(p)(np.zeros((64, 64, 3), np.uint8))
+    assert "\n" not in str(e.value)
+
+
+def test_a_manifest_nested_100000_deep_is_an_artifact_error(tmp_path, artifacts):
+    p = _copy(artifacts["onnx"], tmp_path)
+    text = manifest_path(p).read_text().rstrip()
+    assert text.endswith("}")
+    manifest_path(p).write_text(text[:-1] + ', "deep": ' + "[" * 100000 + "]" * 100000 + "}")
+    with pytest.raises(ArtifactError, match="not valid JSON"):
+        Detector.load(p)

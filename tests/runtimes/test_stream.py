@@ -390,3 +390,31 @@ def test_reconnects_are_bounded_in_total_and_rate(tmp_path):
     assert src.stats.ended.startswith("gave up after 3 reconnects in total")
     src = CaptureSource(str(clip), "url", CaptureOptions(max_reconnects_per_window=2, backoff_s=0.01))
     assert sum(1 for _ in src) == 3 * 5 and src.stats.ended.startswith("gave up: 2 reconnects within")
+
+
+def test_a_folder_stream_counts_undecodable_images_and_goes_on(artifacts, images, tmp_path):
+    """A decompression bomb and an image over OpenCV's own limit (cv2.error ended Detector.stream) are counted
+    as corrupt; the stream goes on. Detector on the bomb's path refuses it in under 100 ms and 50 MB."""
+    from tests.hostile import jpeg_bomb, png_header_only, refusal_cost
+
+    cv2.imwrite(str(tmp_path / "0.png"), images[0])
+    (tmp_path / "1.jpg").write_bytes(jpeg_bomb())
+    (tmp_path / "2.png").write_bytes(png_header_only(40000, 40000))
+    cv2.imwrite(str(tmp_path / "3.png"), images[1])
+    det = Detector.load(artifacts["onnx"])
+    with det.stream(tmp_path) as s:
+        got = list(s)
+    assert [it.index for it in got] == [0, 3]
+    st = s.stats.sources[0]
+    assert st.corrupt == 2 and st.frames_read == 2
+    assert any("pixel budget" in e for e in st.events)
+    with refusal_cost() as cost, pytest.raises(InputError, match="pixel budget"):
+        det(str(tmp_path / "1.jpg"))
+    assert cost["seconds"] < 0.1 and cost["heap_mb"] < 50 and cost["rss_mb"] < 50, cost
+
+
+def test_video_frames_over_the_pixel_budget_are_refused_on_open(artifacts, video, monkeypatch):
+    monkeypatch.setenv("EDGEDET_MAX_PIXELS", str(320 * 240 - 1))
+    det = Detector.load(artifacts["onnx"])
+    with pytest.raises(InputError, match="frames of 320x240 = 76800 pixels are over the pixel budget"):
+        det.stream(video)

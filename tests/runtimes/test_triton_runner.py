@@ -170,3 +170,18 @@ def test_cli_detect_on_the_server(server, images, tmp_path, capsys):
     assert main(["detect", "--model", server["grpc"], "--source", str(tmp_path / "a.png"), "--jsonl", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 1 and len(rows[0]["boxes"]) == len(rows[0]["scores"])
+
+
+def test_urls_keep_their_port_and_never_echo_credentials():
+    """grpc://host:99999 wrapped silently to port 34463 (99999 mod 65536); credentials in a URL were echoed in
+    error messages. No server is needed: both are refused before connecting."""
+    with pytest.raises(InputError, match="port '99999' is not a port number"):
+        Detector.load("grpc://127.0.0.1:99999/test")
+    for url in ("grpc://admin:s3cret@127.0.0.1:8001/test", "http://admin:s3cret@127.0.0.1:8000/test"):
+        with pytest.raises(InputError, match="credentials in a Triton URL") as e:
+            Detector.load(url)
+        assert "s3cret" not in str(e.value) and "admin" not in str(e.value)
+    for url, backend in (("grpc://admin:s3cret@127.0.0.1:8001", None), ("grpc://admin:s3cret@h:1/x", "onnxruntime")):
+        with pytest.raises(InputError) as e:
+            Detector.load(url, backend=backend)
+        assert "s3cret" not in str(e.value)

@@ -87,3 +87,14 @@ def test_interrupt_and_resume(tiny_data, tmp_path, monkeypatch):
     result = train(_cfg(tiny_data, tmp_path, epochs=3), log=logs.append)
     assert logs[0].startswith("resumed from") and "epoch 2" in logs[0]
     assert [h["epoch"] for h in result["history"]] == [1, 2, 3]
+
+
+def test_cli_without_validation_reports_no_ap(tiny_data, tmp_path, capsys):
+    """Without --val-data the CLI printed 'best validation AP -1.0000'."""
+    from edgedet.cli import main
+
+    train_json, _ = tiny_data
+    args = ["train", "--model", "test", "--data", str(train_json), "--epochs", "1", "--batch", "8", "--workers", "0"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "-1.0000" not in out and "no validation set (--val-data), no AP measured" in out

@@ -1,6 +1,10 @@
-"""Repeat the failure cases of issue 16 many times and count failures.
+"""Repeat the failure cases of issues 16 and 27 many times and count failures.
 
     python -m benchmarks.studies.reliability.run --trials 20 --out benchmarks/results/reliability
+    python -m benchmarks.studies.reliability.run --cases server --trials 20 --out benchmarks/results/reliability
+
+`--cases` picks groups (files, server) or single cases; a subset writes reliability-<groups>.json beside the full
+table. The server cases (hostile HTTP clients against `edgedet serve`) are described in server.py.
 
 Cases (each `--trials` times, on the tiny `test` model so a trial takes seconds):
 - kill9-export:   `edgedet export` over a valid artifact, killed with SIGKILL at a random moment; the artifact
@@ -247,45 +251,74 @@ def _prepare(work: Path):
 
 
 def main(argv=None) -> int:
+    from . import server as server_cases
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--out")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cases", default="files,server", help="groups (files, server) or case names, comma-separated")
     a = ap.parse_args(argv)
     rng = np.random.default_rng(a.seed)
     work = Path(tempfile.mkdtemp(prefix="edgedet-reliability-"))
     os.environ["EDGEDET_CACHE"] = str(work / "cache")
     weights, models, video, images = _prepare(work)
-    cases = {
+    files = {
         "kill9-export": lambda: kill9_export(work, weights, rng),
         "kill9-detect": lambda: kill9_detect(work, models["onnxruntime"], video, rng),
         "race": lambda: race(work, weights, rng),
         "full-disk": lambda: full_disk(work, models["onnxruntime"], video, rng),
         "shared-detector": lambda: shared_detector(models, images, rng),
     }
+    groups = {"files": list(files), "server": list(server_cases.CASES)}
+    wanted = [c for name in a.cases.split(",") for c in groups.get(name.strip(), [name.strip()])]
+    unknown = [c for c in wanted if c not in files and c not in server_cases.CASES]
+    if unknown:
+        ap.error(
+            f"unknown case {unknown[0]}; groups: {', '.join(groups)}; cases: {', '.join(sum(groups.values(), []))}"
+        )
+    cases = {c: files[c] for c in wanted if c in files}
+    server, measured = None, {}
+    if any(c in server_cases.CASES for c in wanted):
+        from edgedet.runtimes import Detector
+
+        server = server_cases.Server(models["onnxruntime"], work)
+        det = Detector.load(models["onnxruntime"], score_threshold=0.25)
+        for c in wanted:
+            if c in server_cases.CASES:
+                measured[c] = {}
+                kw = {"det": det} if c == "concurrent" else {}
+                cases[c] = lambda c=c, kw=kw: server_cases.CASES[c](server, images, rng, measured[c], **kw)
     table = []
-    for name, case in cases.items():
-        failures, skipped, t0 = [], 0, time.perf_counter()
-        for _ in range(a.trials):
-            result = case()
-            skipped += result == "SKIP"
-            if result and result != "SKIP":
-                failures.append(result)
-        table.append(
-            {
-                "case": name,
-                "trials": a.trials - skipped,
-                "failures": len(failures),
-                "examples": failures[:3],
-                "seconds": round(time.perf_counter() - t0, 1),
-            }
-        )
-        print(
-            f"{name:<16} trials {a.trials - skipped:>3}  failures {len(failures):>3}  "
-            f"({table[-1]['seconds']}s){'  e.g. ' + failures[0] if failures else ''}",
-            flush=True,
-        )
-    rows = throughput(models, images)
+    try:
+        for name, case in cases.items():
+            failures, skipped, t0 = [], 0, time.perf_counter()
+            for _ in range(a.trials):
+                result = case()
+                skipped += result == "SKIP"
+                if result and result != "SKIP":
+                    failures.append(result)
+            table.append(
+                {
+                    "case": name,
+                    "trials": a.trials - skipped,
+                    "failures": len(failures),
+                    "examples": failures[:3],
+                    "seconds": round(time.perf_counter() - t0, 1),
+                    **({"measured": server_cases.summary(measured[name])} if name in measured else {}),
+                }
+            )
+            print(
+                f"{name:<16} trials {a.trials - skipped:>3}  failures {len(failures):>3}  "
+                f"({table[-1]['seconds']}s){'  e.g. ' + failures[0] if failures else ''}",
+                flush=True,
+            )
+            for key, v in table[-1].get("measured", {}).items():
+                print(f"    {key:<22} median {v['median']:>9}  max {v['max']:>9}", flush=True)
+    finally:
+        if server is not None:
+            server.close()
+    rows = throughput(models, images) if "shared-detector" in cases else []
     for r in rows:
         print(
             f"shared Detector {r['backend']:<12} 1 thread {r['images_per_s_1_thread']:7.1f} img/s, 2 threads "
@@ -296,8 +329,10 @@ def main(argv=None) -> int:
         from edgedet.benchmarks.environment import environment
         from edgedet.fileio import write_json_atomic
 
+        everything = set(wanted) == set(sum(groups.values(), []))
+        name = "reliability.json" if everything else f"reliability-{a.cases.replace(',', '-')}.json"
         write_json_atomic(
-            Path(a.out) / "reliability.json",
+            Path(a.out) / name,
             {
                 "command": "python -m benchmarks.studies.reliability.run "
                 + " ".join(sys.argv[1:] if argv is None else argv),
