@@ -39,6 +39,8 @@ def trt_onnx(tmp_path_factory, test_weights):
 def test_trt_bound_onnx_passes_static_check(trt_onnx, artifacts):
     rep = check_tensorrt_onnx(trt_onnx, 1, 8)
     assert rep.ok, rep.to_dict()["findings"]
+    for version in ("8.6", "10.0", "10.1", "10.16"):  # every table: what edgedet exports builds on each
+        assert check_tensorrt_onnx(trt_onnx, 1, 8, version=version).ok, version
     assert rep.ops["NonMaxSuppression"] == 1 and "Mod" not in rep.ops
     assert check_tensorrt_onnx(artifacts["onnx"], 1, 1).ok
 
@@ -71,17 +73,20 @@ def test_static_check_catches_problems(tmp_path):
         helper.make_node("EfficientNMS_TRT", ["dq"], ["n"], domain="trt.plugins"),
         helper.make_node("Shape", ["x"], ["shp"]),
         helper.make_node("Gather", ["shp", "k"], ["kk"]),
-        helper.make_node("TopK", ["dq", "kk"], ["y", "i"]),
+        helper.make_node("Unsqueeze", ["dq", "kk"], ["u"]),  # axes computed in the graph
+        helper.make_node("TopK", ["u", "kk"], ["y", "i"]),  # K computed in the graph: fine, but not checkable
     ]
     path = tmp_path / "bad.onnx"
     onnx.save(_model(nodes, inits, [x], [y]), path)
-    msgs = " | ".join(f.message for f in check_tensorrt_onnx(path).findings)
-    assert "Unique is not in TensorRT's ONNX operator list" in msgs
+    rep = check_tensorrt_onnx(path)
+    msgs = " | ".join(f.message for f in rep.findings)
+    assert "Unique is not in TensorRT 11.1's ONNX operator list (listed as unsupported" in msgs
     assert "needs a TensorRT plugin" in msgs and "EfficientNMS" in msgs
     assert "not signed INT8" in msgs and "non-zero zero-point" in msgs
-    assert "must be an initializer" in msgs
+    assert "Unsqueeze `axes` must be resolvable to a constant" in msgs
+    assert "K is computed at run time" in msgs  # a warning: TensorRT >= 8.6 takes a run-time K
     assert "only the batch dimension may be dynamic" in msgs
-    assert not check_tensorrt_onnx(path).ok
+    assert not rep.ok
 
 
 def _ops_model(path, nodes, inits, out_shape=None):
@@ -92,7 +97,7 @@ def _ops_model(path, nodes, inits, out_shape=None):
 
 
 def test_check_accepts_mod_and_nonzero_refuses_topk_over_3840(tmp_path, capsys):
-    """Issue 13 #7: Mod/NonZero/... are supported from TensorRT 8.5/8.6 on; TopK K <= 3840 on every version."""
+    """Issue 13 #7: Mod/NonZero/... are supported from TensorRT 8.5/8.6 on; TopK K < 3840 from 10.1 on."""
     from edgedet.cli import main
 
     ok = _ops_model(
@@ -115,7 +120,7 @@ def test_check_accepts_mod_and_nonzero_refuses_topk_over_3840(tmp_path, capsys):
         {"shape": np.array([1, -1], np.int64), "k": np.array([3841], np.int64)},
     )
     assert main(["check", "--backend", "trt", str(big)]) == 1
-    assert "TopK K=3841 exceeds TensorRT's limit of 3840" in capsys.readouterr().out
+    assert "TopK `K` input must be less than 3840 (TensorRT 11.1, operators.md): K=3841" in capsys.readouterr().out
 
 
 def test_check_qdq_scale_granularity(tmp_path):
@@ -248,7 +253,7 @@ def test_build_cli_refuses_onnx_failing_the_check(tmp_path, capsys):
     shutil.copy(manifest_path(src), manifest_path(path))  # a manifest, so only the check can refuse it
     rc = main(["build", "--model", str(path), "--out", str(tmp_path / "out"), "--json"])
     err = capsys.readouterr().err
-    assert rc == 1 and "Unique is not in TensorRT's ONNX operator list" in err and "nothing built" in err
+    assert rc == 1 and "Unique is not in TensorRT 11.1's ONNX operator list" in err and "nothing built" in err
     assert not list((tmp_path / "out").glob("*.engine"))
 
 
