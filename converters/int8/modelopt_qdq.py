@@ -9,12 +9,16 @@ Conv, so the Add runs in the convolution's INT8 epilogue: TensorRT issues #1992/
 per-channel weights. The model is opset 19 (FP16 Q/DQ scales): TensorRT 8.6 cannot parse it (`edgedet check
 --trt-version 8.6` says so).
 
-ModelOpt writes intermediate files beside its input, so the FP32 ONNX is copied into a private folder first.
+ModelOpt runs in a child process (it patches ONNX Runtime's quantization classes process-wide), on a copy of the FP32
+ONNX in a private folder (it writes intermediate files beside its input).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -39,44 +43,57 @@ def quantize_modelopt(
     fp32_onnx: Path, out: Path, tensors: list[np.ndarray], method: str, exclude: list[str], *, input_name: str
 ) -> dict:
     """Write the INT8 Q/DQ + FP16 ONNX of `fp32_onnx` to `out`; `exclude`: node-name regexes kept in float (FP16).
-    Returns what was run (for the manifest)."""
-    try:
-        from modelopt.onnx.quantization import quantize
-    except ImportError as e:
-        raise BackendUnavailableError("TensorRT INT8 (NVIDIA ModelOpt)", EXTRA, e) from e
+    Returns what was run (for the manifest). ModelOpt runs in a child process: when it quantizes it patches ONNX
+    Runtime's quantization classes for the whole process (modelopt.onnx.quantization.ort_patching), which would change
+    ONNX Runtime's own INT8 form (onnx_qdq.py) built after it in the same `edgedet calibrate`."""
+    import importlib.util
+
+    if importlib.util.find_spec("modelopt") is None:
+        raise BackendUnavailableError("TensorRT INT8 (NVIDIA ModelOpt)", EXTRA)
     if method not in METHODS:
         raise InputError(f"--method must be one of {', '.join(METHODS)}")
     data = np.concatenate([np.asarray(t, np.float32).reshape(-1, *np.shape(t)[-3:]) for t in tensors])
-    with tempfile.TemporaryDirectory(prefix="edgedet-modelopt-") as work:
-        src = Path(work) / "fp32.onnx"
-        shutil.copyfile(fp32_onnx, src)
-        dst = Path(work) / "int8.onnx"
-        try:
-            quantize(
-                str(src),
-                quantize_mode="int8",
-                calibration_data={input_name: data},
-                calibration_method=METHODS[method],
-                calibration_eps=calibration_eps(),
-                # ModelOpt applies re.match (anchored at the name's start); the gate's regexes are searches
-                nodes_to_exclude=[f".*(?:{p})" for p in exclude] or None,
-                high_precision_dtype="fp16",
-                output_path=str(dst),
-                log_level="ERROR",
-            )
-        except Exception as e:
-            raise ConversionError(f"ModelOpt INT8 quantization failed: {str(e).splitlines()[0][:300]}") from e
-        if not dst.is_file():
-            raise ConversionError("ModelOpt INT8 quantization wrote no model")
-        shutil.move(dst, out)
-    import modelopt
+    with tempfile.TemporaryDirectory(prefix="edgedet-modelopt-") as tmp:
+        work = Path(tmp)
+        shutil.copyfile(fp32_onnx, work / "fp32.onnx")
+        np.save(work / "calib.npy", data)
+        job = {
+            "input_name": input_name,
+            "method": METHODS[method],
+            # ModelOpt applies re.match (anchored at the name's start); the gate's regexes are searches
+            "exclude": [f".*(?:{p})" for p in exclude],
+        }
+        (work / "job.json").write_text(json.dumps(job))
+        r = subprocess.run(
+            [sys.executable, "-m", "edgedet.converters.int8.modelopt_qdq", str(work)], capture_output=True, text=True
+        )
+        if r.returncode != 0 or not (work / "int8.onnx").is_file():
+            tail = " | ".join((r.stderr or r.stdout).strip().splitlines()[-3:])[-600:]
+            raise ConversionError(f"ModelOpt INT8 quantization failed: {tail}")
+        shutil.move(work / "int8.onnx", out)
+        return {**json.loads((work / "result.json").read_text()), "calibration_images": int(data.shape[0])}
 
-    return {
-        "quantizer": f"nvidia-modelopt {modelopt.__version__}",
-        "modelopt_method": METHODS[method],
-        "high_precision_dtype": "fp16",
-        "calibration_images": int(data.shape[0]),
-    }
+
+def _child(work: Path) -> int:
+    """The ModelOpt run itself, in its own process (see quantize_modelopt)."""
+    import modelopt
+    from modelopt.onnx.quantization import quantize
+
+    job = json.loads((work / "job.json").read_text())
+    quantize(
+        str(work / "fp32.onnx"),
+        quantize_mode="int8",
+        calibration_data={job["input_name"]: np.load(work / "calib.npy")},
+        calibration_method=job["method"],
+        calibration_eps=calibration_eps(),
+        nodes_to_exclude=job["exclude"] or None,
+        high_precision_dtype="fp16",
+        output_path=str(work / "int8.onnx"),
+        log_level="ERROR",
+    )
+    result = {"quantizer": f"nvidia-modelopt {modelopt.__version__}", "modelopt_method": job["method"]}
+    (work / "result.json").write_text(json.dumps({**result, "high_precision_dtype": "fp16"}))
+    return 0
 
 
 def float_and_qdq_summary(path: Path) -> dict:
@@ -100,3 +117,7 @@ def float_and_qdq_summary(path: Path) -> dict:
     ]
     io = {v.name: onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type) for v in list(g.input) + list(g.output)}
     return {"float_types": sorted(float_types), "io": io, "adds": len(adds), "adds_with_qdq": qdq_adds}
+
+
+if __name__ == "__main__":
+    raise SystemExit(_child(Path(sys.argv[1])))

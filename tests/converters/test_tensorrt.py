@@ -761,7 +761,8 @@ def test_dla_engine_runtime_core_and_no_cuda_graph(monkeypatch, artifacts, tmp_p
 # ---------------------------------------------------------------- INT8 for TensorRT: NVIDIA ModelOpt's form
 @pytest.fixture(scope="module")
 def trt_int8(artifacts, images, tmp_path_factory):
-    pytest.importorskip("modelopt.onnx.quantization", reason="nvidia-modelopt (edgedet[tensorrt-int8])")
+    if importlib.util.find_spec("modelopt") is None:
+        pytest.skip("nvidia-modelopt (edgedet[tensorrt-int8]) is not installed")
     from edgedet.converters.int8.builders import BuildContext, build_qdq_trt
     from edgedet.preprocess import Preprocessor
 
@@ -790,6 +791,16 @@ def test_tensorrt_int8_form_is_qdq_plus_fp16_with_residual_adds_quantized(trt_in
     assert Manifest.read(trt_int8).precision == "int8"
 
 
+def test_modelopt_leaves_onnxruntime_quantization_unpatched(trt_int8):
+    """ModelOpt patches ONNX Runtime's calibrators process-wide when it quantizes; it runs in a child process, so
+    ONNX Runtime's own INT8 form built later in the same calibrate is ONNX Runtime's (a cached-range build failed
+    with "Histogram has not been collected" otherwise)."""
+    from onnxruntime.quantization import calibrate
+
+    assert calibrate.HistogramCollector.collect_value.__module__.startswith("onnxruntime")
+    assert calibrate.create_calibrator.__module__.startswith("onnxruntime")
+
+
 def _qdq_dtypes(path):
     model = onnx.load(str(path))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
@@ -808,7 +819,8 @@ def test_tensorrt_int8_form_runs_close_to_fp32_in_onnxruntime(trt_int8, artifact
 def test_tensorrt_int8_float_patterns_stay_unquantized(artifacts, images, tmp_path):
     """The gate's fallback groups (node-name regexes, searched anywhere in the name) reach ModelOpt, which matches
     from the start of the name: the head predict convs get no Q/DQ when their group is kept in float."""
-    pytest.importorskip("modelopt.onnx.quantization", reason="nvidia-modelopt (edgedet[tensorrt-int8])")
+    if importlib.util.find_spec("modelopt") is None:
+        pytest.skip("nvidia-modelopt (edgedet[tensorrt-int8]) is not installed")
     from edgedet.converters.int8.builders import BuildContext, build_qdq_trt
     from edgedet.preprocess import Preprocessor
 
