@@ -75,7 +75,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=_packages(),
-    package_data={"edgedet": ["paper_table2.json"], "edgedet.converters": ["trt_operators.json"]},
+    package_data={"edgedet": ["paper_table2.json"], "edgedet.converters": ["data/*.json"]},
     package_dir={name: folder for name, folder in ROOTS.items()},
     install_requires=["numpy>=1.24", "opencv-python-headless>=4.8", "tqdm>=4.60"],
     extras_require=EXTRAS,

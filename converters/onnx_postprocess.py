@@ -21,7 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 from edgedet.manifest import GRAPH_OUTPUTS, HOST_OUTPUTS
 
 OUTPUTS = GRAPH_OUTPUTS
-TRT_TOPK_LIMIT = 3839  # below 3840 (converters/trt_operators.json, TensorRT >= 10.1)
+TRT_TOPK_LIMIT = 3839  # below 3840 (converters/data/trt_operators.json, TensorRT >= 10.1)
 
 
 class _Graph:

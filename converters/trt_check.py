@@ -1,6 +1,6 @@
 """Static TensorRT compatibility check of an ONNX file, runnable without TensorRT or a GPU, per TensorRT version.
 
-The rules are data: converters/trt_operators.json holds onnx-tensorrt's operator support matrix
+The rules are data: converters/data/trt_operators.json holds onnx-tensorrt's operator support matrix
 (docs/operators.md) of each TensorRT release, extracted by typecheck/extract_trt_operators.py with its source
 commit. For a target version (`version`; default the installed TensorRT, else the newest table; a version between
 two tables takes the older, so nothing a release added later is assumed) the check reports, each finding naming its
@@ -26,7 +26,7 @@ import numpy as np
 
 from edgedet.errors import InputError
 
-TABLE = Path(__file__).with_name("trt_operators.json")
+TABLE = Path(__file__).parent / "data" / "trt_operators.json"
 # names the tables use for an ONNX input that the ONNX schema names otherwise (Dropout; "is_traning" is the 10.1
 # table's spelling)
 INPUT_ALIASES = {"is_training": "training_mode", "is_traning": "training_mode"}

@@ -1,5 +1,5 @@
 """Extract onnx-tensorrt's operator support matrix (docs/operators.md) per TensorRT release into
-converters/trt_operators.json, the data `edgedet check --backend trt --trt-version X` reads.
+converters/data/trt_operators.json, the data `edgedet check --backend trt --trt-version X` reads.
 
 Run by hand when a TensorRT release is added (a dev tool, not packaged); it rewrites the JSON, which is committed:
 
@@ -24,7 +24,7 @@ import re
 import subprocess
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "converters" / "trt_operators.json"
+OUT = Path(__file__).resolve().parents[1] / "converters" / "data" / "trt_operators.json"
 # table key -> (TensorRT release, onnx-tensorrt commit = NVIDIA/TensorRT's parsers/onnx submodule at that tag)
 RELEASES = {
     "8.6": ("8.6.1", "6ba67d3428e05f690145373ca87fb8d32f98df45"),

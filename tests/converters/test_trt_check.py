@@ -1,4 +1,4 @@
-"""`edgedet check --backend trt` from onnx-tensorrt's operator tables (converters/trt_operators.json), per TensorRT
+"""`edgedet check --backend trt` from onnx-tensorrt's operator tables (converters/data/trt_operators.json), per TensorRT
 version: every supported op passes, every unsupported op and every kind of restriction fails with its rule named."""
 
 from __future__ import annotations
