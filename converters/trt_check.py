@@ -198,7 +198,11 @@ def _check_opset(opset: int, key: str, table: dict, rep: CheckReport) -> None:
         rep.add(
             "error",
             f"opset {opset} is outside TensorRT {key}'s ONNX opset range ({span}, operators.md)"
-            + (": re-export with --opset 17" if key == "8.6" and opset > hi else ""),
+            + (
+                ": export with --opset 17 (calibrate's TensorRT INT8 form is opset 19, for TensorRT >= 10 only)"
+                if key == "8.6" and opset > hi
+                else ""
+            ),
             "opset",
         )
 
