@@ -30,11 +30,23 @@ OPENVINO = ["openvino>=2024.0", "nncf>=2.10"]
 # CUDA 13 driver, which JetPack 6 and R535-R570 drivers do not have. Not for Jetson: JetPack ships its own TensorRT
 # (python3-libnvinfer), which this extra would shadow; there use 'edgedet[jetson]' (cuda-python only).
 TENSORRT = ["tensorrt-cu12>=10.0", "cuda-python>=12.3,<13"]
+# INT8 for TensorRT (`edgedet calibrate --backend trt`, on the build machine, CPU is enough): NVIDIA ModelOpt's ONNX PTQ
+# and the modules its quantize path imports. Not nvidia-modelopt[onnx]: on x86_64 Linux that extra pins onnx~=1.21 and
+# onnxruntime-gpu, which cannot share an environment with the onnxruntime (CPU) package of the other extras.
+TENSORRT_INT8 = [
+    "nvidia-modelopt>=0.47",
+    "onnx-graphsurgeon>=0.6.1",
+    "onnxslim>=0.1.76",
+    "lief",
+    "ml-dtypes",
+    "onnxscript",
+] + ONNXRUNTIME
 EXTRAS = {
     "export": EXPORT,
     "onnxruntime": ONNXRUNTIME,
     "openvino": OPENVINO,
     "tensorrt": TENSORRT,
+    "tensorrt-int8": TENSORRT_INT8,
     "jetson": ["cuda-python>=12.3,<13"],
     "onnxruntime-gpu": ["onnxruntime-gpu>=1.17"],
     "eval": ["pycocotools>=2.0.7"],
@@ -58,6 +70,7 @@ EXTRAS["dev"] = (
     + EXTRAS["lint"]
     + EXTRAS["docs"]
     + EXTRAS["model-api"]
+    + EXTRAS["tensorrt-int8"]
     + ["pyyaml", "pytest>=7", "pytest-timeout>=2.2", "effdet==0.4.1", "build", "wheel"]
 )
 

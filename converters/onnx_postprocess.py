@@ -21,7 +21,7 @@ Boxes enter the NMS in input pixels (at most the input size, 1536 for D7), never
 the NMS gives the same result in FP16 arithmetic as in FP32 (a class offset of 89 x 1537 would overflow FP16's
 65504). Every op (TopK, Gather, GatherElements, Equal, Where, NonMaxSuppression, ScatterND) runs natively in
 ONNX Runtime and OpenVINO, and TensorRT's ONNX parser maps NonMaxSuppression to INMSLayer: no plugins.
-TopK's K is capped at 3840 (TensorRT's limit on every version).
+TopK's K is capped at 3839: onnx-tensorrt's operators.md (10.1 on) says K must be less than 3840.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from edgedet.manifest import GRAPH_OUTPUTS, HOST_OUTPUTS
 from edgedet.postprocess import OUTPUT_FORMS
 
 OUTPUTS = GRAPH_OUTPUTS
-TRT_TOPK_LIMIT = 3840
+TRT_TOPK_LIMIT = 3839  # below 3840 (converters/data/trt_operators.json, TensorRT >= 10.1)
 # run-time NMS option -> graph input name (the edgedet form)
 RUNTIME_INPUTS = {"iou_threshold": "iou_threshold", "max_det": "max_det", "classes": "class_mask"}
 _FORM_NAMES = {n for f in OUTPUT_FORMS.values() for n in f.outputs}

@@ -243,6 +243,29 @@ def cuda_backend(device: int = 0):
     raise BackendUnavailableError("tensorrt (CUDA memory)", "tensorrt", errors[0])
 
 
+@contextlib.contextmanager
+def use_device(index: int):
+    """Make GPU `index` current in this thread for the block, then restore the previous one. TensorRT builds for
+    the device current when the builder is created (as trtexec's --device does with cudaSetDevice), so
+    `edgedet build --device cuda:N` must set it before `trt.Builder`."""
+    if TYPE_CHECKING:
+        from cuda.bindings import runtime as rt
+    else:
+        try:
+            rt = _cudart()
+        except ImportError:
+            if index != 0:
+                raise BackendUnavailableError("tensorrt (CUDA device selection)", "tensorrt") from None
+            yield  # pycuda only: device 0, the only one it serves here
+            return
+    previous = int(_check(rt.cudaGetDevice()))
+    _check(rt.cudaSetDevice(int(index)))
+    try:
+        yield
+    finally:
+        _check(rt.cudaSetDevice(previous))
+
+
 def device_properties(index: int = 0) -> dict:
     """GPU name, compute capability and CUDA runtime version, without creating a stream (nothing to close)."""
     try:

@@ -21,6 +21,20 @@ def import_tensorrt() -> ModuleType:
     return trt
 
 
+_LOGGERS: dict[int, object] = {}
+
+
+def logger(trt: ModuleType):
+    """The one TensorRT logger of this process, shared by the builder and every runtime. NvInferRuntime.h (ILogger):
+    "The logger used to create an instance of IBuilder, IRuntime or IRefitter is used for all objects created
+    through that interface. The logger must be valid until all objects created are released." A module-level logger
+    outlives every engine and context; one instance gives one severity setting for build and run."""
+    key = id(trt)  # one per loaded tensorrt module (tests load doubles)
+    if key not in _LOGGERS:
+        _LOGGERS[key] = trt.Logger(trt.Logger.WARNING)
+    return _LOGGERS[key]
+
+
 def trt_major(trt: ModuleType) -> int:
     return int(trt.__version__.split(".")[0])
 

@@ -16,7 +16,7 @@ import numpy as np
 from edgedet.cuda import cuda_backend
 from edgedet.errors import ArtifactError, InputError
 from edgedet.options import Option
-from edgedet.tensorrt_lib import check_engine_device, import_tensorrt
+from edgedet.tensorrt_lib import check_engine_device, import_tensorrt, logger
 
 from .base import Runner
 
@@ -38,6 +38,11 @@ class TensorRTRunner(Runner):
                 "data-dependent output shape, which CUDA graphs cannot capture; build the engine with "
                 "--postprocess host to use CUDA graphs"
             )
+        if cuda_graph and self._dla_core(manifest) is not None:
+            raise InputError(
+                "cuda_graph cannot be used with a DLA engine: DLA work is not captured in CUDA graphs "
+                '(trtexec: "CUDA graphs and DLA offloading are not simultaneously supported"); run it without cuda_graph'
+            )
         import_tensorrt()
         import tensorrt as trt  # loaded by import_tensorrt(); typed for mypy (see edgedet.tensorrt_lib)
 
@@ -56,9 +61,17 @@ class TensorRTRunner(Runner):
         self._graph = None
         self._buffers: dict[str, tuple[np.ndarray, int]] = {}
 
+    @staticmethod
+    def _dla_core(manifest) -> int | None:
+        core = (manifest.device or {}).get("dla_core")
+        return None if core is None else int(core)
+
     def _open_engine(self, trt, manifest, device) -> None:
         check_engine_device(manifest.device, self.cuda.device_properties(device.ordinal), trt.__version__)
-        self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.runtime = trt.Runtime(logger(trt))
+        core = self._dla_core(manifest)
+        if core is not None:  # the DLA core the engine runs on is chosen at deserialization (runtime.DLA_core)
+            self.runtime.DLA_core = core
         self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
             raise ArtifactError(
@@ -91,15 +104,19 @@ class TensorRTRunner(Runner):
             )
         name = self.inputs[0]
         self._free_buffers()  # a new shape: release the previous shape's buffers before allocating
-        self.context.set_input_shape(name, shape)
+        if not self.context.set_input_shape(name, shape):
+            raise InputError(f"TensorRT refused input shape {shape} for {name} (engine profile {lo}..{hi})")
         for n in self.inputs + self.outputs:
             dims = tuple(self.context.get_tensor_shape(n))
+            if any(d < 0 for d in dims):
+                raise ArtifactError(f"TensorRT left {n} with an unresolved shape {dims} for input shape {shape}")
             dtype = np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(n)))
             nbytes = int(np.prod(dims)) * dtype.itemsize
             host = self.cuda.host_alloc(dims, dtype)
             dptr = self.cuda.device_alloc(nbytes)
-            self.context.set_tensor_address(n, dptr)
-            self._buffers[n] = (host, dptr)
+            self._buffers[n] = (host, dptr)  # recorded first: freed with the others if the next line fails
+            if not self.context.set_tensor_address(n, dptr):
+                raise ArtifactError(f"TensorRT refused the device address of {n}")
         self._shape = shape
         self._graph = None
 
@@ -124,22 +141,29 @@ class TensorRTRunner(Runner):
 
     def _capture(self):
         """Capture one enqueue into a CUDA graph, as trtexec does: a plain run first (TensorRT flushes deferred
-        work), synchronise, capture in thread-local mode, and always end the capture. If capture fails the
-        runner stays usable: graphs are switched off and plain execution is used."""
+        work), synchronise, capture in thread-local mode, and always end the capture. If capture fails in any way
+        the runner stays usable: graphs are switched off for good (one warning, no new attempt on later calls or
+        shapes) and plain execution is used."""
         self._enqueue()
         self.cuda.synchronize()
-        graph = None
-        self.cuda.begin_capture()
+        graph, ok, why = None, False, ""
         try:
-            ok = self.context.execute_async_v3(self.cuda.stream_handle)
-        finally:
-            graph = self.cuda.end_capture()  # leaves the stream out of capture mode whatever happened
-        if not ok or graph is None:
-            self.use_graph = False
-            if graph is not None:
-                self.cuda.graph_free(graph)
-            return None
-        return graph
+            self.cuda.begin_capture()
+            try:
+                ok = bool(self.context.execute_async_v3(self.cuda.stream_handle))
+            finally:
+                graph = self.cuda.end_capture()  # leaves the stream out of capture mode whatever happened
+        except Exception as e:  # a backend without graphs (pycuda), or a capture CUDA rejected
+            why = f": {e}"
+        if ok and graph is not None:
+            return graph
+        if graph is not None:
+            self.cuda.graph_free(graph)
+        self.use_graph = False
+        import warnings
+
+        warnings.warn(f"CUDA graph capture failed{why}; running without CUDA graphs", stacklevel=4)
+        return None
 
     def device_time_ms(self, inputs, iters: int, warmup: int):
         """Engine compute only: the input is uploaded once, then each run is timed with CUDA events."""

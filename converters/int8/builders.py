@@ -110,4 +110,17 @@ def _qdq(form: str):
 
 
 build_qdq_u8s8 = _qdq("onnxruntime")
-build_qdq_trt = _qdq("tensorrt")
+
+
+def build_qdq_trt(fp32: Path, out: Path, ctx: BuildContext) -> Path:
+    """TensorRT's form: NVIDIA ModelOpt's INT8 Q/DQ with everything else in FP16 (modelopt_qdq.py). Node-name regexes
+    in ctx.float_patterns (the gate's fallback groups) stay unquantized, in FP16."""
+    from edgedet.fileio import publish
+    from edgedet.manifest import Manifest
+
+    from .modelopt_qdq import quantize_modelopt
+
+    with publish(out) as tmp:
+        ran = quantize_modelopt(fp32, tmp, ctx.tensors, ctx.method, ctx.float_patterns, input_name=ctx.input_name)
+        Manifest.read(fp32).derive(precision="int8", extra={"int8_quantizer": ran}).write(tmp)
+    return out

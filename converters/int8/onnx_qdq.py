@@ -1,12 +1,9 @@
-"""Q/DQ ONNX via ONNX Runtime's static quantization.
+"""Q/DQ ONNX via ONNX Runtime's static quantization: ONNX Runtime's own INT8 form.
 
-Two forms from the same cached ranges:
-- "onnxruntime": U8S8 (uint8 activations, int8 per-channel weights) - what ORT runs fastest on x86
-  (S8S8 activations are slow there).
-- "tensorrt": symmetric signed INT8 for activations and weights (zero-point 0), the explicit-quantization
-  form TensorRT 8.6-11 builds.
-Only convolutions are quantized (they are >99% of the multiply-adds); nodes_to_exclude keeps sensitive
-layers in float.
+"onnxruntime": U8S8 (uint8 activations, int8 per-channel weights) - what ORT runs fastest on x86 (S8S8 activations
+are slow there). Only convolutions are quantized (they are >99% of the multiply-adds); nodes_to_exclude keeps
+sensitive layers in float. TensorRT's form is NVIDIA ModelOpt's (modelopt_qdq.py): Q/DQ plus FP16, which this
+quantizer cannot write.
 """
 
 from __future__ import annotations
@@ -19,8 +16,6 @@ from edgedet.errors import BackendUnavailableError, ConversionError, InputError
 
 FORMS = {
     "onnxruntime": {"activation": "QUInt8", "symmetric_activations": False, "quantize_bias": True},
-    # TensorRT fuses float biases itself and takes no int32 bias Q/DQ.
-    "tensorrt": {"activation": "QInt8", "symmetric_activations": True, "quantize_bias": False},
 }
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 

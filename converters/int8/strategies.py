@@ -64,13 +64,14 @@ STRATEGIES: dict[str, Strategy] = {
             description="Q/DQ ONNX, uint8 activations, int8 per-channel weights",
         ),
         Strategy(
-            "qdq-s8s8-symmetric",
+            "modelopt-int8-fp16",
             "tensorrt",
             "edgedet.converters.int8.builders:build_qdq_trt",
             "{stem}_int8_tensorrt.onnx",
             evaluate_backend="onnxruntime",
-            description="symmetric signed Q/DQ ONNX, built strongly typed by TensorRT >= 10 (evaluated here "
-            "with ONNX Runtime, which runs the same Q/DQ arithmetic)",
+            description="NVIDIA ModelOpt INT8 Q/DQ (symmetric, per-channel weights, residual Adds quantized) with "
+            "everything else in FP16, I/O FP32, opset 19: built strongly typed by TensorRT >= 10 (evaluated here "
+            "with ONNX Runtime, which runs the same Q/DQ and FP16 arithmetic); pip install 'edgedet[tensorrt-int8]'",
         ),
     )
 }

@@ -1,5 +1,6 @@
 """INT8 workflow on the tiny model: calibration sources and diagnostics, range cache, Q/DQ forms, artifacts."""
 
+import importlib.util
 import json
 import warnings
 
@@ -36,7 +37,8 @@ def int8(tmp_path_factory, artifacts, calib_dir):
                 model=str(artifacts["onnx"]),
                 calib=str(calib_dir),
                 out=str(out),
-                backends=("onnxruntime", "tensorrt", "openvino"),
+                # TensorRT's form needs NVIDIA ModelOpt (edgedet[tensorrt-int8])
+                backends=("onnxruntime", "openvino") + (("tensorrt",) if importlib.util.find_spec("modelopt") else ()),
             ),
             log=lambda m: None,
         )
@@ -57,6 +59,8 @@ def test_onnxruntime_form_is_u8s8(int8):
 
 def test_tensorrt_form_is_symmetric_int8_and_passes_check(int8):
     rows, _, _ = int8
+    if "tensorrt" not in rows:
+        pytest.skip("nvidia-modelopt (edgedet[tensorrt-int8]) is not installed")
     path = rows["tensorrt"]["artifact"]
     zps = _qdq_zero_points(path)
     assert zps and all(z.dtype == np.int8 and not z.any() for z in zps)

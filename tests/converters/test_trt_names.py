@@ -45,7 +45,7 @@ MODULES = {
         "layer": "ILayer",
         "inp": "ITensor",
         "profile": "IOptimizationProfile",
-        "cache": "ITimingCache",
+        "merged": "ITimingCache",
     },
     "runtimes/tensorrt_runner.py": {
         "self.runtime": "Runtime",
@@ -61,7 +61,7 @@ CONDITIONS = {  # `if` test -> the versions its branch runs on (see EngineOption
     # on 8.6 yet, where NetworkDefinitionCreationFlag.STRONGLY_TYPED does not exist.
     "strongly_typed": {"10", "11"},
     "not strongly_typed": {"8.6", "10"},  # weakly typed: 8.6, or 10 with strongly_typed=False; refused on 11
-    "opts.dla_core is not None": {"8.6", "10"},  # DLA: refused after TensorRT 10.7
+    "opts.dla_core is not None": {"8.6", "10", "11"},  # DLA: up to 10.7 and from 11.4.1 (Orin, JetPack 7.2.2+)
 }
 COMPARE = {
     ast.Lt: operator.lt,
