@@ -2,7 +2,8 @@
 # Static checks of the TensorRT / CUDA code; no GPU, no TensorRT, only PyPI needed:
 #   1. mypy: converters/tensorrt_engine.py, runtimes/tensorrt_runner.py, edgedet/cuda.py, edgedet/tensorrt_lib.py
 #      against tensorrt-stubs 10.13 and cuda-python 12.x (cuda.bindings.runtime), in its own venv typecheck/.venv
-#   2. tests/converters/test_trt_names.py: each TensorRT name the code uses exists in TensorRT 8.6, 10 and 11
+#   2. mypy: the public API (edgedet/api.py, registry.py, manifest.py, runtimes/base.py, runtimes/detector.py)
+#   3. tests/converters/test_trt_names.py: each TensorRT name the code uses exists in TensorRT 8.6, 10 and 11
 #      (typecheck/trt_names.json, written by typecheck/extract_trt_names.py), with the project's .venv
 # Usage: typecheck/run.sh   (PY: python for typecheck/.venv, default python3.11; PROJECT_PY: default .venv/bin/python)
 set -euo pipefail
@@ -18,9 +19,12 @@ if ! cmp -s typecheck/requirements.txt "$VENV/requirements.installed"; then
     cp typecheck/requirements.txt "$VENV/requirements.installed"
 fi
 
-status=0   # run both checks, fail if either fails
+status=0   # run every check, fail if any fails
 echo "== mypy: TensorRT and CUDA code against tensorrt-stubs and cuda-python"
 "$VENV/bin/mypy" --config-file typecheck/mypy.ini || status=1
+
+echo "== mypy: the public API"
+"$VENV/bin/mypy" --config-file typecheck/mypy-api.ini || status=1
 
 echo "== TensorRT names used by the code, in TensorRT 8.6, 10 and 11"
 PROJECT_PY=${PROJECT_PY:-.venv/bin/python}
