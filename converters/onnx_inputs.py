@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from onnx import TensorProto, helper, numpy_helper
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ INPUT_FORMS = {
     )
 }
 
-_ONNX_TYPES = {"float32": TensorProto.FLOAT, "uint8": TensorProto.UINT8}
+_ONNX_TYPES = {"float32": "FLOAT", "uint8": "UINT8"}  # onnx.TensorProto names: the table imports without onnx
 
 
 def shape_of(form: InputForm, batch, image_hw) -> list:
@@ -47,6 +46,8 @@ def shape_of(form: InputForm, batch, image_hw) -> list:
 def prepend_input(model, form_name: str, input_name: str, mean, std):
     """Make the graph take `form_name`'s tensor under `input_name`; the nodes added before the network produce the
     normalised tensor it was traced with (no nodes for 'normalized')."""
+    from onnx import TensorProto, helper, numpy_helper  # the export extra; the CLI reads INPUT_FORMS without it
+
     form = INPUT_FORMS[form_name]
     if form.normalize == "host":
         return model
@@ -79,7 +80,9 @@ def prepend_input(model, form_name: str, input_name: str, mean, std):
     new_nodes = nodes + list(g.node)
     del g.node[:]
     g.node.extend(new_nodes)
-    new_input = helper.make_tensor_value_info(input_name, _ONNX_TYPES[form.dtype], shape_of(form, dims[0], dims[2:]))
+    new_input = helper.make_tensor_value_info(
+        input_name, getattr(TensorProto, _ONNX_TYPES[form.dtype]), shape_of(form, dims[0], dims[2:])
+    )
     idx = list(g.input).index(old)
     g.input.remove(old)
     g.input.insert(idx, new_input)
