@@ -23,6 +23,7 @@ COMMANDS = {
     "eval": "evaluate",
     "train": "train",
     "bench": "bench",
+    "compare": "compare",
     "batch": "batch",
     "serve": "serve",
 }
