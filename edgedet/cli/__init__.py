@@ -24,6 +24,7 @@ COMMANDS = {
     "train": "train",
     "bench": "bench",
     "compare": "compare",
+    "tune": "tune",
     "batch": "batch",
     "serve": "serve",
 }
