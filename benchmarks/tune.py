@@ -21,7 +21,10 @@ is, chooses among what was measured and lists what it skipped.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,7 +276,7 @@ class Search:
             for e in self.measured()
             if e.cand.backend in STRATEGIES
             and e.cand.build == "fp32"
-            and e.cand.runtime == EXACT
+            and gates.float_part(e.executed) == "f32"  # one per model, size and backend: its f32 run
             and e.cand.postprocess == "host"
             and e.cand.batch == 1
         ]
@@ -294,7 +297,9 @@ class Search:
         estimate = INT8_BASE_SECONDS + 4 * full_eval
         what = f"INT8 of {c.label}"
         if self.left() < estimate:
-            self.skip(what, f"about {estimate:.0f} s of calibration left in a {self.left():.0f} s budget")
+            self.skip(
+                what, f"a calibration takes about {estimate:.0f} s; {max(0.0, self.left()):.0f} s of the budget left"
+            )
             return
         out = self.store.root / "int8" / c.key()  # beside this machine's points: 7-bit weights depend on the CPU
         report_path = out / "calibration_report.json"
@@ -302,21 +307,22 @@ class Search:
         if report is None:
             self.log(f"  calibrating {what} (calibrate's strategy '{strategy.name}' and gate) ...")
             try:
-                report = calibrate(
-                    CalibrateRequest(
-                        model=c.model,
-                        calib=self.req.calib,
-                        out=str(out),
-                        weights=c.weights,
-                        imgsz=c.imgsz,
-                        backends=(c.backend,),
-                        val=self.req.data,
-                        val_images=self.req.images,
-                        max_map_drop=self.req.max_ap_drop,
-                        speed_iters=0,
-                    ),
-                    log=lambda m: None,
-                )
+                with _stdout_to_stderr():  # NNCF logs and draws progress on stdout, where --json goes
+                    report = calibrate(
+                        CalibrateRequest(
+                            model=c.model,
+                            calib=self.req.calib,
+                            out=str(out),
+                            weights=c.weights,
+                            imgsz=c.imgsz,
+                            backends=(c.backend,),
+                            val=self.req.data,
+                            val_images=self.req.images,
+                            max_map_drop=self.req.max_ap_drop,
+                            speed_iters=0,
+                        ),
+                        log=lambda m: None,
+                    )
             except EdgeDetError as e:
                 self.skip(what, f"calibration failed: {e}")
                 return
@@ -481,6 +487,22 @@ class Search:
         from .tune_output import summary
 
         return summary(self, chosen, interrupted)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """File descriptor 1 points at stderr for the block: NNCF's log handler and progress bars (and OpenVINO's C++
+    prints) write to stdout, which `edgedet tune --json` keeps for its JSON alone."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):  # and Python's own prints (ONNX Runtime's quantizer)
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _read_json(path: Path) -> dict | None:

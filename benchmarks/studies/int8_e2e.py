@@ -14,6 +14,8 @@ Each artifact (a deployment spelling, benchmarks/deployment.py) is measured four
 - per layer type, from the counters.
 Rounds are short and interleaved, so a drift of a shared machine hits every artifact alike; each ratio is the median
 of the per-round ratios against the first artifact (the reference), robust to a round a background burst slowed.
+Each way is also timed in process CPU time (`*_cpu`): on a machine other processes load, the CPU time a call costs
+moves far less than its wall time (with --threads 1 it is the inference's own work, spin-waits aside).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def main(argv=None) -> int:
     ap.add_argument("--images", required=True)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--calls", type=int, default=8, help="calls per artifact per round and per way")
+    ap.add_argument("--threads", type=int, help="inference threads of every artifact (default: the backend's)")
     ap.add_argument("--finding", default="", help="the cause, as established from this run (recorded with it)")
     ap.add_argument("--out")
     a = ap.parse_args(argv)
@@ -69,11 +72,18 @@ def main(argv=None) -> int:
     dets, reqs, inputs = {}, {}, {}
     for item in a.artifact:
         label, _, spelling = item.partition("=")
-        det = Deployment.parse(spelling).load(0.25)
+        dep = Deployment.parse(spelling)
+        if a.threads and dep.backend is not None:
+            dep = Deployment(dep.source, dep.backend, dep.precision, (*dep.options, ("threads", a.threads)))
+        elif a.threads:
+            from edgedet.registry import backend_for
+
+            dep = Deployment(dep.source, backend_for(dep.source), None, (("threads", a.threads),))
+        det = dep.load(0.25)
         dets[label] = det
         reqs[label] = counters_model(det)
         inputs[label] = det.preprocess([frames[0]])[0].copy()
-    ways = ("e2e", "infer", "bare", "counted_wall", "counters")
+    ways = ("e2e", "infer", "bare", "counted_wall", "counters", "e2e_cpu", "bare_cpu")
     t: dict = {k: {w: [] for w in ways} for k in dets}
     layer_times: dict = {k: defaultdict(list) for k in dets}
     per_round: dict = {k: {w: [] for w in ways} for k in dets}
@@ -85,15 +95,17 @@ def main(argv=None) -> int:
             got = {w: [] for w in ways}
             det(frames[0])
             for i in range(a.calls):
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 det(frames[i % len(frames)])
                 got["e2e"].append((time.perf_counter() - t0) * 1e3)
+                got["e2e_cpu"].append((time.process_time() - c0) * 1e3)
                 got["infer"].append(det.timing.infer)
             x = {det.input_name: inputs[label]}
             for _ in range(a.calls):
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 det.runner(x)
                 got["bare"].append((time.perf_counter() - t0) * 1e3)
+                got["bare_cpu"].append((time.process_time() - c0) * 1e3)
             if reqs[label] is not None:
                 for _ in range(a.calls):
                     wall, total, layers = counted(reqs[label], inputs[label])
@@ -141,7 +153,8 @@ def main(argv=None) -> int:
         if r["outside_layers_ms"] is not None:
             line += f"  counters {r['median_ms']['counters']:7.2f}  outside layers {r['outside_layers_ms']:6.2f}"
         s = r[f"speedup_vs_{ref}"]
-        line += f"  | vs {ref}: e2e {s['e2e']:.2f}x bare {s['bare']:.2f}x" + (
+        line += f"  cpu: e2e {r['median_ms']['e2e_cpu']:7.2f} bare {r['median_ms']['bare_cpu']:7.2f}"
+        line += f"  | vs {ref}: e2e {s['e2e']:.2f}x bare {s['bare']:.2f}x cpu {s['e2e_cpu']:.2f}x" + (
             f" counters {s['counters']:.2f}x" if "counters" in s else ""
         )
         if best_float is not None:

@@ -182,3 +182,21 @@ def test_user_errors(test_weights, val, tmp_path, capsys):
     argv = ["tune", "--model", "test=/nope.pth", "--data", str(val), "--out", str(tmp_path), "--latency-ms", "9"]
     assert main(argv) == 2
     assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_int8_candidates_through_calibrate(test_weights, val, tmp_path, monkeypatch, capsys):
+    """With --calib (and --exhaustive: every base), INT8 comes from calibrate's strategy and gate, is timed and gated
+    like any reduced precision; the library's chatter stays off stdout, which --json keeps for the JSON."""
+    from edgedet.cli import main
+
+    monkeypatch.setenv("EDGEDET_CACHE", str(tmp_path / "cache"))
+    argv = ["tune", "--model", f"test={test_weights}", "--data", str(val), "--calib", str(val.parent / "images")]
+    argv += ["--latency-ms", "10000", "--sizes", "128", "--backends", "onnxruntime", "--iters", "2", "--exhaustive"]
+    assert main([*argv, "--out", str(tmp_path / "out"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    int8 = [r for r in report["points"] if r["candidate"]["build"] == "int8"]
+    assert int8 and all(r["status"] == "measured" and r["p50_ms"] > 0 for r in int8)
+    for r in int8:
+        assert gates.is_int8(r["executed"]) and r["AP"] is not None
+        assert r["gate"]["reference"].startswith("test@128 onnxruntime") and "passed" in r["gate"]
