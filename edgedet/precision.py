@@ -22,6 +22,7 @@ import hashlib
 import json
 import re
 import time
+from dataclasses import asdict
 
 from .fileio import locked, write_json_atomic
 from .weights import cache_dir
@@ -52,13 +53,16 @@ def is_reduced(executed: str | None) -> bool:
 
 
 def artifact_identity(manifest) -> str:
-    """A hash of every file of the artifact (main file and companions: an OpenVINO .xml with another .bin is
-    another artifact)."""
+    """What runs: every file of the artifact (an OpenVINO .xml with another .bin is another artifact) and the
+    manifest sections that change what the Detector does with it (a torch state dict is the same file at every
+    input size)."""
     art = manifest.artifact
     if art is None:
         return ""
     files = {art.file: art.sha256, **art.files_sha256}
-    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:24]
+    body = {"files": files, "model": manifest.model, "input": asdict(manifest.input)}
+    body |= {"postprocess": asdict(manifest.postprocess), "batch": asdict(manifest.batch)}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
 def lineage(manifest) -> str:

@@ -70,3 +70,13 @@ def test_a_damaged_store_is_no_verdict(artifacts):
     assert gates.lookup(Manifest.read(artifacts["onnx"]), "openvino", "bf16") is None
     gates.record(Manifest.read(artifacts["onnx"]), "openvino", "bf16", gates.verdict(0.6, 0.6, 0.01))
     assert gates.lookup(Manifest.read(artifacts["onnx"]), "openvino", "bf16")["passed"] is True
+
+
+def test_identity_covers_what_the_detector_does_with_the_files(artifacts):
+    """A torch state dict is the same file at every input size: the manifest's model section is part of what runs."""
+    import dataclasses
+
+    m = Manifest.read(artifacts["torch"])
+    bigger = dataclasses.replace(m, model={**m.model, "image_size": [256, 256]})
+    assert gates.artifact_identity(m) != gates.artifact_identity(bigger)
+    assert gates.artifact_identity(m) == gates.artifact_identity(Manifest.read(artifacts["torch"]))
