@@ -6,8 +6,8 @@ The search is successive halving over the space of tune_space.py:
    end-to-end calls; p50 and p90, or frames/s with --streams callers for a throughput target); candidates that
    turn out to run the same thing (a hint the device ignores) are merged;
 2. INT8 (with --calib): `calibrate`'s strategy and gate, only for float candidates whose latency is near the target
-   (missing it by at most INT8_REACH: INT8 cannot rescue more, and a candidate that already meets it gains nothing
-   in accuracy from INT8), or for an AP target, for the fastest that clear it with room to spare;
+   (within a factor INT8_REACH either side: INT8 cannot rescue a candidate that misses by more, and one far under
+   the target has faster company of its own), or for an AP target, for the fastest that clear it with room to spare;
 3. AP on a subset of the validation set for the candidates that meet the speed target; the better half;
 4. full AP only for the Pareto front (speed vs subset AP) of that half, and for the f32 reference each reduced
    precision is gated against (bf16, f16, INT8: an AP drop over --max-ap-drop fails it, and a failed precision is
@@ -36,7 +36,7 @@ from . import tune_points as measure
 from .report import pareto
 from .tune_space import EXACT, Candidate, backends_for, runtime_precisions, space
 
-INT8_REACH = 1.6  # the most a CPU INT8 artifact gains end to end over float: candidates slower than this are left
+INT8_REACH = 1.6  # the most a CPU INT8 artifact gains end to end over float: "near the target" is within this factor
 SUBSET_MIN = 8  # images in the AP subset, at least
 SUBSET_MARGIN = 0.02  # an AP target: candidates within this of it on the subset still get a full AP
 AP_TIE = 1e-4  # APs this close are the same accuracy: the faster of them is chosen
@@ -285,7 +285,7 @@ class Search:
                 bases = [e for e in bases if self._ap(e, self.subset_key) >= t.value + self.req.max_ap_drop]
                 bases = sorted(bases, key=lambda e: t.ms_per_frame(e.point))[:2]
             else:
-                bases = [e for e in bases if 1.0 < t.miss(e.point) <= INT8_REACH]
+                bases = [e for e in bases if 1.0 / INT8_REACH <= t.miss(e.point) <= INT8_REACH]
         for base in bases:
             self._int8(base, STRATEGIES[base.cand.backend])
 
