@@ -167,7 +167,10 @@ class Search:
     def load(self, cand: Candidate, path: Path | None = None):
         from edgedet.runtimes import Detector
 
-        path = path or Path(self.entries[cand.key()].point["artifact"])
+        if path is None:
+            path = Path(self.entries[cand.key()].point["artifact"])
+            if not path.is_file() and cand.build != "int8":  # the artifact cache was cleaned since: rebuilt
+                path = self.artifact(cand)
         return Detector.load(
             path, backend=cand.spec, device=cand.device, score_threshold=self.req.conf, **cand.runtime_options()
         )

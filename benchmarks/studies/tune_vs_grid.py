@@ -35,8 +35,10 @@ def edgedet(args: list[str], cache: Path, log: Path) -> tuple[int, float, str]:
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-m", "edgedet", *args], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    own = [line for line in p.stderr.splitlines() if line.startswith(("tune:", "  ", "edgedet"))]  # not NNCF's
     with open(log, "a") as f:
-        f.write(f"$ EDGEDET_CACHE={cache} edgedet {' '.join(args)}\n{p.stderr}\n{p.stdout}\n")
+        f.write(f"$ EDGEDET_CACHE={cache} edgedet {' '.join(args)}  (exit {p.returncode}, {wall:.1f} s)\n")
+        f.write("\n".join(own) + "\n\n")
     return p.returncode, wall, p.stdout
 
 
