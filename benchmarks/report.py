@@ -26,6 +26,8 @@ COLUMNS = [
     "%peak",
     "AP",
     "AP50",
+    "AP f32",
+    "gate",
     "cold ms",
 ]
 
@@ -56,8 +58,29 @@ def _cells(r: dict) -> list[str]:
         _fmt(None if peak is None else 100 * peak, ".1f"),
         _fmt(r.get("AP"), ".4f"),
         _fmt(r.get("AP50"), ".4f"),
+        _fmt(r.get("AP_f32"), ".4f"),
+        _gate_cell(r.get("precision_gate")),
         _fmt(r.get("cold_start_ms"), ".0f"),
     ]
+
+
+def _gate_cell(gate: dict | None) -> str:
+    if not gate:
+        return "-"
+    if "passed" not in gate:
+        return "n/a"
+    return f"{'pass' if gate['passed'] else 'FAIL'} {gate['drop']:+.4f}"
+
+
+def executed_label(r: dict) -> str:
+    """A row's precision as executed (what plots label it by): 'bf16' for an f32 artifact OpenVINO ran in bf16."""
+    from edgedet.precision import float_part, is_int8
+
+    executed = r.get("executed_precision")
+    if not executed:
+        return r["precision"]
+    fp = float_part(executed)
+    return f"int8+{fp}" if is_int8(executed) and fp else "int8" if is_int8(executed) else fp or executed
 
 
 def table(report: dict) -> str:
@@ -66,14 +89,20 @@ def table(report: dict) -> str:
     fmt = lambda cells: "  ".join(c.rjust(w) if i > 2 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     lines = [fmt(COLUMNS), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
     env = report["environment"]
-    peak = report.get("gemm_peak") or {}
     lines.append(
         "latency in ms, p50/p90/p99 of per-iteration times; e2e = image in, detections out; net = the "
         "inference call (with copies) timed inside the same e2e iterations, so net <= e2e; gpu = device "
         "compute by CUDA events; GFLOPs = 2 x multiply-adds; GFLOP/s = GFLOPs / net p50; %peak = GFLOP/s "
-        f"over this machine's FP32 GEMM rate measured in this run ({peak.get('gflops_per_s', '?')} GFLOP/s, "
-        f"{peak.get('how', '')}); 'runs as' = the precision the backend executed"
+        "over the GEMM rate of the precision the row executed, measured in this run with the row's own backend; "
+        "'runs as' = the precision the backend executed; AP f32 = the same artifact in f32 arithmetic, for rows "
+        f"that run below f32, and gate = its AP drop against --max-ap-drop ({report['config'].get('max_ap_drop')})"
     )
+    for name, p in _peaks(report).items():
+        lines.append(f"peak {name}: {p['gflops_per_s']} GFLOP/s ({p['how']})")
+    for r in report["rows"]:
+        for key in ("peak_note", "precision_note"):
+            if r.get(key):
+                lines.append(f"{r['model']} {r['backend']} {r.get('executed_precision')}: {r[key]}")
     lines.append(
         f"{env['cpu']}, {env['affinity_cores']} cores, ISA {' '.join(env.get('cpu_flags') or ['?'])}"
         + (f", {env['gpu']}" if env.get("gpu") else "")
@@ -92,6 +121,16 @@ def table(report: dict) -> str:
     if report.get("interrupted"):
         lines.append("INTERRUPTED: rows above are the ones completed before Ctrl-C")
     return "\n".join(lines)
+
+
+def _peaks(report: dict) -> dict:
+    """The GEMM peaks the rows were set against, by backend and precision."""
+    out = {}
+    for r in report["rows"]:
+        p = r.get("peak")
+        if p:
+            out.setdefault(f"{r['backend'] if not p['how'].startswith('numpy') else 'numpy'} {p['precision']}", p)
+    return out
 
 
 def flat_rows(report: dict) -> list[dict]:
@@ -124,8 +163,12 @@ def flat_rows(report: dict) -> list[dict]:
                 "executed_precision": r.get("executed_precision"),
                 "achieved_gflops_per_s": r.get("achieved_gflops_per_s"),
                 "fraction_of_gemm_peak": r.get("fraction_of_gemm_peak"),
+                "peak_gflops_per_s": (r.get("peak") or {}).get("gflops_per_s"),
+                "peak_precision": (r.get("peak") or {}).get("precision"),
                 "AP": r.get("AP"),
                 "AP50": r.get("AP50"),
+                "AP_f32": r.get("AP_f32"),
+                "precision_gate_passed": (r.get("precision_gate") or {}).get("passed"),
             }
         )
     return out
@@ -199,7 +242,7 @@ def plot_ap_vs_latency(report: dict, path: Path) -> Path | None:
     for r, (lat, ap) in zip(rows, pts):
         ax.scatter(lat, ap, s=30)
         ax.annotate(
-            f"{r['model']} {r['backend']} {r.get('executed_precision') or r['precision']}",
+            f"{r['model']} {r['backend']} {executed_label(r)}",
             (lat, ap),
             textcoords="offset points",
             xytext=(4, 4),
@@ -220,7 +263,7 @@ def plot_fps_vs_flops(report: dict, path: Path) -> Path | None:
         return None
     series: dict[str, list[dict]] = {}
     for r in report["rows"] + report["baselines"]:
-        series.setdefault(f"{r['backend']} {r['precision']}", []).append(r)
+        series.setdefault(f"{r['backend']} {executed_label(r)}", []).append(r)
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
     for name, rows in series.items():
         rows = sorted(rows, key=lambda r: r["gflops"])

@@ -3,7 +3,11 @@ auto=True) are timed end to end on this machine for this model and input size, a
 
 The result is cached in the artifact cache, keyed by CPU model and ISA flags, model, input size and library
 versions, so the measurement runs once per machine and model. Which CPU wins differs by machine (AVX2-only vs
-AVX-512/VNNI/BF16); nothing here assumes a winner."""
+AVX-512/VNNI/BF16); nothing here assumes a winner.
+
+Each candidate is timed at the precision it runs by default, which is never one that failed its accuracy gate
+(edgedet.precision: OpenVINO runs f32 instead of a failed bf16), and the reason names that precision. A new failed
+verdict on this machine changes the cache key, so the choice is measured again."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import numpy as np
 
 from .cpu import cpu_model, vector_flags
 from .fileio import locked, write_json_atomic
+from .precision import failed_fingerprint
 from .registry import BACKENDS, BackendSpec
 from .weights import cache_dir
 
@@ -55,6 +60,7 @@ def _key(model: str, build: dict, specs) -> str:
         "model": model,
         "build": {k: str(v) for k, v in sorted(build.items())},
         "versions": _versions(specs),
+        "failed_gates": failed_fingerprint(),
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -72,6 +78,12 @@ def measure(detectors: dict, image: np.ndarray) -> dict:
                 det(image)
                 times[name].append((time.perf_counter() - t0) * 1e3)
     return {name: round(float(np.median(t)), 3) for name, t in times.items()}
+
+
+def _executed(det) -> str:
+    """The precision a candidate ran at, and why where the runner overrode the device default (a failed gate)."""
+    note = getattr(det.runner, "precision_note", "")
+    return det.runner.execution_precision + (f"; {note}" if note else "")
 
 
 def _read_table(path) -> dict:
@@ -114,6 +126,7 @@ def choose(model: str, build: dict, load, image: np.ndarray) -> Choice:
             return Choice(specs[0], "no candidate could be measured here", {}, False)
         try:
             medians = measure(detectors, image)
+            executed = {n: _executed(d) for n, d in detectors.items()}
         finally:
             for d in detectors.values():
                 d.close()
@@ -121,13 +134,14 @@ def choose(model: str, build: dict, load, image: np.ndarray) -> Choice:
         ident = cpu_identity()
         reason = (
             "measured fastest here: "
-            + ", ".join(f"{n} {m:.1f} ms" for n, m in sorted(medians.items(), key=lambda kv: kv[1]))
+            + ", ".join(f"{n} ({executed[n]}) {m:.1f} ms" for n, m in sorted(medians.items(), key=lambda kv: kv[1]))
             + f" end to end ({ident['cpu']}; {' '.join(ident['flags'])})"
         )
         table[key] = {
             "backend": best,
             "reason": reason,
             "medians_ms": medians,
+            "executed_precision": executed,
             "model": model,
             "build": build,
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -210,6 +210,7 @@ BACKENDS: dict[str, BackendSpec] = {
             ("torch",),
             ("cpu", "cuda"),
             aliases=("pytorch",),
+            exact_options=MappingProxyType({"half": False}),  # on CUDA the runner runs fp16 unless told not to
         ),
         # a client of a Triton (KServe v2) server: the device is the server's ("auto": its instance_group decides)
         BackendSpec(

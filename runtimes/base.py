@@ -37,7 +37,12 @@ class Runner(ABC):
 
     @classmethod
     def create(cls, spec, path: Path, manifest: Manifest, device: "str | Device | None" = None, **options) -> "Runner":
+        """The runner for an artifact. An artifact exported by `edgedet tune` records the runtime options it was
+        chosen with (manifest extra["runtime_options"][backend]): they are this backend's defaults for it, and
+        options given here override them."""
         dev = check_device(parse_device(device, default=spec.devices[0]), spec.devices, spec.name)
+        tuned = ((manifest.extra or {}).get("runtime_options") or {}).get(spec.name) if manifest is not None else None
+        options = {**(tuned if isinstance(tuned, dict) else {}), **options}
         opts = validate_options(f"backend '{spec.name}'", cls.OPTIONS, options)
         return cls(path, manifest, dev, **opts)
 
@@ -72,6 +77,12 @@ class Runner(ABC):
     def device_time_ms(self, inputs: dict[str, np.ndarray], iters: int, warmup: int) -> list[float] | None:
         """Accelerator compute per call, inputs already on the device and no copies (CUDA events); None
         where compute and host time are the same thing (CPU backends)."""
+        return None
+
+    def matmul_peak(self, n: int = 1024, iters: int = 10) -> dict | None:
+        """This backend's own GEMM rate on this runner's device at the precision it executes ({"gflops_per_s",
+        "precision", "how"}), the reference for a benchmark row's %peak; None where the runner has no such
+        measurement (the benchmark then says which peak it used instead)."""
         return None
 
     def async_queue(self, jobs: int | None = None) -> "AsyncQueue":

@@ -108,5 +108,71 @@ class OnnxRuntimeRunner(Runner):
         self.session.run_with_iobinding(binding)
         return dict(zip(self.output_names, binding.copy_outputs_to_cpu()))
 
+    def matmul_peak(self, n: int = 1024, iters: int = 10) -> dict | None:
+        """ONNX Runtime's own n x n MatMul on this runner's provider and threads: float (f32, or f16 for an fp16
+        artifact), or for an INT8 artifact a Q/DQ MatMul, which ONNX Runtime runs as an integer GEMM. Needs the
+        `onnx` package to write the graph (None without it)."""
+        import time
+
+        import numpy as np
+
+        try:
+            from onnx import TensorProto, helper, numpy_helper
+        except ImportError:
+            return None
+        from edgedet.precision import float_part, is_int8
+
+        int8 = is_int8(self.manifest.precision)
+        f16 = not int8 and float_part(self.manifest.precision) == "f16"
+        dtype, proto = (np.float16, TensorProto.FLOAT16) if f16 else (np.float32, TensorProto.FLOAT)
+        rng = np.random.default_rng(0)
+        w = rng.standard_normal((n, n)).astype(np.float32)
+        if int8:
+            inits = [
+                numpy_helper.from_array(np.clip(np.round(w * 30), -127, 127).astype(np.int8), "wq"),
+                numpy_helper.from_array(np.array(1 / 30, np.float32), "ws"),
+                numpy_helper.from_array(np.array(0, np.int8), "wz"),
+                numpy_helper.from_array(np.array(8 / 255, np.float32), "xs"),
+                numpy_helper.from_array(np.array(128, np.uint8), "xz"),
+            ]
+            nodes = [
+                helper.make_node("QuantizeLinear", ["a", "xs", "xz"], ["aq"]),
+                helper.make_node("DequantizeLinear", ["aq", "xs", "xz"], ["ad"]),
+                helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"]),
+                helper.make_node("MatMul", ["ad", "wd"], ["y"]),
+            ]
+        else:
+            inits, nodes = (
+                [numpy_helper.from_array(w.astype(dtype), "w")],
+                [helper.make_node("MatMul", ["a", "w"], ["y"])],
+            )
+        graph = helper.make_graph(
+            nodes,
+            "matmul_peak",
+            [helper.make_tensor_value_info("a", proto, [n, n])],
+            [helper.make_tensor_value_info("y", proto, [n, n])],
+            inits,
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.session.get_session_options().intra_op_num_threads
+        so.log_severity_level = 3
+        session = ort.InferenceSession(model, sess_options=so, providers=self.session.get_providers())
+        x = {"a": rng.standard_normal((n, n)).astype(dtype)}
+        for _ in range(2):
+            session.run(None, x)
+        best = float("inf")
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            session.run(None, x)
+            best = min(best, time.perf_counter() - t0)
+        precision = "int8" if int8 else "f16" if f16 else "f32"
+        return {
+            "gflops_per_s": round(2 * n**3 / best / 1e9, 1),
+            "precision": precision,
+            "how": f"ONNX Runtime {n}x{n} {'Q/DQ ' if int8 else ''}MatMul, {precision}, "
+            f"{self.session.get_providers()[0]}, {so.intra_op_num_threads} threads, best of {iters}",
+        }
+
     def versions(self):
         return {"onnxruntime": ort.__version__}

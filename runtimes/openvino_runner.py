@@ -1,8 +1,10 @@
 """OpenVINO runner (IR or ONNX) on CPU, GPU(.N), NPU or AUTO.
 
 `inference_precision` is OpenVINO's runtime INFERENCE_PRECISION_HINT (f32 | bf16 | f16), distinct from the
-precision an artifact was built with. Each calling thread gets its own infer request, so one Detector can be
-shared by threads."""
+precision an artifact was built with. Left unset, OpenVINO picks the device's own (bf16 on CPUs with AVX-512 BF16 or
+AMX, f16 on GPUs), unless that precision failed its accuracy gate for this artifact (edgedet.precision): then the
+runner runs f32 and says why in `precision_note`. Each calling thread gets its own infer request, so one Detector can
+be shared by threads."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import threading
 
 import openvino as ov
 
+import edgedet.precision as gates
 from edgedet.errors import ArtifactError
 from edgedet.options import Option
 
@@ -58,10 +61,12 @@ class OpenVinoRunner(Runner):
             "NUM_STREAMS": None if streams is None else str(streams),
             "INFERENCE_NUM_THREADS": threads,
         }
-        config.update({k: v for k, v in optional.items() if v is not None})
         try:
             if dev not in self.core.available_devices and device.kind != "auto":
                 raise RuntimeError(f"device {dev} not found (available: {', '.join(self.core.available_devices)})")
+            if inference_precision is None:
+                optional["INFERENCE_PRECISION_HINT"] = self._gated_default(dev)
+            config.update({k: v for k, v in optional.items() if v is not None})
             model = self.core.read_model(str(self.path))
             self.compiled = self.core.compile_model(model, dev, config)
         except Exception as e:
@@ -69,6 +74,21 @@ class OpenVinoRunner(Runner):
         self._requests = threading.local()
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]
         self._device = dev
+
+    precision_note = ""  # why the runner chose its precision, where it overrode the device's default
+
+    def _gated_default(self, dev: str) -> str | None:
+        """None (the device's own precision) unless that precision failed its accuracy gate for this artifact:
+        then f32."""
+        default = device_precision(self.core, dev)
+        bad = gates.failed(self.manifest, self.name, default)
+        if bad is None:
+            return None
+        self.precision_note = (
+            f"{default} failed its accuracy gate for this artifact (AP drop {bad.get('drop')} > "
+            f"{bad.get('max_ap_drop')}): running f32"
+        )
+        return "f32"
 
     @classmethod
     def from_compiled(cls, compiled, manifest, label: str = "compiled model") -> "OpenVinoRunner":
@@ -107,7 +127,7 @@ class OpenVinoRunner(Runner):
         try:
             value = self.compiled.get_property("INFERENCE_PRECISION_HINT")
             value = value.to_string() if hasattr(value, "to_string") else str(value)
-            return value if self.manifest.precision != "int8" else f"int8 + {value}"
+            return value if not gates.is_int8(self.manifest.precision) else f"int8 + {value}"
         except Exception:
             return "unknown"
 
@@ -123,6 +143,49 @@ class OpenVinoRunner(Runner):
         outputs = self._request().infer(inputs, share_inputs=True, share_outputs=True)
         return dict(zip(self.output_names, outputs.to_tuple()))  # in the compiled model's output order
 
+    def matmul_peak(self, n: int = 1024, iters: int = 10) -> dict:
+        """OpenVINO's own n x n MatMul on this runner's device, compiled with the precision hint and threads this
+        runner's model runs with; an INT8 artifact's peak is the INT8 GEMM's (FakeQuantize on both operands, which
+        OpenVINO executes as an integer GEMM), the fastest arithmetic such a row can use."""
+        import time
+
+        import numpy as np
+        import openvino.opset13 as ops
+
+        rng = np.random.default_rng(0)
+        a = ops.parameter([n, n], ov.Type.f32, name="a")
+        w = ops.constant(rng.standard_normal((n, n)).astype(np.float32))
+        int8 = gates.is_int8(self.execution_precision)
+        if int8:
+            lo, hi = ops.constant(np.float32(-4.0)), ops.constant(np.float32(4.0))
+            src, w = ops.fake_quantize(a, lo, hi, lo, hi, 256), ops.fake_quantize(w, lo, hi, lo, hi, 255)
+        else:
+            src = a
+        config = {"PERFORMANCE_HINT": "LATENCY"}
+        for key in ("INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS"):
+            try:
+                config[key] = self.compiled.get_property(key)
+            except Exception:  # a plugin that does not report it: its default
+                pass
+        core = self.core or ov.Core()
+        compiled = core.compile_model(ov.Model([ops.matmul(src, w, False, False)], [a]), self._device, config)
+        request = compiled.create_infer_request()
+        x = rng.standard_normal((n, n)).astype(np.float32)
+        for _ in range(2):
+            request.infer({0: x})
+        best = float("inf")
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            request.infer({0: x})
+            best = min(best, time.perf_counter() - t0)
+        precision = gates.float_part(str(config.get("INFERENCE_PRECISION_HINT"))) or "f32"
+        return {
+            "gflops_per_s": round(2 * n**3 / best / 1e9, 1),
+            "precision": "int8" if int8 else precision,
+            "how": f"OpenVINO {n}x{n} MatMul on {self._device}, {'int8 (FakeQuantize)' if int8 else precision}, "
+            f"best of {iters}",
+        }
+
     def optimal_requests(self) -> int:
         return int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
 
@@ -133,6 +196,15 @@ class OpenVinoRunner(Runner):
         """As many requests as the compiled model's hint asks for (THROUGHPUT: one per stream) and at least two,
         so one request's post-processing overlaps the next one's inference; or `jobs`."""
         return OpenVinoAsyncQueue(self.compiled, self.output_names, jobs or max(2, self.optimal_requests()))
+
+
+def device_precision(core, dev: str) -> str | None:
+    """The float precision OpenVINO runs on `dev` when none is asked for (f32, bf16, f16); None where the plugin does
+    not say before compiling (AUTO)."""
+    try:
+        return gates.float_part(str(core.get_property(dev, "INFERENCE_PRECISION_HINT")))
+    except Exception:
+        return None
 
 
 def _default_model_cache() -> str:

@@ -26,6 +26,26 @@ def evaluate(path: Path, val: str, val_images: str | None, backend: str | None =
         return evaluate_detector(det, val, val_images)["AP"]
 
 
+def executed_by_default(path: Path, backend: str | None = None) -> str:
+    """The precision the backend executes the artifact in at its runtime defaults (what a user who names no
+    precision gets: OpenVINO runs f32 artifacts in bf16 on BF16/AMX CPUs)."""
+    from edgedet.registry import backend_for
+    from edgedet.runtimes import Detector
+
+    with Detector.load(path, backend=backend_for(path, backend)) as det:
+        return det.runner.execution_precision
+
+
+def evaluate_as_run(path: Path, val: str, val_images: str | None, backend: str | None = None) -> float:
+    """AP of the artifact at its backend's runtime defaults."""
+    from edgedet.evaluation import evaluate_detector
+    from edgedet.registry import backend_for
+    from edgedet.runtimes import Detector
+
+    with Detector.load(path, backend=backend_for(path, backend)) as det:
+        return evaluate_detector(det, val, val_images)["AP"]
+
+
 def openvino_validation(manifest, val: str, val_images: str | None):
     """NNCF's accuracy-control inputs for the validation set: the items (COCO images), the transform that makes
     an item the model's input, and the metric: the COCO AP of a compiled OpenVINO model on a list of items,

@@ -8,6 +8,12 @@ predict convs, then the stem and first backbone blocks, then every head conv). E
 re-measured by the same gate; the report says which layers stayed float, the final drop, and whether the gate
 passed; an artifact that failed is marked so in its manifest.
 
+Every precision below f32 that a backend executes by default is gated the same way: the FP32 artifact as OpenVINO
+runs it by default (bf16 on BF16/AMX CPUs, f16 on GPUs) and each INT8 artifact as run by default (its float part in
+bf16) are evaluated against the exact FP32 AP; the report's `reduced_precision` lists each with its verdict, the INT8
+manifest carries its own (extra["precision_gates"]), and a failed precision is never run by default (the OpenVINO
+runner reads the verdict and runs f32; edgedet.precision).
+
 What the CPU can do changes the build: on CPUs without VNNI (edgedet.cpu.has_int8_dot) the x86 forms keep
 weights to 7 bits (NNCF's overflow fix on every layer, ONNX Runtime's reduce_range), because those CPUs' int8
 dot products sum u8 x s8 pairs in 16 bits and can saturate. A strategy's `float_prior` ops (OpenVINO: the
@@ -22,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import edgedet.cpu as cpuinfo
+import edgedet.precision as gates
 from edgedet.errors import InputError
 from edgedet.fileio import write_json_atomic
 from edgedet.manifest import Manifest, manifest_path, tool_versions
@@ -121,7 +128,7 @@ def _fp32_ap(fp32: Path, req: CalibrateRequest, strategy: Strategy, cache: dict)
     return cache[backend]
 
 
-def _final_manifest(src: Manifest, path: Path, strategy: Strategy, calib: dict) -> None:
+def _final_manifest(src: Manifest, path: Path, strategy: Strategy, calib: dict, precision_gates: dict) -> None:
     m = src.derive(
         precision="int8",
         calibration=calib,
@@ -130,9 +137,42 @@ def _final_manifest(src: Manifest, path: Path, strategy: Strategy, calib: dict) 
             "int8_form": strategy.backend,
             "int8_strategy": strategy.name,
             "source_onnx_sha256": src.artifact.sha256,
+            **({"precision_gates": precision_gates} if precision_gates else {}),
         },
     )
     m.write(path)
+
+
+def _reduced_precisions(fp32: Path, strategies, bests, fp32_aps: dict, req, log) -> list[dict]:
+    """The FP32 artifact and each INT8 artifact as their backends run them by default; where that is below f32
+    (bf16, f16), their AP against the exact FP32 AP of the same backend, gated on the same budget as INT8."""
+    out = []
+    entries = [(fp32, strategy.evaluate_backend or strategy.backend, "fp32") for strategy in strategies]
+    entries += [
+        (Path(best["artifact"]), strategy.evaluate_backend or strategy.backend, "int8")
+        for strategy, best in zip(strategies, bests)
+    ]
+    seen = set()
+    for path, backend, built in entries:
+        if (path, backend) in seen:
+            continue
+        seen.add((path, backend))
+        executed = gate.executed_by_default(path, backend)
+        reduced = gates.float_part(executed)
+        if reduced not in gates.REDUCED:
+            continue
+        ap = gate.evaluate_as_run(path, req.val, req.val_images, backend)
+        f32_ap = fp32_aps.get(backend)
+        if f32_ap is None:
+            f32_ap = fp32_aps[backend] = gate.evaluate(fp32, req.val, req.val_images, backend)
+        verdict = gates.verdict(ap, f32_ap, req.max_map_drop, precision=reduced, executed=executed, source="calibrate")
+        gates.record(Manifest.read(path), backend, reduced, verdict)
+        out.append({"artifact": str(path), "built": built, "backend": backend, **verdict})
+        log(
+            f"  {backend:<11} {built} as run by default ({executed}): AP {ap:.4f} vs FP32 {f32_ap:.4f} "
+            f"(drop {verdict['drop']:+.4f}) {'PASS' if verdict['passed'] else 'over budget: never run by default'}"
+        )
+    return out
 
 
 def _log_row(row: dict, log) -> None:
@@ -298,6 +338,9 @@ def calibrate(req: CalibrateRequest, log=print) -> dict:
             )
         )
         bests[-1]["seven_bit_weights"] = ctx.seven_bit_weights
+    if req.val:
+        log("gating the precisions the backends execute by default below f32 ...")
+        report["reduced_precision"] = _reduced_precisions(fp32, strategies, bests, fp32_aps, req, log)
     if req.speed_iters:
         report["speed"] = _speed(fp32, strategies, bests, cal.frames[:8], req.speed_iters, log)
     for strategy, best in zip(strategies, bests):
@@ -328,7 +371,14 @@ def calibrate(req: CalibrateRequest, log=print) -> dict:
             },
             **({"speed": best["speed"]} if "speed" in best else {}),
         }
-        _final_manifest(src, Path(best["artifact"]), strategy, calib)
+        own_gates = {
+            gates.gate_key(r["backend"], r["precision"]): {
+                k: r[k] for k in ("AP", "f32_AP", "drop", "max_ap_drop", "passed")
+            }
+            for r in report.get("reduced_precision", [])
+            if r["artifact"] == best["artifact"]
+        }
+        _final_manifest(src, Path(best["artifact"]), strategy, calib, own_gates)
         if best["passed"] is False:
             log(
                 f"WARNING: {strategy.backend} INT8 failed the gate (drop {best['drop']:+.4f} > {req.max_map_drop}): "

@@ -23,6 +23,8 @@ COMMANDS = {
     "eval": "evaluate",
     "train": "train",
     "bench": "bench",
+    "compare": "compare",
+    "tune": "tune",
     "batch": "batch",
     "serve": "serve",
 }

@@ -32,6 +32,13 @@ def add_arguments(p):
         help="image folder for end-to-end timing, or a COCO json: timing on its images and "
         "AP/AP50 of every row on it (the same evaluation as edgedet eval)",
     )
+    p.add_argument(
+        "--max-ap-drop",
+        type=float,
+        default=0.01,
+        help="with a COCO json as --data: rows that execute below f32 (OpenVINO bf16/f16, fp16) are evaluated in f32 "
+        "too; an AP drop above this fails that precision, and the default never runs it again here",
+    )
     p.add_argument("--weights", help="checkpoint to benchmark (default: random init; timing only)")
     p.add_argument("--conf", type=probability, default=0.25, help="deploy score threshold used end-to-end")
     p.add_argument("--device", help="cpu / cuda / cuda:N / gpu")
@@ -89,6 +96,7 @@ def run(a) -> int:
         device=a.device,
         baseline=not a.no_baseline,
         artifacts=artifacts,
+        max_ap_drop=a.max_ap_drop,
     )
 
     def on_row(r):

@@ -94,20 +94,60 @@ def test_missing_backend_cli(monkeypatch, capsys):
 
 def test_honest_columns(report):
     """net is timed inside the e2e iterations (net <= e2e); each row says what precision actually ran; achieved
-    GFLOP/s is set against this machine's GEMM rate measured in the same run; ISA flags are recorded."""
+    GFLOP/s is set against the GEMM rate of that precision, measured in the same run with the row's own backend
+    library; a fraction above 1.0 comes with its reason; ISA flags are recorded."""
+    from edgedet.precision import float_part, is_int8
+
     assert report["gemm_peak"]["gflops_per_s"] > 1
+    libraries = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}
     for r in report["rows"]:
         assert r["net_ms"]["p50"] <= r["e2e_ms"]["p50"]
         assert r["executed_precision"] and r["executed_precision"] != "-"
         assert r["achieved_gflops_per_s"] == pytest.approx(r["gflops"] / (r["net_ms"]["p50"] / 1e3), rel=1e-2)
+        peak = r["peak"]
+        assert peak["how"].startswith(libraries[r["backend"]]) and peak["gflops_per_s"] > 1
+        expected = "int8" if is_int8(r["executed_precision"]) else float_part(r["executed_precision"])
+        assert peak["precision"] == expected
         assert (
-            0
-            < r["fraction_of_gemm_peak"]
-            == pytest.approx(r["achieved_gflops_per_s"] / report["gemm_peak"]["gflops_per_s"], rel=1e-2)
+            0 < r["fraction_of_gemm_peak"] == pytest.approx(r["achieved_gflops_per_s"] / peak["gflops_per_s"], rel=1e-2)
         )
+        assert r["fraction_of_gemm_peak"] <= 1.0 or "above the" in r["peak_note"]
     ov = next(r for r in report["rows"] if r["backend"] == "openvino")
     assert ov["executed_precision"] in ("f32", "bf16", "f16")
     assert isinstance(report["environment"]["cpu_flags"], list)
+
+
+def test_peak_falls_back_to_numpy_and_says_so():
+    from benchmarks.harness import set_fraction_of_peak
+
+    row = {"backend": "torch", "executed_precision": "fp32", "achieved_gflops_per_s": 150.0, "peak": None}
+    set_fraction_of_peak(row, {"gflops_per_s": 100.0, "how": "numpy float32 1024x1024 matmul"})
+    assert row["fraction_of_gemm_peak"] == 1.5 and row["peak"]["how"].startswith("numpy f32 GEMM (no torch peak)")
+    assert "numpy's f32 GEMM" in row["peak_note"]
+
+
+def test_reduced_precision_rows_show_f32_ap_and_are_gated(tmp_path, monkeypatch, capsys):
+    """--data: a row that executes below f32 (OpenVINO's bf16 default on BF16/AMX CPUs) is also evaluated in f32
+    on the same artifact, side by side, and its verdict is kept; a row that runs f32 has nothing to gate."""
+    from edgedet import precision as gates
+    from edgedet.data.synthetic import generate
+    from edgedet.manifest import Manifest
+
+    monkeypatch.setattr(gates, "_store", lambda: tmp_path / "precision_gates.json")
+    val = generate(tmp_path / "shapes", "val", 3, size=128, seed=2)
+    cfg = BenchConfig(models=["test"], backends=["openvino"], iters=2, warmup=0, baseline=False, data=str(val))
+    row = run_bench(cfg)["rows"][0]
+    if not gates.is_reduced(row["executed_precision"]):
+        assert "AP_f32" not in row and "precision_gate" not in row
+        pytest.skip(f"this CPU runs OpenVINO in {row['executed_precision']} by default: nothing below f32 to gate")
+    gate = row["precision_gate"]
+    assert gate["f32_AP"] == row["AP_f32"] and gate["AP"] == row["AP"]
+    assert gate["drop"] == pytest.approx(row["AP_f32"] - row["AP"], abs=1e-5)
+    assert gate["passed"] is (gate["drop"] <= cfg.max_ap_drop)
+    from edgedet.api import build
+
+    m = Manifest.read(build("test", "openvino").path)
+    assert gates.lookup(m, "openvino", gates.float_part(row["executed_precision"]))["drop"] == gate["drop"]
 
 
 def test_bench_with_coco_data_reports_ap_like_eval(tmp_path, capsys):
