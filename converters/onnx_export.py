@@ -234,6 +234,10 @@ def write_onnx_artifact(proto, out_path: Path, manifest: Manifest) -> None:
 
     with publish(out_path) as tmp:
         onnx.save_model(proto, str(tmp))
+        # the float model itself, before the embedded manifest (whose creation time differs per export) goes in:
+        # every artifact derived from this one inherits it (derive merges extra), so a precision verdict on this
+        # model follows it across formats (edgedet.precision.lineage)
+        manifest.extra["float_graph_sha256"] = file_sha256(tmp)
         manifest.write(tmp)
 
 

@@ -71,8 +71,12 @@ def lineage(manifest) -> str:
     artifacts have none: two calibrations of one ONNX are different models."""
     if manifest.artifact is None or is_int8(manifest.precision):
         return ""
-    onnx = (manifest.extra or {}).get("source_onnx_sha256") or (
-        manifest.artifact.sha256 if manifest.artifact.format == "onnx" else ""
+    extra = manifest.extra or {}
+    # the exported graph before its manifest was embedded; artifacts from before 0.2.0 name their source file
+    onnx = (
+        extra.get("float_graph_sha256")
+        or extra.get("source_onnx_sha256")
+        or (manifest.artifact.sha256 if manifest.artifact.format == "onnx" else "")
     )
     return f"onnx:{onnx}:{manifest.precision}" if onnx else ""
 
