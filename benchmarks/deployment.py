@@ -99,6 +99,12 @@ class Deployment:
 
         kw = dict(build_kw) if is_model_name(self.source) else {}
         options = self.runtime_options() if self.backend is not None else {}
+        clash = sorted(set(options) & ({"score_threshold", "device", "backend"} | set(kw)))
+        if clash:
+            raise InputError(
+                f"{self.spelling}: {', '.join(clash)} cannot be a deployment option (give it as the command's "
+                f"--{clash[0].replace('_', '-')} instead)"
+            )
         det = load(self.source, backend=self.backend, device=device, score_threshold=score_threshold, **kw, **options)
         if self.precision is not None:
             executed = det.runner.execution_precision

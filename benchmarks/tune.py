@@ -22,6 +22,7 @@ is, chooses among what was measured and lists what it skipped.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import sys
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import edgedet.precision as gates
-from edgedet.errors import EdgeDetError, InputError
+from edgedet.errors import InputError
 
 from . import tune_points as measure
 from .report import pareto
@@ -214,7 +215,10 @@ class Search:
             det = self.load(cand, path)
         except Exception as e:  # noqa: BLE001 - a candidate that cannot run here is reported, the others compete
             entry.status = "failed"
-            entry.point = self.store.put(cand, status="failed", why=str(e)[:300])
+            if _transient(e):  # a full disk or memory that ran out this time: the next run tries again
+                entry.point = {**entry.point, "status": "failed", "why": str(e)[:300]}
+            else:
+                entry.point = self.store.put(cand, status="failed", why=str(e)[:300])
             self.log(f"  {cand.label}: cannot build or load here: {e}")
             return None
         from edgedet.manifest import Manifest
@@ -231,7 +235,9 @@ class Search:
         m = Manifest.read(path)
         selectors = {"inference_precision", *cand.spec.exact_options}  # what picks the precision: `executed` says it
         options = {k: v for k, v in cand.runtime_options().items() if k not in selectors}
-        identity = f"{gates.artifact_identity(m)}|{executed}|{sorted(options.items())}|{cand.mode}|{cand.batch}"
+        identity = (
+            f"{gates.artifact_identity(m)}|{cand.device}|{executed}|{sorted(options.items())}|{cand.mode}|{cand.batch}"
+        )
         if identity in seen:
             det.close()
             entry.status = "duplicate"
@@ -285,7 +291,7 @@ class Search:
         ]
         if not self.req.exhaustive:
             if t.kind == "min_ap":
-                bases = [e for e in bases if self._ap(e, self.subset_key) >= t.value + self.req.max_ap_drop]
+                bases = [e for e in bases if (self._ap(e, self.subset_key) or -1.0) >= t.value + self.req.max_ap_drop]
                 bases = sorted(bases, key=lambda e: t.ms_per_frame(e.point))[:2]
             else:
                 bases = [e for e in bases if 1.0 / INT8_REACH <= t.miss(e.point) <= INT8_REACH]
@@ -296,18 +302,22 @@ class Search:
         from edgedet.converters.int8.pipeline import CalibrateRequest, calibrate
 
         c = base.cand
-        full_eval = (base.point.get("ap", {}).get(self.full_key) or {}).get("seconds", 20.0)
-        estimate = INT8_BASE_SECONDS + 4 * full_eval
         what = f"INT8 of {c.label}"
-        if self.left() < estimate:
-            self.skip(
-                what, f"a calibration takes about {estimate:.0f} s; {max(0.0, self.left()):.0f} s of the budget left"
-            )
-            return
-        out = self.store.root / "int8" / c.key()  # beside this machine's points: 7-bit weights depend on the CPU
+        # beside this machine's points (7-bit weights depend on the CPU), one per float base, calibration frames,
+        # gate data and budget: another --calib, --data or --max-ap-drop is another calibration
+        inputs = f"{measure.files_key(self.req.calib)}|{self.full_key}|{self.req.max_ap_drop}"
+        out = self.store.root / "int8" / f"{c.key()}-{hashlib.sha256(inputs.encode()).hexdigest()[:12]}"
         report_path = out / "calibration_report.json"
         report = _read_json(report_path)
         if report is None:
+            full_eval = (base.point.get("ap", {}).get(self.full_key) or {}).get("seconds", 20.0)
+            estimate = INT8_BASE_SECONDS + 4 * full_eval
+            if self.left() < estimate:
+                self.skip(
+                    what,
+                    f"a calibration takes about {estimate:.0f} s; {max(0.0, self.left()):.0f} s of the budget left",
+                )
+                return
             self.log(f"  calibrating {what} (calibrate's strategy '{strategy.name}' and gate) ...")
             try:
                 with _stdout_to_stderr():  # NNCF logs and draws progress on stdout, where --json goes
@@ -326,14 +336,20 @@ class Search:
                         ),
                         log=lambda m: None,
                     )
-            except EdgeDetError as e:
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:  # noqa: BLE001 - NNCF or a quantizer may raise anything: the search goes on
                 self.skip(what, f"calibration failed: {e}")
                 return
             self.measured_now += 1
         row = report["artifacts"][0]
         path = Path(row["artifact"])
         if path.suffix not in c.spec.build_format.suffixes:  # e.g. TensorRT: a Q/DQ ONNX becomes an engine
-            path = _convert(path, c)
+            try:
+                path = _convert(path, c)
+            except Exception as e:  # noqa: BLE001 - as above
+                self.skip(what, f"conversion of the INT8 ONNX failed: {e}")
+                return
         cands = [c.with_(build="int8", runtime=r) for r in runtime_precisions(c.spec)]
         for cand in cands:
             entry = self.entries.setdefault(cand.key(), Entry(cand, self.store.get(cand)))
@@ -506,6 +522,11 @@ def _stdout_to_stderr():
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
+
+
+def _transient(e: Exception) -> bool:
+    """A failure of this run rather than of the candidate: not kept in the cache."""
+    return isinstance(e, (OSError, MemoryError)) or "out of memory" in str(e).lower()
 
 
 def _read_json(path: Path) -> dict | None:

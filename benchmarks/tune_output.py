@@ -136,10 +136,12 @@ def export(search, chosen, report: dict) -> Path:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     extra = {"tune": evidence, "runtime_options": {chosen.cand.backend: chosen.cand.runtime_options()}}
+    # the same file as the chosen artifact: its own verdicts (calibrate's) hold for the copy, then tune's
+    extra["precision_gates"] = dict(m.extra.get("precision_gates") or {})
     gate = report["chosen"]["gate"]
     reduced = float_part(chosen.executed)
     if gate and gate.get("passed") is not None and reduced in REDUCED:
-        extra["precision_gates"] = {f"{chosen.cand.backend}:{reduced}": gate}
+        extra["precision_gates"][f"{chosen.cand.backend}:{reduced}"] = gate
     with publish(dest) as tmp:
         for f in files[1:]:
             shutil.copy(f, tmp.with_name(f.name))

@@ -23,18 +23,41 @@ from edgedet.weights import cache_dir
 
 from .stats import summarize
 
-LIBRARIES = ("edgedet", "onnxruntime", "onnxruntime-gpu", "openvino", "nncf", "torch", "tensorrt", "tensorrt-cu12")
+
+def libraries() -> list[str]:
+    """The distributions whose version a measured point depends on: edgedet, NNCF (INT8) and whatever installs each
+    BACKENDS row's library (onnxruntime or onnxruntime-gpu, tensorrt or tensorrt-cu12, ...)."""
+    from edgedet.registry import BACKENDS
+
+    providers = metadata.packages_distributions()
+    names = {"edgedet", "nncf"}
+    for spec in BACKENDS.values():
+        names.update(providers.get(spec.library, ()))
+    return sorted(names)
+
+
+def _gpu() -> dict | None:
+    from .tune_space import cuda_present
+
+    if not cuda_present():
+        return None
+    try:
+        from edgedet.cuda import device_properties
+
+        return device_properties(0)
+    except Exception:  # noqa: BLE001 - torch sees a GPU that cuda-python cannot name: the kind still counts
+        return {"gpu": "cuda"}
 
 
 def machine() -> dict:
-    """What a latency depends on besides the candidate: the CPU, its SIMD flags, the libraries."""
+    """What a latency depends on besides the candidate: the CPU, its SIMD flags, the GPU, the libraries."""
     versions = {}
-    for lib in LIBRARIES:
+    for lib in libraries():
         try:
             versions[lib] = metadata.version(lib)
         except metadata.PackageNotFoundError:
             pass
-    return {"cpu": cpu_model(), "flags": vector_flags(), "versions": versions}
+    return {"cpu": cpu_model(), "flags": vector_flags(), "gpu": _gpu(), "versions": versions}
 
 
 class Points:
@@ -66,6 +89,15 @@ class Points:
     def put_ap(self, cand, subset_key: str, stats: dict) -> dict:
         ap = {**self.get(cand).get("ap", {}), subset_key: stats}
         return self.put(cand, ap=ap)
+
+
+def files_key(path: str | Path) -> str:
+    """Calibration frames as given (a folder, a video, a COCO json): names, sizes and modification times, cheap
+    enough to check on every run; an INT8 point made from other frames is another point."""
+    p = Path(path)
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    listing = [(str(f.relative_to(p) if p.is_dir() else f.name), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:16]
 
 
 def data_key(annotation: str, images: list) -> str:

@@ -148,10 +148,12 @@ class Manifest:
     # ------------------------------------------------------------------ derive / serialise
     def derive(self, **changes) -> "Manifest":
         """The manifest of an artifact made from this one: changed fields replaced, the artifact section and
-        creation time cleared (write() fills them), dict fields `tools` and `extra` merged."""
-        for k in ("tools", "extra"):
-            if k in changes:
-                changes[k] = {**getattr(self, k), **changes[k]}
+        creation time cleared (write() fills them), dict fields `tools` and `extra` merged, less the `extra` keys
+        that describe this artifact only (OWN_EXTRA: a tuned choice's evidence, its runtime options, its
+        precision verdicts are not those of an INT8 or IR made from it)."""
+        inherited = {"tools": self.tools, "extra": {k: v for k, v in self.extra.items() if k not in OWN_EXTRA}}
+        for k, base in inherited.items():
+            changes[k] = {**base, **changes.get(k, {})}
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise TypeError(f"Manifest has no field(s) {sorted(unknown)}")
@@ -379,6 +381,9 @@ class Manifest:
         return tuple(self.model["image_size"])
 
 
+# extra keys about this artifact alone, not inherited by derive(): tune's decision and evidence, the runtime options
+# it chose, the precision verdicts measured on it
+OWN_EXTRA = ("tune", "runtime_options", "precision_gates")
 EMBEDDED_KEY = "edgedet_manifest"  # edgedet.embedded.KEY
 # fields a sidecar and the embedded copy may differ in: the artifact section (a file cannot hash itself) and the
 # content hashes that cover it

@@ -18,10 +18,10 @@ Verdicts live in two places, both read by `failed()`:
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import json
 import re
-import time
 from dataclasses import asdict
 
 from .fileio import locked, write_json_atomic
@@ -71,13 +71,9 @@ def lineage(manifest) -> str:
     artifacts have none: two calibrations of one ONNX are different models."""
     if manifest.artifact is None or is_int8(manifest.precision):
         return ""
-    extra = manifest.extra or {}
-    # the exported graph before its manifest was embedded; artifacts from before 0.2.0 name their source file
-    onnx = (
-        extra.get("float_graph_sha256")
-        or extra.get("source_onnx_sha256")
-        or (manifest.artifact.sha256 if manifest.artifact.format == "onnx" else "")
-    )
+    # the exported graph before its manifest was embedded (recorded by the ONNX export, inherited by every artifact
+    # derived from it); older artifacts have none and share no verdict across formats
+    onnx = (manifest.extra or {}).get("float_graph_sha256", "")
     return f"onnx:{onnx}:{manifest.precision}" if onnx else ""
 
 
@@ -126,22 +122,27 @@ def record(manifest, backend: str, precision: str, result: dict) -> None:
             data[f"{key}/{gate_key(backend, precision)}"] = {
                 **result,
                 "artifact": manifest.artifact.file,
-                "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),  # as Manifest.created
             }
         write_json_atomic(path, data)
 
 
 def lookup(manifest, backend: str, precision: str) -> dict | None:
-    """The verdict for this artifact at this precision: its manifest's own, else this machine's record."""
+    """The verdict for this artifact at this precision: the newer of its manifest's own (dated by the manifest)
+    and this machine's record, so a later `bench --data` that fails a precision overrides a pass the artifact
+    was exported with."""
+    found = []
     own = (manifest.extra or {}).get("precision_gates", {})
     if isinstance(own, dict) and isinstance(own.get(gate_key(backend, precision)), dict):
-        return own[gate_key(backend, precision)]
+        hit = own[gate_key(backend, precision)]
+        found.append((str(hit.get("date") or manifest.created or ""), hit))
     data = _read()
     for key in _keys(manifest):
         hit = data.get(f"{key}/{gate_key(backend, precision)}")
         if isinstance(hit, dict):
-            return hit
-    return None
+            found.append((str(hit.get("date", "")), hit))
+            break
+    return max(found, key=lambda f: f[0])[1] if found else None
 
 
 def failed(manifest, backend: str, precision: str | None) -> dict | None:

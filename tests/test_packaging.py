@@ -156,8 +156,9 @@ def test_runtime_only_install_detects_and_benchmarks(runtime_env, workflow):
     [["export", "--model", "test", "--out", "m"], ["detect", "--model", "test", "--source", "data/images"]],
     ids=["export", "detect-model-name"],
 )
-def test_runtime_only_install_names_the_extra_for_torch(runtime_env, workflow, args):
-    r = _run([runtime_env / "edgedet", *args], cwd=workflow)
+def test_runtime_only_install_names_the_extra_for_torch(runtime_env, workflow, args, tmp_path):
+    # a fresh machine's empty artifact cache: the session's may already hold a `test` artifact, which runs without torch
+    r = _run([runtime_env / "edgedet", *args], cwd=workflow, env={"EDGEDET_CACHE": str(tmp_path / "cache")})
     errors = [line for line in r.stderr.splitlines() if "error:" in line]
     assert r.returncode == 2 and len(errors) == 1 and "Traceback" not in r.stderr, r.stderr
     assert "which is not installed: pip install 'edgedet[export]'" in errors[0]

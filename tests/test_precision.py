@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from edgedet import precision as gates
@@ -64,6 +66,20 @@ def test_a_manifest_carries_its_own_verdict(artifacts):
     assert gates.failed(m, "openvino", "f16") is None
 
 
+def test_a_later_gate_on_this_machine_overrides_the_manifests_verdict(artifacts, tmp_path):
+    """An artifact exported with a passing verdict (calibrate's, tune's) that a later `bench --data` fails: the
+    newer verdict holds, in both directions."""
+    m = Manifest.read(artifacts["onnx"])
+    passed = {"openvino:bf16": {**gates.verdict(0.6, 0.6, 0.01), "date": "2026-01-01T00:00:00+00:00"}}
+    shipped = m.derive(extra={"precision_gates": passed}, created="2026-01-01T00:00:00+00:00")
+    shipped.artifact = m.artifact
+    assert gates.failed(shipped, "openvino", "bf16") is None
+    gates.record(shipped, "openvino", "bf16", gates.verdict(0.5, 0.6, 0.01))  # now: after the manifest's
+    assert gates.failed(shipped, "openvino", "bf16")["drop"] == pytest.approx(0.1)
+    later = {"openvino:bf16": {**gates.verdict(0.6, 0.6, 0.01), "date": "2999-01-01T00:00:00+00:00"}}
+    assert gates.failed(dataclasses.replace(shipped, extra={"precision_gates": later}), "openvino", "bf16") is None
+
+
 def test_a_damaged_store_is_no_verdict(artifacts):
     gates._store().parent.mkdir(parents=True, exist_ok=True)
     gates._store().write_text("{not json")
@@ -80,3 +96,19 @@ def test_identity_covers_what_the_detector_does_with_the_files(artifacts):
     bigger = dataclasses.replace(m, model={**m.model, "image_size": [256, 256]})
     assert gates.artifact_identity(m) != gates.artifact_identity(bigger)
     assert gates.artifact_identity(m) == gates.artifact_identity(Manifest.read(artifacts["torch"]))
+
+
+def test_a_derived_artifact_does_not_inherit_the_verdicts_or_the_tuned_choice(artifacts):
+    """An INT8 or IR made from a tuned export is another artifact: tune's evidence, runtime options and precision
+    verdicts stay with the one they were measured on; the float model's identity is inherited."""
+    m = Manifest.read(artifacts["onnx"])
+    own = {
+        "tune": {"AP": 0.7},
+        "runtime_options": {"openvino": {"threads": 1}},
+        "precision_gates": {"openvino:bf16": {}},
+    }
+    tuned = m.derive(extra=own)
+    assert all(tuned.extra[k] == v for k, v in own.items())
+    derived = tuned.derive(precision="int8", extra={"int8_form": "openvino"})
+    assert not set(own) & set(derived.extra)
+    assert derived.extra["float_graph_sha256"] == m.extra["float_graph_sha256"] and derived.extra["int8_form"]

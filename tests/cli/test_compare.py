@@ -88,6 +88,11 @@ def test_deployment_spelling(tmp_path):
         Deployment.parse("d0.onnx@tflite")
     with pytest.raises(InputError, match="no runtime precision option"):
         Deployment.parse("d0.onnx@onnxruntime:bf16").runtime_options()
+    # an option that repeats one of the command's own arguments is one line, not a TypeError
+    with pytest.raises(InputError, match="score_threshold cannot be a deployment option"):
+        Deployment.parse("x.onnx@onnxruntime,score_threshold=0.5").load(score_threshold=0.3)
+    with pytest.raises(InputError, match="imgsz cannot be a deployment option"):
+        Deployment.parse("d0@onnxruntime,imgsz=384").load(score_threshold=0.3, imgsz=512)
 
 
 # ---------------------------------------------------------------- the command on the tiny model
@@ -105,8 +110,9 @@ CONF = "0.3"
 
 def run_json(capsys, *argv) -> tuple[int, dict]:
     rc = main(["compare", *map(str, argv), "--json"])
-    out = capsys.readouterr().out
-    return rc, json.loads(out)  # --json prints only JSON
+    captured = capsys.readouterr()
+    assert captured.out, f"exit {rc}: {captured.err[-2000:]}"
+    return rc, json.loads(captured.out)  # --json prints only JSON
 
 
 def test_same_model_two_backends_all_match(artifacts, folder, capsys):
@@ -146,7 +152,7 @@ def test_planted_wrong_anchor_fails_with_exit_1(artifacts, folder, tmp_path, cap
     assert any(c["check"] == "min_match" and not c["passed"] for c in r["checks"])
 
 
-def test_ap_equals_eval_and_the_drop_tolerance(artifacts, tmp_path, capsys):
+def test_ap_of_each_side_equals_eval(artifacts, tmp_path, capsys):
     from edgedet.data.synthetic import generate
 
     val = generate(tmp_path / "shapes", "val", 4, size=128, seed=1)
@@ -158,6 +164,40 @@ def test_ap_equals_eval_and_the_drop_tolerance(artifacts, tmp_path, capsys):
     stats = json.loads(capsys.readouterr().out)
     assert r["accuracy"]["a"]["AP"] == pytest.approx(stats["AP"], abs=1e-6)
     assert r["accuracy"]["ap_drop"] == pytest.approx(r["accuracy"]["a"]["AP"] - r["accuracy"]["b"]["AP"], abs=1e-5)
+
+
+def test_an_ap_drop_over_the_tolerance_exits_1(artifacts, tmp_path, capsys):
+    """Ground truth made from A's own detections (A scores AP near 1); B, A with its anchors halved, loses AP: only
+    the AP tolerance is on, and it alone makes compare exit 1."""
+    from edgedet.data.synthetic import generate
+    from edgedet.manifest import Manifest
+
+    val = generate(tmp_path / "shapes", "val", 4, size=128, seed=1)
+    results = tmp_path / "a.json"
+    argv = ["detect", "--model", str(artifacts["onnx"]), "--source", str(val.parent / "images")]
+    assert main([*argv, "--conf", CONF, "--coco-json", str(results), "--data", str(val)]) == 0
+    capsys.readouterr()
+    gt = json.loads(val.read_text())
+    cats = {c["id"] for c in gt["categories"]}  # the random tiny model predicts more classes than the set has
+    found = [r for r in json.loads(results.read_text()) if r["category_id"] in cats and min(r["bbox"][2:]) > 1]
+    assert found, "A detects nothing to build ground truth from"
+    gt["annotations"] = [
+        {**r, "id": i + 1, "area": r["bbox"][2] * r["bbox"][3], "iscrowd": 0} for i, r in enumerate(found)
+    ]
+    own = val.parent / "own.json"  # beside images/
+    own.write_text(json.dumps(gt))
+    bad = tmp_path / "bad" / artifacts["onnx"].name
+    bad.parent.mkdir()
+    shutil.copy(artifacts["onnx"], bad)
+    m = Manifest.read(artifacts["onnx"])
+    m.derive(model={**m.model, "anchor_scale": m.model["anchor_scale"] * 0.5}).write(bad)
+    tolerances = ["--data", own, "--min-match", "none", "--max-score-delta", "none"]
+    rc, r = run_json(capsys, artifacts["onnx"], bad, *tolerances, "--max-ap-drop", "0.05")
+    drop = r["accuracy"]["ap_drop"]
+    assert rc == 1 and not r["passed"] and drop > 0.05, r["accuracy"]
+    assert [c["check"] for c in r["checks"] if not c["passed"]] == ["max_ap_drop"]
+    rc, r = run_json(capsys, artifacts["onnx"], bad, *tolerances, "--max-ap-drop", str(drop + 0.01))
+    assert rc == 0 and r["passed"]
 
 
 def test_user_errors_exit_2(artifacts, folder, tmp_path, capsys):

@@ -45,12 +45,12 @@ def test_tuned_runtime_options_are_the_artifact_defaults(artifacts, tmp_path):
     tuned = tmp_path / src.name
     shutil.copy(src, tuned)
     m = Manifest.read(src)
-    m.derive(
-        extra={"runtime_options": {"onnxruntime": {"threads": 1}, "openvino": {"inference_precision": "f32"}}}
-    ).write(tuned)
+    m.derive(extra={"runtime_options": {"onnxruntime": {"threads": 1}, "openvino": {"threads": 1}}}).write(tuned)
     with Detector.load(tuned) as det:
         assert det.runner.session.get_session_options().intra_op_num_threads == 1
     with Detector.load(tuned, threads=2) as det:  # given options win
         assert det.runner.session.get_session_options().intra_op_num_threads == 2
     with Detector.load(tuned, backend="openvino") as det:  # each backend reads its own
-        assert det.runner.execution_precision == "f32"
+        assert int(det.runner.compiled.get_property("INFERENCE_NUM_THREADS")) == 1
+    with Detector.load(tuned, backend="openvino", threads=2) as det:
+        assert int(det.runner.compiled.get_property("INFERENCE_NUM_THREADS")) == 2
