@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: bench test typecheck lint docs venv triton-server clean
+.PHONY: bench test test-slow typecheck lint docs venv triton-server clean
 
 venv: $(VENV)/.installed
 
@@ -35,8 +35,12 @@ $(TRITON_VENV)/.installed:
 	$(TRITON_VENV)/bin/python -m pip install -q 'nvidia-pytriton==0.7.0' 'onnxruntime>=1.17'
 	touch $@
 
+# CI's suite: everything but the tests marked slow (the 10k-frame soak), which `make test-slow` runs
 test: venv triton-server
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: venv triton-server
+	$(BIN)/python -m pytest -q -m slow
 
 # Static checks of the TensorRT/CUDA code: mypy against tensorrt-stubs and cuda-python, and the names the code
 # uses checked against what the real TensorRT 8.6 / 10 / 11 bindings define (typecheck/trt_names.json).

@@ -60,7 +60,6 @@ def test_space_comes_from_the_tables(test_weights):
     assert len({c.key() for c in cands}) == len(cands)
 
 
-@pytest.mark.slow
 def test_tune_chooses_exports_and_resumes(test_weights, val, tmp_path):
     """The choice meets the target and has the best full AP among the measured deployable points, is on the Pareto
     front, and is exported with its evidence and runtime options; `bench --data` on it reproduces its AP; the same
@@ -100,7 +99,6 @@ def test_tune_chooses_exports_and_resumes(test_weights, val, tmp_path):
     assert second_s < first_s / 10, (first_s, second_s)
 
 
-@pytest.mark.slow
 def test_a_precision_over_its_budget_is_never_chosen(test_weights, val, tmp_path):
     """A reduced precision whose AP falls more than --max-ap-drop below f32 fails its gate: not chosen, not on the
     front, and recorded, so the OpenVINO runner no longer runs it by default for that artifact."""
@@ -184,7 +182,6 @@ def test_user_errors(test_weights, val, tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_int8_candidates_through_calibrate(test_weights, val, tmp_path, monkeypatch, capsys):
     """With --calib (and --exhaustive: every base), INT8 comes from calibrate's strategy and gate, is timed and gated
     like any reduced precision; the library's chatter stays off stdout, which --json keeps for the JSON."""
