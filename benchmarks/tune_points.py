@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import statistics
 import threading
 import time
@@ -25,14 +26,22 @@ from .stats import summarize
 
 
 def libraries() -> list[str]:
-    """The distributions whose version a measured point depends on: edgedet, NNCF (INT8) and whatever installs each
-    BACKENDS row's library (onnxruntime or onnxruntime-gpu, tensorrt or tensorrt-cu12, ...)."""
+    """The distributions whose version a measured point depends on: edgedet, NNCF (INT8), each BACKENDS row's
+    library and what its pip extra installs (onnxruntime-gpu, tensorrt-cu12, ...), read from edgedet's own
+    metadata (milliseconds; scanning every installed distribution takes a second and a resumed run should not)."""
     from edgedet.registry import BACKENDS
 
-    providers = metadata.packages_distributions()
-    names = {"edgedet", "nncf"}
-    for spec in BACKENDS.values():
-        names.update(providers.get(spec.library, ()))
+    extras = {spec.extra for spec in BACKENDS.values()} | {"onnxruntime-gpu", "jetson"}
+    names = {"edgedet", "nncf"} | {spec.library for spec in BACKENDS.values()}
+    try:
+        requires = metadata.requires("edgedet") or []
+    except metadata.PackageNotFoundError:
+        requires = []
+    for line in requires:
+        name, _, marker = line.partition(";")
+        extra = re.search(r"""extra\s*==\s*["']([^"']+)["']""", marker)
+        if extra and extra.group(1) in extras:
+            names.add(re.split(r"[\s<>=!~\[;(]", name.strip(), maxsplit=1)[0])
     return sorted(names)
 
 

@@ -120,7 +120,15 @@ def write_onnx(path: Path, entries: dict[str, str]) -> None:
 
 # ------------------------------------------------------------------------------------------------ OpenVINO IR xml
 def read_ir(path: Path) -> str | None:
-    root = ET.parse(path).getroot()
+    """The model-level rt_info follows the graph (`</edges>`): only that tail is parsed, not the layers (a full
+    parse of a D7 IR takes a second on every load); a file without that shape is parsed whole."""
+    data = Path(path).read_bytes()
+    end = data.rfind(b"</edges>")
+    root = (
+        ET.fromstring(b"<net>" + data[end + len(b"</edges>") :].split(b"</net>")[0] + b"</net>")
+        if end >= 0
+        else ET.fromstring(data)
+    )
     node = root.find(f"rt_info/{KEY}")
     return None if node is None else node.get("value")
 
