@@ -460,6 +460,7 @@ def ratios(report: dict) -> list[dict]:
                 "model": base["model"],
                 "best_backend": best["backend"],
                 "best_precision": best["precision"],
+                "best_executed_precision": best.get("executed_precision"),
                 "best_e2e_p50_ms": best["e2e_ms"]["p50"],
                 "baseline_e2e_p50_ms": base["e2e_ms"]["p50"],
                 "speedup_vs_effdet_eager": round(base["e2e_ms"]["p50"] / best["e2e_ms"]["p50"], 2),
