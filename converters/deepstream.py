@@ -29,9 +29,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from edgedet.errors import ConversionError
+from edgedet.fileio import publish_folder
 from edgedet.manifest import Manifest
 
-from .consumer import check_classes, publish_folder
+from .consumer import check_classes
 
 CONFIG_NAME = "config_infer_primary.txt"
 LABELS_NAME = "labels.txt"

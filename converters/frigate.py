@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgedet.errors import ConversionError
+from edgedet.fileio import publish_folder
 from edgedet.manifest import Manifest
 
-from .consumer import check_classes, publish_folder
+from .consumer import check_classes
 
 LABELMAP_NAME = "labelmap.txt"
 CONFIG_NAME = "frigate.yml"

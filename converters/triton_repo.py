@@ -11,14 +11,12 @@ manifest describes). Every written config.pbtxt is parsed with Triton's own Mode
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgedet.errors import BackendUnavailableError, ConversionError
-from edgedet.fileio import clean_stale
+from edgedet.fileio import publish_folder
 from edgedet.manifest import TRITON_MANIFEST_PARAMETER as MANIFEST_PARAMETER
 from edgedet.manifest import Manifest
 
@@ -143,11 +141,7 @@ def write_repository(
     triton = TRITON[backend]
     model_dir = config_path.parent
     name = model_dir.name
-    model_dir.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{name}.tmp-"
-    clean_stale(model_dir.parent, prefix)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=model_dir.parent))
-    try:
+    with publish_folder(model_dir) as tmp:
         version = tmp / "1"
         version.mkdir()
         target = version / (model_file or triton.model_file)
@@ -164,11 +158,4 @@ def write_repository(
         m.derive(
             extra={"triton_backend": backend, "inner_file": f"1/{target.name}", "inner_sha256": m.artifact.sha256}
         ).write(tmp / "config.pbtxt")
-        old = model_dir.with_name(f"{prefix}{os.getpid()}-old")
-        if model_dir.exists():
-            os.replace(model_dir, old)
-        os.replace(tmp, model_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return config_path

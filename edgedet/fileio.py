@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -44,8 +45,6 @@ def _pid_alive(pid: int) -> bool:
 
 def clean_stale(folder: Path, prefix: str) -> None:
     """Remove leftovers `<prefix><pid>-...` of killed runs (their pid is gone) in folder."""
-    import shutil
-
     if not folder.is_dir():
         return
     for p in folder.iterdir():
@@ -68,8 +67,6 @@ def publish(dest: str | Path):
     prefix = f".{dest.name}.tmp-"
     clean_stale(dest.parent, prefix)
     tmpdir = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=dest.parent))
-    import shutil
-
     try:
         yield tmpdir / dest.name
         manifest = tmpdir / (dest.name + ".json")
@@ -83,6 +80,28 @@ def publish(dest: str | Path):
         os.replace(manifest, old_manifest)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def publish_folder(folder: Path):
+    """Yield a private temp folder beside `folder`; it replaces `folder` only once the block finished, so a failed
+    export leaves the old folder (or none) and no half-written one."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{folder.name}.tmp-"
+    clean_stale(folder.parent, prefix)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=folder.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the folder gets the mode a plain mkdir would give
+    try:
+        yield tmp
+        old = folder.with_name(f"{prefix}{os.getpid()}-old")
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_bytes_atomic(dest: str | Path, data: bytes) -> None:
