@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from . import write_checks
+
 REFERENCE = Path(__file__).resolve().parents[2] / "tests" / "assets" / "reference_d0_shapes_fp16.pth"
 
 
@@ -108,10 +110,7 @@ def main(argv=None) -> int:
         "environment": environment(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    for k, v in checks.items():
-        print(f"{'PASS' if v else 'FAIL'} {k}")
-    return 0 if all(checks.values()) else 1
+    return write_checks(out / "summary.json", summary)
 
 
 if __name__ == "__main__":
