@@ -295,18 +295,20 @@ class Search:
                 bases = sorted(bases, key=lambda e: t.ms_per_frame(e.point))[:2]
             else:
                 bases = [e for e in bases if 1.0 / INT8_REACH <= t.miss(e.point) <= INT8_REACH]
+        # every calibration of this run shares its frames, gate data and budget: another --calib, --data or
+        # --max-ap-drop is another calibration (the frames listed once, not per base)
+        inputs = f"{measure.files_key(self.req.calib)}|{self.full_key}|{self.req.max_ap_drop}"
+        inputs_key = hashlib.sha256(inputs.encode()).hexdigest()[:12]
         for base in bases:
-            self._int8(base, STRATEGIES[base.cand.backend])
+            self._int8(base, STRATEGIES[base.cand.backend], inputs_key)
 
-    def _int8(self, base: Entry, strategy) -> None:
+    def _int8(self, base: Entry, strategy, inputs_key: str) -> None:
         from edgedet.converters.int8.pipeline import CalibrateRequest, calibrate
 
         c = base.cand
         what = f"INT8 of {c.label}"
-        # beside this machine's points (7-bit weights depend on the CPU), one per float base, calibration frames,
-        # gate data and budget: another --calib, --data or --max-ap-drop is another calibration
-        inputs = f"{measure.files_key(self.req.calib)}|{self.full_key}|{self.req.max_ap_drop}"
-        out = self.store.root / "int8" / f"{c.key()}-{hashlib.sha256(inputs.encode()).hexdigest()[:12]}"
+        # beside this machine's points (7-bit weights depend on the CPU), one per float base and calibration inputs
+        out = self.store.root / "int8" / f"{c.key()}-{inputs_key}"
         report_path = out / "calibration_report.json"
         report = _read_json(report_path)
         if report is None:

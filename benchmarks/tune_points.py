@@ -46,16 +46,14 @@ def libraries() -> list[str]:
 
 
 def _gpu() -> dict | None:
-    from .tune_space import cuda_present
-
-    if not cuda_present():
-        return None
     try:
         from edgedet.cuda import device_properties
 
         return device_properties(0)
-    except Exception:  # noqa: BLE001 - torch sees a GPU that cuda-python cannot name: the kind still counts
-        return {"gpu": "cuda"}
+    except Exception:  # noqa: BLE001 - no GPU, or one torch sees and cuda-python cannot name: the kind still counts
+        from .tune_space import cuda_present
+
+        return {"gpu": "cuda"} if cuda_present() else None
 
 
 def machine() -> dict:
