@@ -15,6 +15,21 @@ from edgedet.manifest import Manifest
 from edgedet.options import Option, validate_options
 
 
+def gemm_gflops(call: Callable[[], object], n: int, iters: int, warmup: int = 2) -> float:
+    """GFLOP/s of an n x n x n matrix product run by `call`, from its fastest of `iters` timed calls after `warmup`:
+    the GEMM peak a runner's matmul_peak reports."""
+    import time
+
+    for _ in range(warmup):
+        call()
+    best = float("inf")
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - t0)
+    return round(2 * n**3 / best / 1e9, 1)
+
+
 class Runner(ABC):
     """One backend session. Owns nothing but the inference call; the Detector does the rest.
 

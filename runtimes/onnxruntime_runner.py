@@ -10,7 +10,7 @@ import onnxruntime as ort
 from edgedet.errors import ArtifactError, BackendUnavailableError
 from edgedet.options import Option
 
-from .base import Runner
+from .base import Runner, gemm_gflops
 
 _LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -112,8 +112,6 @@ class OnnxRuntimeRunner(Runner):
         """ONNX Runtime's own n x n MatMul on this runner's provider and threads: float (f32, or f16 for an fp16
         artifact), or for an INT8 artifact a Q/DQ MatMul, which ONNX Runtime runs as an integer GEMM. Needs the
         `onnx` package to write the graph (None without it)."""
-        import time
-
         import numpy as np
 
         try:
@@ -159,16 +157,10 @@ class OnnxRuntimeRunner(Runner):
         so.log_severity_level = 3
         session = ort.InferenceSession(model, sess_options=so, providers=self.session.get_providers())
         x = {"a": rng.standard_normal((n, n)).astype(dtype)}
-        for _ in range(2):
-            session.run(None, x)
-        best = float("inf")
-        for _ in range(iters):
-            t0 = time.perf_counter()
-            session.run(None, x)
-            best = min(best, time.perf_counter() - t0)
+        gflops = gemm_gflops(lambda: session.run(None, x), n, iters)
         precision = "int8" if int8 else "f16" if f16 else "f32"
         return {
-            "gflops_per_s": round(2 * n**3 / best / 1e9, 1),
+            "gflops_per_s": gflops,
             "precision": precision,
             "how": f"ONNX Runtime {n}x{n} {'Q/DQ ' if int8 else ''}MatMul, {precision}, "
             f"{self.session.get_providers()[0]}, {so.intra_op_num_threads} threads, best of {iters}",

@@ -16,7 +16,7 @@ import edgedet.precision as gates
 from edgedet.errors import ArtifactError
 from edgedet.options import Option
 
-from .base import AsyncQueue, Runner
+from .base import AsyncQueue, Runner, gemm_gflops
 
 _DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU", "auto": "AUTO"}
 
@@ -147,8 +147,6 @@ class OpenVinoRunner(Runner):
         """OpenVINO's own n x n MatMul on this runner's device, compiled with the precision hint and threads this
         runner's model runs with; an INT8 artifact's peak is the INT8 GEMM's (FakeQuantize on both operands, which
         OpenVINO executes as an integer GEMM), the fastest arithmetic such a row can use."""
-        import time
-
         import numpy as np
         import openvino.opset13 as ops
 
@@ -171,16 +169,10 @@ class OpenVinoRunner(Runner):
         compiled = core.compile_model(ov.Model([ops.matmul(src, w, False, False)], [a]), self._device, config)
         request = compiled.create_infer_request()
         x = rng.standard_normal((n, n)).astype(np.float32)
-        for _ in range(2):
-            request.infer({0: x})
-        best = float("inf")
-        for _ in range(iters):
-            t0 = time.perf_counter()
-            request.infer({0: x})
-            best = min(best, time.perf_counter() - t0)
+        gflops = gemm_gflops(lambda: request.infer({0: x}), n, iters)
         precision = gates.float_part(str(config.get("INFERENCE_PRECISION_HINT"))) or "f32"
         return {
-            "gflops_per_s": round(2 * n**3 / best / 1e9, 1),
+            "gflops_per_s": gflops,
             "precision": "int8" if int8 else precision,
             "how": f"OpenVINO {n}x{n} MatMul on {self._device}, {'int8 (FakeQuantize)' if int8 else precision}, "
             f"best of {iters}",
